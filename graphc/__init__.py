@@ -1,0 +1,7 @@
+"""graphc: Keras models compiled ahead of time to C."""
+from . import ir  # noqa: F401
+from . import ops, activations, initializers, layers, models, utils  # noqa: F401
+from .layers import Input  # noqa: F401
+from .models import Model, Sequential  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,119 @@
+"""Elementwise ops: one table row per op (its NumPy meaning); all share a shape rule."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..registry import defop
+from ..types import ShapeError, TensorType, is_float
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _sigmoid(x):
+    # Written so that neither branch overflows.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _gelu(x, approximate=False):
+    if approximate:
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _erf(x.astype(np.float64) / np.sqrt(2)).astype(np.float64))
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+UNARY = {
+    "identity": lambda x: x,
+    "neg": lambda x: -x,
+    "abs": np.abs,
+    "square": np.square,
+    "sqrt": np.sqrt,
+    "rsqrt": lambda x: 1 / np.sqrt(x),
+    "exp": np.exp,
+    "log": np.log,
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "elu": lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+    "gelu": _gelu,
+    "silu": lambda x: x * _sigmoid(x),
+    "leaky_relu": lambda x, negative_slope=0.2: np.where(x >= 0, x, negative_slope * x),
+    "softplus": lambda x: np.logaddexp(0, x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "hard_sigmoid": lambda x: np.clip(x / 6 + 0.5, 0, 1),
+    "clip": lambda x, min_value, max_value: np.clip(x, min_value, max_value),
+}
+
+BINARY = {
+    "add": np.add,
+    "subtract": np.subtract,
+    "multiply": np.multiply,
+    "divide": np.divide,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "power": np.power,
+}
+
+COMPARE = {
+    "greater": np.greater,
+    "less": np.less,
+    "equal": np.equal,
+}
+
+
+def broadcast_shapes(a, b):
+    """NumPy broadcasting on static shapes; None is 'unknown'."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == 1:
+            out.append(y)
+        elif y == 1:
+            out.append(x)
+        elif x is None or y is None or x == y:
+            out.append(x if x is not None else y)
+        else:
+            raise ShapeError(f"shapes {tuple(a)} and {tuple(b)} cannot be broadcast together")
+    return tuple(reversed(out))
+
+
+def _unary_type(x, **attrs):
+    if not is_float(x.dtype):
+        raise ShapeError(f"expects a floating-point tensor, received dtype {x.dtype}")
+    return x
+
+
+def _binary_type(a, b):
+    if a.dtype != b.dtype:
+        raise ShapeError(f"operands have different dtypes: {a.dtype} and {b.dtype}")
+    return TensorType(broadcast_shapes(a.shape, b.shape), a.dtype)
+
+
+def _compare_type(a, b):
+    return TensorType(_binary_type(a, b).shape, "bool")
+
+
+for _name, _fn in UNARY.items():
+    defop(_name, infer=_unary_type, reference=_fn, num_inputs=1)
+for _name, _fn in BINARY.items():
+    defop(_name, infer=_binary_type, reference=_fn, num_inputs=2)
+for _name, _fn in COMPARE.items():
+    defop(_name, infer=_compare_type, reference=_fn, num_inputs=2)
+
+
+def _where_type(cond, a, b):
+    if cond.dtype != "bool":
+        raise ShapeError(f"where() needs a bool condition, received {cond.dtype}")
+    t = _binary_type(a, b)
+    return TensorType(broadcast_shapes(cond.shape, t.shape), t.dtype)
+
+
+defop("where", infer=_where_type, reference=np.where, num_inputs=3)
+defop("cast", infer=lambda x, dtype: TensorType(x.shape, dtype),
+      reference=lambda x, dtype: x.astype(dtype), num_inputs=1)

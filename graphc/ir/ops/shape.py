@@ -1,0 +1,96 @@
+"""Data movement: reshape, transpose, concat, pad, repeat, slice, broadcast."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import defop
+from ..types import ShapeError, TensorType, dims_compatible, known_size
+
+
+def _reshape_type(x, shape):
+    """``shape`` may hold None at axis 0 only (the batch is kept)."""
+    if any(d is None for d in shape[1:]):
+        raise ShapeError(f"reshape target {shape} may leave only the batch axis unknown")
+    if shape[0] is None:
+        a, b = known_size(x.shape[1:]), known_size(shape[1:])
+    else:
+        a, b = known_size(x.shape), known_size(shape)
+    if a is not None and a != b:
+        raise ShapeError(f"cannot reshape a tensor of shape {x.shape} ({a} elements per sample) "
+                         f"into shape {shape} ({b} elements per sample)")
+    return TensorType(shape, x.dtype)
+
+
+def _reshape_ref(x, shape):
+    return x.reshape((x.shape[0],) + tuple(shape[1:]) if shape[0] is None else shape)
+
+
+def _transpose_type(x, perm):
+    if sorted(perm) != list(range(x.rank)):
+        raise ShapeError(f"transpose: {perm} is not a permutation of the axes of a rank-{x.rank} tensor")
+    return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+def _concat_type(*xs, axis):
+    first = xs[0]
+    ax = axis % first.rank
+    total = 0
+    for x in xs:
+        if x.rank != first.rank or x.dtype != first.dtype or any(
+                i != ax and not dims_compatible(a, b) for i, (a, b) in enumerate(zip(x.shape, first.shape))):
+            raise ShapeError(
+                f"concatenation along axis {axis} needs inputs whose other dimensions match; "
+                f"received shapes {[x.shape for x in xs]}")
+        total = None if total is None or x.shape[ax] is None else total + x.shape[ax]
+    shape = list(first.shape)
+    for i in range(first.rank):  # fill unknown dims from any input that knows them
+        if i != ax and shape[i] is None:
+            shape[i] = next((x.shape[i] for x in xs if x.shape[i] is not None), None)
+    shape[ax] = total
+    return TensorType(shape, first.dtype)
+
+
+def _pad_type(x, pads, value=0.0):
+    if len(pads) != x.rank:
+        raise ShapeError(f"pad: {len(pads)} (before, after) pairs for a rank-{x.rank} tensor")
+    return TensorType(tuple(None if d is None else d + lo + hi for d, (lo, hi) in zip(x.shape, pads)), x.dtype)
+
+
+def _repeat_type(x, repeats, axis):
+    shape = list(x.shape)
+    shape[axis] = None if shape[axis] is None else shape[axis] * repeats
+    return TensorType(shape, x.dtype)
+
+
+def _slice_type(x, begin, end, step):
+    """Static slice x[begin[i]:end[i]:step[i]] on every axis (None = whole axis)."""
+    shape = []
+    for d, b, e, s in zip(x.shape, begin, end, step):
+        shape.append(None if d is None else len(range(*slice(b, e, s).indices(d))))
+    return TensorType(shape, x.dtype)
+
+
+def _broadcast_type(x, shape):
+    try:
+        np.broadcast_shapes(tuple(1 if d is None else d for d in x.shape),
+                            tuple(1 if d is None else d for d in shape))
+    except ValueError:
+        raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}") from None
+    return TensorType(shape, x.dtype)
+
+
+def _broadcast_ref(x, shape):
+    target = tuple(x.shape[i - (len(shape) - x.ndim)] if d is None else d for i, d in enumerate(shape))
+    return np.broadcast_to(x, target).copy()
+
+
+defop("reshape", infer=_reshape_type, reference=_reshape_ref, num_inputs=1)
+defop("transpose", infer=_transpose_type, reference=lambda x, perm: np.transpose(x, perm), num_inputs=1)
+defop("concat", infer=_concat_type, reference=lambda *xs, axis: np.concatenate(xs, axis=axis))
+defop("pad", infer=_pad_type, num_inputs=1,
+      reference=lambda x, pads, value=0.0: np.pad(x, pads, constant_values=value))
+defop("repeat", infer=_repeat_type, num_inputs=1,
+      reference=lambda x, repeats, axis: np.repeat(x, repeats, axis=axis))
+defop("slice", infer=_slice_type, num_inputs=1,
+      reference=lambda x, begin, end, step: x[tuple(slice(*a) for a in zip(begin, end, step))])
+defop("broadcast_to", infer=_broadcast_type, reference=_broadcast_ref, num_inputs=1)

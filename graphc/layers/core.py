@@ -1,0 +1,177 @@
+"""Core layers: Dense, Activation, Dropout, Flatten, Reshape, Permute, RepeatVector."""
+from __future__ import annotations
+
+import math
+
+from .. import activations, initializers, ops
+from ..serialization import register, serialize_object
+from .base import Layer
+from .input_spec import InputSpec
+
+
+def reject_unsupported(layer, **options):
+    """Keras options graphc does not implement yet must fail loudly, not be ignored."""
+    for key, value in options.items():
+        if value is not None:
+            raise ValueError(f"{type(layer).__name__} '{layer.name}': {key}={value!r} is not supported by graphc yet")
+
+
+@register("layers")
+class Dense(Layer):
+    """``activation(inputs @ kernel + bias)`` on the last axis; kernel is (input_dim, units)."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Dense '{self.name}': units must be a positive integer, received units={units!r}")
+        reject_unsupported(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                           activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint)
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.input_spec = InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"Dense '{self.name}': the last axis of its input must be known, "
+                             f"received input shape {input_shape}")
+        self.kernel = self.add_weight((in_dim, self.units), self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias") if self.use_bias else None
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        return self.activation(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias, "kernel_initializer": serialize_object(self.kernel_initializer),
+                "bias_initializer": serialize_object(self.bias_initializer), "kernel_regularizer": None,
+                "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+
+
+@register("layers")
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+@register("layers")
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of inputs while training (scaling the rest); the identity at inference."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"Dropout '{self.name}': rate must be in [0, 1], received rate={rate}")
+        self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
+
+    def call(self, inputs, training=None):
+        from ..tracing import emit
+        return emit("dropout", inputs, rate=self.rate, seed=self.seed,
+                    noise_shape=None if self.noise_shape is None else tuple(self.noise_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+def _check_channels_last(layer, data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{type(layer).__name__} '{layer.name}': graphc supports data_format='channels_last' "
+                         f"only, received {data_format!r}")
+
+
+@register("layers")
+class Flatten(Layer):
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_channels_last(self, data_format)
+        self.input_spec = InputSpec(min_ndim=1)
+
+    def call(self, inputs):
+        rest = inputs.shape[1:]
+        if any(d is None for d in rest):
+            raise ValueError(f"Flatten '{self.name}': all non-batch dimensions must be known, "
+                             f"received input shape {inputs.shape}")
+        return ops.reshape(inputs, (inputs.shape[0] if inputs.shape[0] is not None else -1, math.prod(rest)))
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last"}
+
+
+@register("layers")
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (one -1 allowed)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape)
+
+    def call(self, inputs):
+        rest = inputs.shape[1:]
+        target = list(self.target_shape)
+        if -1 in target and all(d is not None for d in rest):
+            known = math.prod(d for d in target if d != -1)
+            total = math.prod(rest)
+            if known == 0 or total % known:
+                raise ValueError(f"Reshape '{self.name}': cannot reshape input of shape {inputs.shape} "
+                                 f"to target_shape {self.target_shape}")
+            target[target.index(-1)] = total // known
+        batch = inputs.shape[0]
+        return ops.reshape(inputs, (batch if batch is not None else -1, *target))
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+@register("layers")
+class Permute(Layer):
+    """Permute the non-batch axes; ``dims`` counts from 1 (as in Keras)."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"Permute '{self.name}': dims must be a permutation of 1..{len(self.dims)}, "
+                             f"received dims={self.dims}")
+        self.input_spec = InputSpec(ndim=len(self.dims) + 1)
+
+    def call(self, inputs):
+        return ops.transpose(inputs, (0, *self.dims))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+@register("layers")
+class RepeatVector(Layer):
+    """(batch, features) -> (batch, n, features)."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"RepeatVector '{self.name}': n must be a positive integer, received n={n!r}")
+        self.n = n
+        self.input_spec = InputSpec(ndim=2)
+
+    def call(self, inputs):
+        return ops.repeat(ops.expand_dims(inputs, 1), self.n, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}

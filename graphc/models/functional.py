@@ -1,0 +1,287 @@
+"""``Model``: a DAG of layer calls between symbolic inputs and outputs, itself callable like a layer."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..ir import GraphBuilder, TensorType, format_shape, reference
+from ..layers.base import Layer, unique_name
+from ..layers.input_layer import InputLayer
+from ..layers.input_spec import InputSpec
+from ..layers.node import KerasTensor, flatten, map_structure, pack_like
+from ..serialization import register
+from ..tracing import Tensor, tracing
+
+
+def map_graph(inputs, outputs):
+    """Nodes and layers between ``inputs`` and ``outputs``, ordered by depth as Keras orders them.
+
+    Returns (nodes ordered deepest first, {node: depth}, layers ordered as ``model.layers``).
+    Raises ValueError when an output needs a tensor that the inputs do not provide.
+    """
+    input_ids = {id(t) for t in inputs}
+    layer_indices, post_order, finished, in_progress = {}, [], set(), set()
+
+    def visit(tensor):
+        node = tensor.node
+        if node in finished:
+            return
+        if node in in_progress:
+            raise ValueError(f"The layer graph has a cycle at layer '{node.layer.name}'")
+        layer_indices.setdefault(node.layer, len(layer_indices))
+        in_progress.add(node)
+        if id(tensor) not in input_ids:
+            for t in node.input_tensors:
+                visit(t)
+        in_progress.discard(node)
+        finished.add(node)
+        post_order.append(node)
+
+    for t in outputs:
+        visit(t)
+
+    node_depth, layer_depth = {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.setdefault(node, 0), layer_depth.get(node.layer, 0))
+        layer_depth[node.layer] = node_depth[node] = depth
+        if not any(id(t) in input_ids for t in node.output_tensors):
+            for parent in node.parent_nodes:
+                node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
+    for t in inputs:  # inputs no output depends on are still part of the model
+        layer = t._history[0]
+        if layer not in layer_depth:
+            layer_depth[layer], layer_indices[layer] = 0, -1
+            node_depth[t.node] = 0
+
+    # Every tensor an op needs must be computable from the inputs.
+    available = set(input_ids)
+    ordered_nodes = sorted(node_depth, key=lambda n: -node_depth[n])
+    for node in ordered_nodes:
+        if all(id(t) in available for t in node.output_tensors):
+            continue
+        if node.is_input:
+            reached = [layer.name for layer in layer_indices if not isinstance(layer, InputLayer)]
+            raise ValueError(
+                f"Graph disconnected: cannot obtain the value of tensor '{node.output_tensors[0].name}' at "
+                f"layer '{node.layer.name}': it is not one of the model's inputs "
+                f"({[getattr(t, 'name', None) for t in inputs]}). Layers reached from the outputs: {reached}")
+        available.update(id(t) for t in node.output_tensors)
+
+    by_depth = defaultdict(list)
+    for layer, depth in layer_depth.items():
+        by_depth[depth].append(layer)
+    layers = [layer for depth in sorted(by_depth, reverse=True)
+              for layer in sorted(by_depth[depth], key=lambda lyr: layer_indices[lyr])]
+    return ordered_nodes, node_depth, layers
+
+
+def _check_structure(what, structure):
+    for t in flatten(structure):
+        if not isinstance(t, KerasTensor):
+            raise TypeError(f"Model {what} must be symbolic tensors (from graphc.Input or layer calls), "
+                            f"received {type(t).__name__}: {t!r}")
+
+
+@register("models")
+class Model(Layer):
+    """A functional model: ``Model(inputs, outputs, name=...)``, usable as a layer in other models."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if inputs is None or outputs is None:
+            if type(self) is Model:
+                raise ValueError("Model(inputs, outputs) needs both inputs and outputs: build them with "
+                                 "graphc.Input(shape) and layer calls")
+        super().__init__(name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
+        self.compiled = False
+        if inputs is not None and outputs is not None:
+            self._init_graph(inputs, outputs)
+
+    @classmethod
+    def _default_name(cls):
+        return "functional"
+
+    def _init_graph(self, inputs, outputs):
+        if isinstance(inputs, dict):
+            inputs = dict(inputs)
+        _check_structure("inputs", inputs)
+        _check_structure("outputs", outputs)
+        self._input_struct = inputs if not isinstance(inputs, tuple) else list(inputs)
+        self._output_struct = outputs if not isinstance(outputs, tuple) else list(outputs)
+        self._nodes, self._node_depth, self._layers = map_graph(flatten(inputs), flatten(outputs))
+        self._network_nodes = set(self._nodes)
+        self.input_spec = [InputSpec(ndim=len(t.shape), axes={i: d for i, d in enumerate(t.shape) if i and d})
+                           for t in self.inputs]
+        self._graph_cache = {}
+        self.built = True
+        # Node 0 stands for the model's own construction (so a first call is node 1, as in the seeds).
+        self._inbound_nodes = []
+        from ..layers.node import Node
+        node = Node.__new__(Node)
+        node.layer, node.call_args, node.call_kwargs, node.outputs = self, self._input_struct, {}, self._output_struct
+        node.input_tensors, node.output_tensors, node.index = flatten(self._input_struct), [], 0
+        self._inbound_nodes.append(node)
+
+    # --- graph structure ------------------------------------------------------------------------------
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def _layers_for_weights(self):
+        return self._layers
+
+    @property
+    def inputs(self):
+        return flatten(self._input_struct)
+
+    @property
+    def outputs(self):
+        return flatten(self._output_struct)
+
+    @property
+    def input(self):
+        return self._input_struct
+
+    @property
+    def output(self):
+        return self._output_struct
+
+    @property
+    def input_names(self):
+        return [t._history[0].name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        return [t._history[0].name for t in self.outputs]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not 0 <= index < len(self._layers) and not -len(self._layers) <= index < 0:
+                raise ValueError(f"Model '{self.name}' has {len(self._layers)} layers; index {index} is out of range")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self._layers]}")
+
+    # --- tracing ---------------------------------------------------------------------------------------
+    def call(self, inputs, training=None):
+        """Replay the recorded layer calls on ``inputs`` (Tensors inside a trace)."""
+        flat_in = self._flatten_call_inputs(inputs)
+        env = {id(kt): t for kt, t in zip(self.inputs, flat_in)}
+        for node in self._nodes:
+            if all(id(t) in env for t in node.output_tensors):
+                continue
+            args = map_structure(lambda kt: env[id(kt)], node.call_args)
+            extra = node.call_kwargs.get("extra_args", [])
+            kwargs = {k: v for k, v in node.call_kwargs.items() if k not in ("extra_args", "training")}
+            out = node.layer._traced_call(args, *extra, training=training, **kwargs)
+            for kt, t in zip(node.output_tensors, flatten(out)):
+                env[id(kt)] = t
+        return map_structure(lambda kt: env[id(kt)], self._output_struct)
+
+    def _flatten_call_inputs(self, inputs):
+        if isinstance(self._input_struct, dict) or isinstance(inputs, dict):
+            if not isinstance(inputs, dict):
+                flat = flatten(inputs)
+            else:
+                names = [t._history[0].name for t in self.inputs]
+                missing = [n for n in names if n not in inputs]
+                if missing:
+                    raise ValueError(f"Model '{self.name}': missing input(s) {missing}; received keys "
+                                     f"{sorted(inputs)}, expected {names}")
+                flat = [inputs[n] for n in names]
+        else:
+            flat = flatten(inputs)
+        if len(flat) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), received {len(flat)}")
+        return flat
+
+    def build_graph(self, training=False):
+        """The model as one IR graph (batch axis symbolic); weights are its parameters."""
+        key = bool(training)
+        if key not in self._graph_cache:
+            builder = GraphBuilder()
+            with tracing(builder):
+                ins = [Tensor(builder.input(t._history[0].name, TensorType(t.shape, t.dtype))) for t in self.inputs]
+                out = self.call(pack_like(self._input_struct, ins) if not isinstance(self._input_struct, dict)
+                                else dict(zip(self.input_names, ins)), training=training)
+                self._graph_cache[key] = builder.finish([t.value for t in flatten(out)])
+        return self._graph_cache[key]
+
+    # --- running (NumPy reference for now) ---------------------------------------------------------------
+    def _standardize_inputs(self, x):
+        """Arrays in the order of ``self.inputs``, checked against the input shapes."""
+        names = self.input_names
+        if isinstance(x, dict):
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"Model '{self.name}': missing data for input(s) {missing}. "
+                                 f"Received keys {sorted(x)}; expected keys {names}")
+            unknown = sorted(set(x) - set(names))
+            if unknown:
+                raise ValueError(f"Model '{self.name}': unknown input key(s) {unknown}; expected {names}")
+            arrays = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)):
+            arrays = list(x)
+        else:
+            arrays = [x]
+        if len(arrays) != len(names):
+            raise ValueError(f"Model '{self.name}' expects {len(names)} input(s) {names}, "
+                             f"but received {len(arrays)} array(s)")
+        out = []
+        for i, (a, t) in enumerate(zip(arrays, self.inputs)):
+            a = np.asarray(a)
+            if a.dtype == object:
+                raise TypeError(f"Model '{self.name}': input '{names[i]}' could not be converted to a numeric array")
+            if a.ndim != len(t.shape) or any(d is not None and d != s for d, s in zip(t.shape, a.shape)):
+                raise ValueError(f"Input {i} ('{names[i]}') of model '{self.name}' is incompatible: "
+                                 f"expected shape={format_shape(t.shape)}, found shape={format_shape(a.shape)}")
+            out.append(np.ascontiguousarray(a, dtype=t.dtype))
+        sizes = {a.shape[0] for a in out}
+        if len(sizes) > 1:
+            raise ValueError(f"Model '{self.name}': all inputs must have the same number of samples, "
+                             f"received {[a.shape[0] for a in out]}")
+        return out
+
+    def _run(self, arrays, training=False):
+        graph = self.build_graph(training)
+        feeds = {v.id: a for v, a in zip(graph.inputs, arrays)}
+        params = {v.id: graph.param_keys[v.id].value for v in graph.params}
+        return reference.run(graph, feeds, params)
+
+    def _eager_call(self, inputs, extra, kwargs):
+        arrays = self._standardize_inputs(inputs)
+        return pack_like(self._output_struct, self._run(arrays, training=bool(kwargs.get("training"))))
+
+    def predict_on_batch(self, x):
+        return pack_like(self._output_struct, self._run(self._standardize_inputs(x)))
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        arrays = self._standardize_inputs(x)
+        batch_size = 32 if batch_size is None else int(batch_size)
+        if batch_size <= 0:
+            raise ValueError(f"predict: batch_size must be positive, received {batch_size}")
+        n = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
+        chunks = [self._run([a[i:i + batch_size] for a in arrays]) for i in range(0, n, batch_size)]
+        if not chunks:
+            chunks = [self._run(arrays)]
+        outs = [np.concatenate([c[k] for c in chunks]) for k in range(len(self.outputs))]
+        return pack_like(self._output_struct, outs)
+
+    # --- inspection ----------------------------------------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False):
+        from .summary import print_summary
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+
+    def get_config(self):
+        from .config import functional_config
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .config import functional_from_config
+        return functional_from_config(config, custom_objects, cls)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

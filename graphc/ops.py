@@ -1,0 +1,259 @@
+"""``graphc.ops``: Keras-3-style operations on tensors.
+
+Each function works three ways: inside a layer's ``call`` it emits IR ops on
+symbolic tensors; on functional-API tensors (``graphc.Input`` and its
+descendants) it adds a node to the model; on NumPy arrays it computes at once
+with the reference executor.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .tracing import Tensor, current_builder, eager, emit
+
+
+def _flat(args):
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            yield from _flat(a)
+        else:
+            yield a
+
+
+def _op(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if current_builder() is not None:
+            return fn(*args, **kwargs)
+        from .layers.node import KerasTensor
+        if any(isinstance(a, KerasTensor) for a in _flat(args)):
+            from .layers.op_layer import apply_op
+            return apply_op(fn.__name__, wrapper, args, kwargs)
+        return eager(lambda *a: fn(*a, **kwargs), *args)
+    return wrapper
+
+
+def _shape_of(x):
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+# --- elementwise -------------------------------------------------------------
+def _binary(kind):
+    def f(x1, x2):
+        return emit(kind, x1, x2)
+    f.__name__ = kind
+    return _op(f)
+
+
+add, subtract, multiply, divide = (_binary(k) for k in ("add", "subtract", "multiply", "divide"))
+maximum, minimum, power = (_binary(k) for k in ("maximum", "minimum", "power"))
+greater, less, equal = (_binary(k) for k in ("greater", "less", "equal"))
+
+
+def _unary(kind, name=None):
+    def f(x):
+        return emit(kind, x)
+    f.__name__ = name or kind
+    return _op(f)
+
+
+negative = _unary("neg", "negative")
+abs = _unary("abs")
+square, sqrt, rsqrt, exp, log = (_unary(k) for k in ("square", "sqrt", "rsqrt", "exp", "log"))
+sigmoid, tanh, selu, silu = (_unary(k) for k in ("sigmoid", "tanh", "selu", "silu"))
+softplus, softsign, hard_sigmoid, relu6 = (_unary(k) for k in ("softplus", "softsign", "hard_sigmoid", "relu6"))
+swish = silu
+
+
+@_op
+def relu(x):
+    return emit("relu", x)
+
+
+@_op
+def elu(x, alpha=1.0):
+    return emit("elu", x, alpha=float(alpha))
+
+
+@_op
+def gelu(x, approximate=True):
+    return emit("gelu", x, approximate=bool(approximate))
+
+
+@_op
+def leaky_relu(x, negative_slope=0.2):
+    return emit("leaky_relu", x, negative_slope=float(negative_slope))
+
+
+@_op
+def clip(x, x_min, x_max):
+    return emit("clip", x, min_value=float(x_min), max_value=float(x_max))
+
+
+@_op
+def softmax(x, axis=-1):
+    return emit("softmax", x, axis=int(axis))
+
+
+@_op
+def log_softmax(x, axis=-1):
+    return emit("log_softmax", x, axis=int(axis))
+
+
+@_op
+def where(condition, x1, x2):
+    return emit("where", condition, x1, x2)
+
+
+@_op
+def cast(x, dtype):
+    from .ir import normalize_dtype
+    return emit("cast", x, dtype=normalize_dtype(dtype))
+
+
+# --- linear algebra ------------------------------------------------------------
+@_op
+def matmul(x1, x2):
+    return emit("matmul", x1, x2)
+
+
+# --- shapes --------------------------------------------------------------------
+def _resolve_shape(in_shape, new_shape):
+    """Keras's reshape: one -1 may stand for the remaining size; a symbolic batch stays symbolic."""
+    new_shape = [int(d) if d is not None else -1 for d in new_shape]
+    if new_shape.count(-1) > 1:
+        raise ValueError(f"reshape: at most one -1 in the new shape, got {tuple(new_shape)}")
+    if -1 not in new_shape:
+        return tuple(new_shape)
+    i = new_shape.index(-1)
+    if i == 0 and in_shape and in_shape[0] is None:
+        return (None,) + tuple(new_shape[1:])
+    known = [d for d in in_shape if d is not None]
+    total = int(np.prod(known)) if len(known) == len(in_shape) else None
+    rest = int(np.prod([d for d in new_shape if d != -1]))
+    if total is None:
+        if in_shape[0] is None and all(d is not None for d in in_shape[1:]) and 0 not in new_shape:
+            raise ValueError(f"reshape: cannot infer -1 at axis {i} of {tuple(new_shape)} from the "
+                             f"symbolic batch of shape {tuple(in_shape)}")
+        raise ValueError(f"reshape: cannot infer -1 in {tuple(new_shape)} from shape {tuple(in_shape)}")
+    if rest == 0 or total % rest:
+        raise ValueError(f"cannot reshape a tensor of shape {tuple(in_shape)} into {tuple(new_shape)}")
+    new_shape[i] = total // rest
+    return tuple(new_shape)
+
+
+@_op
+def reshape(x, newshape):
+    return emit("reshape", x, shape=_resolve_shape(_shape_of(x), newshape))
+
+
+@_op
+def transpose(x, axes=None):
+    n = len(_shape_of(x))
+    perm = tuple(reversed(range(n))) if axes is None else tuple(a % n for a in axes)
+    return emit("transpose", x, perm=perm)
+
+
+@_op
+def expand_dims(x, axis):
+    shape = list(_shape_of(x))
+    axis = axis % (len(shape) + 1)
+    shape.insert(axis, 1)
+    return emit("reshape", x, shape=tuple(shape))
+
+
+@_op
+def squeeze(x, axis=None):
+    shape = _shape_of(x)
+    axes = [i for i, d in enumerate(shape) if d == 1] if axis is None else \
+        [a % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+    for a in axes:
+        if shape[a] != 1:
+            raise ValueError(f"squeeze: axis {a} of shape {shape} is not 1")
+    return emit("reshape", x, shape=tuple(d for i, d in enumerate(shape) if i not in axes))
+
+
+@_op
+def concatenate(xs, axis=0):
+    return emit("concat", *xs, axis=int(axis))
+
+
+@_op
+def stack(xs, axis=0):
+    return concatenate([expand_dims(x, axis) for x in xs], axis=axis)
+
+
+@_op
+def repeat(x, repeats, axis):
+    return emit("repeat", x, repeats=int(repeats), axis=int(axis) % len(_shape_of(x)))
+
+
+@_op
+def tile(x, repeats):
+    for axis, r in enumerate(repeats):
+        if r != 1:  # a new axis, repeated, then merged: [a, b] -> [a, b, a, b]
+            s = _shape_of(x)
+            merged = -1 if s[axis] is None else r * s[axis]
+            x = reshape(repeat(expand_dims(x, axis), r, axis), s[:axis] + (merged,) + s[axis + 1:])
+    return x
+
+
+@_op
+def broadcast_to(x, shape):
+    return emit("broadcast_to", x, shape=tuple(shape))
+
+
+@_op
+def pad(x, pad_width, constant_values=0.0):
+    return emit("pad", x, pads=tuple(tuple(int(v) for v in p) for p in pad_width), value=float(constant_values))
+
+
+@_op
+def getitem(x, key):
+    """x[...] with static integer/slice indices (an integer drops the axis)."""
+    shape = _shape_of(x)
+    key = key if isinstance(key, tuple) else (key,)
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1:]
+    key = key + (slice(None),) * (len(shape) - len(key))
+    begin, end, step, drop = [], [], [], []
+    for axis, k in enumerate(key):
+        if isinstance(k, (int, np.integer)):
+            k = int(k) % shape[axis] if shape[axis] is not None else int(k)
+            begin.append(k), end.append(k + 1 if k != -1 else None), step.append(1), drop.append(axis)
+        elif isinstance(k, slice):
+            begin.append(k.start), end.append(k.stop), step.append(k.step)
+        else:
+            raise TypeError(f"graphc tensors take integer and slice indices, not {type(k).__name__}")
+    out = emit("slice", x, begin=tuple(begin), end=tuple(end), step=tuple(step))
+    if drop:
+        out = emit("reshape", out, shape=tuple(d for i, d in enumerate(out.shape) if i not in drop))
+    return out
+
+
+# --- reductions ------------------------------------------------------------------
+def _reduction(kind, name):
+    def f(x, axis=None, keepdims=False):
+        n = len(_shape_of(x))
+        axes = tuple(range(n)) if axis is None else tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+        return emit(kind, x, axes=tuple(int(a) for a in axes), keepdims=bool(keepdims))
+    f.__name__ = name
+    return _op(f)
+
+
+sum = _reduction("reduce_sum", "sum")
+mean = _reduction("reduce_mean", "mean")
+max = _reduction("reduce_max", "max")
+min = _reduction("reduce_min", "min")
+
+
+@_op
+def argmax(x, axis=-1):
+    return emit("argmax", x, axis=int(axis))
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("functools", "np", "annotations",
+                                                                     "Tensor", "current_builder", "eager", "emit")]
