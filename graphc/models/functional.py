@@ -85,11 +85,19 @@ def _check_structure(what, structure):
 
 @register("models")
 class Model(Layer):
-    """A functional model: ``Model(inputs, outputs, name=...)``, usable as a layer in other models."""
+    """A functional model: ``Model(inputs, outputs, name=...)``, usable as a layer in other models.
+
+    As in Keras 3, ``Model(inputs, outputs)`` returns a ``Functional`` (a subclass of Model).
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model:
+            cls = Functional
+        return super().__new__(cls)
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         if inputs is None or outputs is None:
-            if type(self) is Model:
+            if type(self) in (Model, Functional):
                 raise ValueError("Model(inputs, outputs) needs both inputs and outputs: build them with "
                                  "graphc.Input(shape) and layer calls")
         super().__init__(name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
@@ -114,13 +122,6 @@ class Model(Layer):
                            for t in self.inputs]
         self._graph_cache = {}
         self.built = True
-        # Node 0 stands for the model's own construction (so a first call is node 1, as in the seeds).
-        self._inbound_nodes = []
-        from ..layers.node import Node
-        node = Node.__new__(Node)
-        node.layer, node.call_args, node.call_kwargs, node.outputs = self, self._input_struct, {}, self._output_struct
-        node.input_tensors, node.output_tensors, node.index = flatten(self._input_struct), [], 0
-        self._inbound_nodes.append(node)
 
     # --- graph structure ------------------------------------------------------------------------------
     @property
@@ -274,6 +275,21 @@ class Model(Layer):
         from .summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
 
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, **kwargs):
+        """Record the training configuration (it is saved with the model); training itself runs in C
+        once the training stage lands."""
+        self._compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
+                                "metrics": metrics, **kwargs}
+        self.compiled = True
+
+    def save(self, filepath, overwrite=True):
+        from .saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def to_json(self, **kwargs):
+        from .saving import model_to_json
+        return model_to_json(self, **kwargs)
+
     def get_config(self):
         from .config import functional_config
         return functional_config(self)
@@ -285,3 +301,8 @@ class Model(Layer):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+@register("models")
+class Functional(Model):
+    """What ``Model(inputs, outputs)`` builds (the name Keras 3 shows in summaries and configs)."""
