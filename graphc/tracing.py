@@ -126,7 +126,7 @@ def _is_literal(x):
 def _unify_dtypes(items):
     """Python numbers take the dtype of the tensors beside them (x * 2 stays float32)."""
     b = current_builder()
-    dtypes = [v.type.dtype for v in items if not _is_literal(v)]
+    dtypes = [v.type.dtype for v in items if not _is_literal(v) and v.type.dtype != "bool"]
     dtype = dtypes[0] if dtypes else "float32"
     return [b.constant(np.asarray(v), dtype) if _is_literal(v) else v for v in items]
 

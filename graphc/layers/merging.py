@@ -16,7 +16,8 @@ class Merge(Layer):
     max_inputs = None
 
     def _check_inputs(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
+        """``inputs``: the list of tensors, or in build() the list of their shapes."""
+        if not isinstance(inputs, (list, tuple)) or not inputs or isinstance(inputs[0], (int, type(None))):
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) must be called on a list of "
                              f"tensors, received {type(inputs).__name__}")
         n = len(inputs)

@@ -1,0 +1,109 @@
+"""Custom layers: subclass Layer with build/add_weight/call written with graphc.ops and operators."""
+import numpy as np
+import pytest
+
+import graphc as keras
+from graphc import layers, ops
+
+
+class CustomDense(layers.Layer):
+    """Seed 002, section 9, with graphc.ops.matmul in place of tf.matmul."""
+
+    def __init__(self, units=32):
+        super(CustomDense, self).__init__()
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True)
+        self.b = self.add_weight(shape=(self.units,), initializer="random_normal", trainable=True)
+
+    def call(self, inputs):
+        return ops.matmul(inputs, self.w) + self.b
+
+    def get_config(self):
+        return {"units": self.units}
+
+
+def test_seed_custom_dense_builds_and_computes(rng):
+    inputs = keras.Input((4,))
+    outputs = CustomDense(10)(inputs)
+    model = keras.Model(inputs, outputs)
+    assert outputs.shape == (None, 10) and model.count_params() == 50
+    layer = model.layers[1]
+    assert layer.name == "custom_dense"
+    x = rng.normal(size=(3, 4)).astype("float32")
+    w, b = layer.get_weights()
+    np.testing.assert_allclose(model.predict(x), x @ w + b, rtol=1e-5, atol=1e-6)
+
+
+def test_seed_custom_dense_from_config(rng):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, CustomDense(10)(inputs))
+    config = model.get_config()
+    new_model = keras.Model.from_config(config, custom_objects={"CustomDense": CustomDense})
+    assert new_model.count_params() == 50
+    assert new_model.output_shape == (None, 10)
+
+
+class Scaled(layers.Layer):
+    """Every operator on symbolic tensors and weights, plus sublayers and a training flag."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = layers.Dense(3)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(3,), initializer="ones", name="scale")
+        self.gate = self.add_weight(shape=(3, 3), initializer="identity", name="gate", trainable=False)
+
+    def call(self, x, training=None):
+        h = self.inner(x)
+        y = (h * self.scale - 1.0) / 2.0 + h @ self.gate
+        return -ops.relu(y) + 2 * ops.sigmoid(y) ** 2
+
+
+def test_operators_sublayers_and_weight_tracking(rng):
+    inp = keras.Input((5,))
+    layer = Scaled()
+    model = keras.Model(inp, layer(inp))
+    assert [w.name for w in layer.weights] == ["scale", "gate", "kernel", "bias"]
+    assert len(layer.trainable_weights) == 3 and len(layer.non_trainable_weights) == 1
+    assert model.count_params() == 3 + 9 + 15 + 3
+    x = rng.normal(size=(4, 5)).astype("float32")
+    k, b = layer.inner.get_weights()
+    h = x @ k + b
+    y = (h * 1.0 - 1.0) / 2.0 + h
+    want = -np.maximum(y, 0) + 2 * (1 / (1 + np.exp(-y))) ** 2
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_custom_layer_shape_error_names_the_layer():
+    class Bad(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(7, 2))
+
+        def call(self, x):
+            return ops.matmul(x, self.w)
+
+    with pytest.raises(ValueError, match=r"Layer 'bad' \(Bad\).*inner dimensions differ.*\(None, 4\)"):
+        Bad()(keras.Input((4,)))
+
+
+def test_eager_layer_call_on_numpy(rng):
+    layer = layers.Dense(3, activation="relu")
+    x = rng.normal(size=(2, 4)).astype("float32")
+    y = layer(x)
+    w, b = layer.get_weights()
+    np.testing.assert_allclose(y, np.maximum(x @ w + b, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_ops_eager_and_shapes(rng):
+    a = rng.normal(size=(2, 3)).astype("float32")
+    np.testing.assert_allclose(ops.softmax(a), np.exp(a) / np.exp(a).sum(-1, keepdims=True), rtol=1e-6)
+    assert ops.reshape(a, (3, -1)).shape == (3, 2)
+    np.testing.assert_array_equal(ops.concatenate([a, a], axis=1), np.concatenate([a, a], 1))
+    np.testing.assert_array_equal(ops.transpose(a), a.T)
+    np.testing.assert_allclose(ops.sum(a, axis=0), a.sum(0), rtol=1e-6)
+    np.testing.assert_array_equal(ops.tile(a, (1, 2)), np.tile(a, (1, 2)))
+    np.testing.assert_array_equal(ops.getitem(a, (slice(None), 1)), a[:, 1])
+    np.testing.assert_array_equal(ops.where(ops.greater(a, 0.0), a, 0.0), np.where(a > 0, a, 0))
