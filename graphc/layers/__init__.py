@@ -6,3 +6,4 @@ from .core import Dense, Activation, Dropout, Flatten, Reshape, Permute, RepeatV
 from .merging import (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate,  # noqa: F401
                       add, subtract, multiply, average, maximum, minimum, concatenate)
 from .op_layer import OpLayer  # noqa: F401
+from .rnn import SimpleRNN, LSTM, GRU  # noqa: F401
