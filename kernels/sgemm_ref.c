@@ -1,5 +1,7 @@
 /* Reference SGEMM (see graphc_kernels.h). Loop order i-k-j: the inner loop walks a row of B and a
  * row of C contiguously, so it vectorizes without any blocking. */
+#include <stddef.h>
+
 #include "graphc_kernels.h"
 
 void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *restrict A, int lda,
@@ -7,8 +9,8 @@ void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *restrict A,
 {
     int i, j, k;
     for (i = 0; i < M; ++i) {
-        float *c = C + (long)i * ldc;
-        const float *a = A + (long)i * lda;
+        float *c = C + (size_t)i * (size_t)ldc;
+        const float *a = A + (size_t)i * (size_t)lda;
         if (beta == 0.0f) {
             for (j = 0; j < N; ++j)
                 c[j] = 0.0f;
@@ -20,7 +22,7 @@ void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *restrict A,
             continue;
         for (k = 0; k < K; ++k) {
             const float s = alpha * a[k];
-            const float *b = B + (long)k * ldb;
+            const float *b = B + (size_t)k * (size_t)ldb;
             for (j = 0; j < N; ++j)
                 c[j] += s * b[j];
         }

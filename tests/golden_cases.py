@@ -260,7 +260,7 @@ def case_average_pooling1d(k):
 @feeds(Feed((7, 8, 2)))
 def case_average_pooling2d(k):
     x = k.Input(shape=(7, 8, 2))
-    a = k.layers.AveragePooling2D()(x)
+    a = k.layers.AveragePooling2D(2)(x)  # Keras 3: pool_size has no default here
     b = k.layers.AveragePooling2D((3, 2), strides=1, padding="same")(x)  # border averages exclude padding
     c = k.layers.AveragePooling2D((2, 3), strides=2, padding="same")(x)
     return k.Model(x, [a, b, c])

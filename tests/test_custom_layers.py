@@ -107,3 +107,23 @@ def test_ops_eager_and_shapes(rng):
     np.testing.assert_array_equal(ops.tile(a, (1, 2)), np.tile(a, (1, 2)))
     np.testing.assert_array_equal(ops.getitem(a, (slice(None), 1)), a[:, 1])
     np.testing.assert_array_equal(ops.where(ops.greater(a, 0.0), a, 0.0), np.where(a > 0, a, 0))
+
+
+def test_sublayers_in_a_list_are_tracked(rng):
+    class Stack(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.blocks = [layers.Dense(4, activation="relu"), layers.Dense(2)]
+
+        def call(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    inp = keras.Input((3,))
+    stack = Stack()
+    model = keras.Model(inp, stack(inp))
+    assert model.count_params() == 3 * 4 + 4 + 4 * 2 + 2
+    x = rng.normal(size=(2, 3)).astype("float32")
+    (k0, b0), (k1, b1) = (b.get_weights() for b in stack.blocks)
+    np.testing.assert_allclose(model.predict(x), np.maximum(x @ k0 + b0, 0) @ k1 + b1, rtol=1e-5, atol=1e-6)

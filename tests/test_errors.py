@@ -109,3 +109,10 @@ def test_calling_a_model_on_a_wrong_tensor():
 def test_mixing_symbolic_and_numpy_inputs():
     with pytest.raises(TypeError, match="mix of symbolic tensors"):
         layers.add([keras.Input((3,)), np.zeros((1, 3))])
+
+
+def test_duplicate_layer_names_in_a_model():
+    x = keras.Input((3,))
+    y = layers.Dense(2, name="same")(layers.Dense(3, name="same")(x))
+    with pytest.raises(ValueError, match='"same" is used 2 times'):
+        keras.Model(x, y)

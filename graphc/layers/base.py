@@ -83,9 +83,11 @@ class Layer:
 
     # --- sublayer tracking (a layer assigned to an attribute is part of this layer) ----------------
     def __setattr__(self, key, value):
-        if isinstance(value, Layer) and key != "_parent" and hasattr(self, "_sublayers"):
-            if value not in self._sublayers:
-                self._sublayers.append(value)
+        if hasattr(self, "_sublayers"):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, Layer) and item is not self and item not in self._sublayers:
+                    self._sublayers.append(item)
         super().__setattr__(key, value)
 
     # --- weights --------------------------------------------------------------------------------

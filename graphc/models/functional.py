@@ -118,6 +118,11 @@ class Model(Layer):
         self._output_struct = outputs if not isinstance(outputs, tuple) else list(outputs)
         self._nodes, self._node_depth, self._layers = map_graph(flatten(inputs), flatten(outputs))
         self._network_nodes = set(self._nodes)
+        names = [layer.name for layer in self._layers]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f'The name "{dup}" is used {names.count(dup)} times in the model. '
+                             "All layer names should be unique.")
         self.input_spec = [InputSpec(ndim=len(t.shape), axes={i: d for i, d in enumerate(t.shape) if i and d})
                            for t in self.inputs]
         self._graph_cache = {}
@@ -180,6 +185,12 @@ class Model(Layer):
             for kt, t in zip(node.output_tensors, flatten(out)):
                 env[id(kt)] = t
         return map_structure(lambda kt: env[id(kt)], self._output_struct)
+
+    def _check_input_spec(self, inputs):
+        if not self.built:
+            return
+        for i, (spec, t) in enumerate(zip(self.input_spec or [], self._flatten_call_inputs(inputs))):
+            spec.check(self, i, tuple(t.shape))
 
     def _flatten_call_inputs(self, inputs):
         if isinstance(self._input_struct, dict) or isinstance(inputs, dict):
