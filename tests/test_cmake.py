@@ -1,0 +1,34 @@
+"""The top-level CMake project configures, builds warning-free (-Werror) and its C tests pass."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CMAKE = shutil.which("cmake")
+CTEST = shutil.which("ctest")
+
+
+def run(cmd, cwd=None):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed (exit code {result.returncode}):\n{output}"
+    return output
+
+
+@pytest.mark.skipif(CMAKE is None or CTEST is None, reason="cmake/ctest not found on PATH (install CMake to run "
+                                                           "the C kernel tests)")
+def test_cmake_build_and_ctest(tmp_path):
+    build = tmp_path / "build"
+    run([CMAKE, "-S", ROOT, "-B", str(build), "-DGRAPHC_WERROR=ON", "-DCMAKE_BUILD_TYPE=Release"])
+    log = run([CMAKE, "--build", str(build), "--config", "Release", "--parallel", "4"])
+    assert "warning" not in log.lower(), log
+    assert any(name.startswith(("libgraphc_kernels", "graphc_kernels")) for _, _, files in os.walk(build)
+               for name in files), "the graphc_kernels static library was not built"
+    out = run([CTEST, "-C", "Release", "-V"], cwd=str(build))
+    assert "100% tests passed" in out, out
+    counts = re.search(r"(\d+) passed, (\d+) failed", out)
+    assert counts, out
+    assert int(counts.group(1)) >= 10 and counts.group(2) == "0", out
