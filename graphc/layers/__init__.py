@@ -7,3 +7,9 @@ from .merging import (Add, Subtract, Multiply, Average, Maximum, Minimum, Concat
                       add, subtract, multiply, average, maximum, minimum, concatenate)
 from .op_layer import OpLayer  # noqa: F401
 from .rnn import SimpleRNN, LSTM, GRU  # noqa: F401
+from .convolutional import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .reshaping import *  # noqa: F401,F403
+from .embedding import Embedding  # noqa: F401
+from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
+from .wrappers import TimeDistributed  # noqa: F401

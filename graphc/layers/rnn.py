@@ -66,7 +66,7 @@ class BaseRNN(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = False
-        self.unroll = bool(unroll)  # the compiled loop is the same either way
+        self.unroll = bool(unroll)  # no effect on results: the compiled loop is the same
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.states = None
         self.input_spec = InputSpec(ndim=3)
@@ -135,6 +135,9 @@ class BaseRNN(Layer):
         if mask is not None:
             raise ValueError(f"{kind} '{self.name}': masking is not supported by graphc yet")
         sequence, states = self._split(inputs)
+        if self.unroll and sequence.shape[1] is None:
+            raise ValueError(f"{kind} '{self.name}': cannot unroll an RNN whose number of timesteps is unknown "
+                             f"(input shape {format_shape(sequence.shape)}); give the Input a fixed length")
         if states:
             self._check_states(sequence, states)
         params = [self.kernel, self.recurrent_kernel] + ([self.bias] if self.use_bias else [])
@@ -150,8 +153,7 @@ class BaseRNN(Layer):
         batch = sequence.shape[0]
         for i, s in enumerate(states):
             shape = tuple(s.shape)
-            batch_differs = None not in (batch, shape[0]) and batch != shape[0]
-            if len(shape) != 2 or shape[1] != self.units or batch_differs:
+            if len(shape) != 2 or shape[1] != self.units or (None not in (batch, shape[0]) and batch != shape[0]):
                 raise ValueError(f"{kind} '{self.name}': initial_state[{i}] must have shape "
                                  f"{format_shape((batch, self.units))}, received {format_shape(shape)} "
                                  f"(input sequence shape {format_shape(sequence.shape)})")
