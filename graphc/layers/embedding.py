@@ -1,0 +1,63 @@
+"""Embedding: integer ids -> rows of a trainable (input_dim, output_dim) table."""
+from __future__ import annotations
+
+import warnings
+
+from .. import initializers, ops
+from ..serialization import register, serialize_object
+from ..tracing import emit
+from .base import Layer
+from .core import reject_unsupported
+
+# Keras 3 names 'uniform' and 'normal' as initializer aliases (Embedding's default is 'uniform').
+_INITIALIZER_ALIASES = {"uniform": "random_uniform", "normal": "random_normal"}
+
+
+@register("layers")
+class Embedding(Layer):
+    """``embeddings[ids]``: inputs of any rank (ints, or floats that are truncated to ints as Keras does)
+    give outputs of shape ``inputs.shape + (output_dim,)``."""
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 embeddings_constraint=None, mask_zero=False, weights=None, lora_rank=None, lora_alpha=None,
+                 activity_regularizer=None, input_length=None, **kwargs):
+        super().__init__(**kwargs)
+        if input_length is not None:
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Embedding '{self.name}': {arg} must be a positive integer, "
+                                 f"received {arg}={value!r}")
+        if mask_zero:
+            raise ValueError(f"Embedding '{self.name}': mask_zero=True is not supported: graphc has no masking "
+                             "yet, so padded positions would silently take part in later layers. Remove "
+                             "mask_zero or handle the padding explicitly.")
+        reject_unsupported(self, embeddings_regularizer=embeddings_regularizer,
+                           embeddings_constraint=embeddings_constraint, activity_regularizer=activity_regularizer,
+                           lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self.input_dim, self.output_dim = input_dim, output_dim
+        self.mask_zero = False
+        if isinstance(embeddings_initializer, str):
+            embeddings_initializer = _INITIALIZER_ALIASES.get(embeddings_initializer, embeddings_initializer)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        if weights is not None:  # Keras 2 style: Embedding(..., weights=[matrix]) sets the table at once
+            self.build()
+            self.built = True
+            self.set_weights(weights if isinstance(weights, list) and len(weights) == 1 else [weights])
+
+    def build(self, input_shape=None):
+        if getattr(self, "embeddings", None) is None:
+            self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
+                                              name="embeddings")
+        self.built = True
+
+    def call(self, inputs):
+        if inputs.dtype not in ("int32", "int64"):
+            inputs = ops.cast(inputs, "int32")
+        return emit("gather", self.embeddings, inputs, axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "embeddings_initializer": serialize_object(self.embeddings_initializer),
+                "embeddings_regularizer": None, "activity_regularizer": None, "embeddings_constraint": None,
+                "mask_zero": self.mask_zero}
