@@ -299,3 +299,16 @@ def test_timedistributed_passes_training_to_the_inner_layer():
                          for t in range(2)], axis=1)
     close(out, expected)
     close(td(x), x / np.sqrt(1 + 1e-3))  # inference: moving statistics 0 and 1
+
+
+def test_time_distributed_is_one_call_on_the_folded_batch():
+    """Time is folded into the batch: the wrapped Dense appears once in the IR, not once per step."""
+    import graphc as keras
+    from graphc import layers
+    x = keras.Input((50, 8))
+    model = keras.Model(x, layers.TimeDistributed(layers.Dense(3))(x))
+    graph = model.build_graph()
+    assert [op.kind for op in graph.ops].count("matmul") == 1
+    v = np.random.default_rng(0).normal(size=(2, 50, 8)).astype("float32")
+    k, b = model.layers[1].get_weights()
+    np.testing.assert_allclose(model.predict(v), v @ k + b, rtol=1e-5, atol=1e-5)

@@ -92,7 +92,7 @@ def _rows(model):
 def test_encoder_summary_rows_match_the_seed_table():
     """Seed 002 prints these rows for the encoder (column layout of the classic table)."""
     encoder, _ = seed_models.encoder_autoencoder_002()
-    lines = _rows(encoder)
+    lines = [line.rstrip() for line in _rows(encoder)]
     assert lines[0] == 'Model: "encoder"'
     assert lines[2].startswith("Layer (type)                 Output Shape              Param #")
     assert "conv2d (Conv2D)              (None, 26, 26, 16)        160" in lines

@@ -206,3 +206,6 @@ Convolution2DTranspose, Convolution3DTranspose = Conv2DTranspose, Conv3DTranspos
 for _alias, _cls in (("Convolution1D", Conv1D), ("Convolution2D", Conv2D), ("Convolution3D", Conv3D),
                      ("Convolution2DTranspose", Conv2DTranspose), ("Convolution3DTranspose", Conv3DTranspose)):
     register("layers", _alias)(_cls)
+
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+           "Convolution1D", "Convolution2D", "Convolution3D", "Convolution2DTranspose", "Convolution3DTranspose"]

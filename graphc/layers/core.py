@@ -126,13 +126,13 @@ class Reshape(Layer):
     def call(self, inputs):
         rest = inputs.shape[1:]
         target = list(self.target_shape)
-        if -1 in target and all(d is not None for d in rest):
-            known = math.prod(d for d in target if d != -1)
-            total = math.prod(rest)
-            if known == 0 or total % known:
-                raise ValueError(f"Reshape '{self.name}': cannot reshape input of shape {inputs.shape} "
-                                 f"to target_shape {self.target_shape}")
-            target[target.index(-1)] = total // known
+        if all(d is not None for d in rest):
+            total, known = math.prod(rest), math.prod(d for d in target if d != -1)
+            if -1 in target and known and total % known == 0:
+                target[target.index(-1)] = total // known
+            if -1 in target or math.prod(target) != total:
+                raise ValueError(f"Reshape '{self.name}': cannot reshape an input of shape {inputs.shape} "
+                                 f"({total} elements per sample) to target_shape {self.target_shape}")
         batch = inputs.shape[0]
         return ops.reshape(inputs, (batch if batch is not None else -1, *target))
 

@@ -9,9 +9,6 @@ from ..tracing import emit
 from .base import Layer
 from .core import reject_unsupported
 
-# Keras 3 names 'uniform' and 'normal' as initializer aliases (Embedding's default is 'uniform').
-_INITIALIZER_ALIASES = {"uniform": "random_uniform", "normal": "random_normal"}
-
 
 @register("layers")
 class Embedding(Layer):
@@ -37,8 +34,6 @@ class Embedding(Layer):
                            lora_rank=lora_rank, lora_alpha=lora_alpha)
         self.input_dim, self.output_dim = input_dim, output_dim
         self.mask_zero = False
-        if isinstance(embeddings_initializer, str):
-            embeddings_initializer = _INITIALIZER_ALIASES.get(embeddings_initializer, embeddings_initializer)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         if weights is not None:  # Keras 2 style: Embedding(..., weights=[matrix]) sets the table at once
             self.build()

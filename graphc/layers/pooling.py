@@ -22,21 +22,32 @@ class BasePooling(Layer):
         _check_channels_last(self, data_format)
         self.pool_size = standardize_tuple(self, pool_size, self.rank, "pool_size")
         self.strides = standardize_tuple(self, pool_size if strides is None else strides, self.rank, "strides")
-        self.padding = standardize_padding(self, padding)
+        self._window_padding = standardize_padding(self, padding)
+        self.padding = padding  # kept as given ('SAME' stays 'SAME'), as Keras's config does
         self.data_format = "channels_last"
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def build(self, input_shape):
         # Checked here so that a window larger than the input fails when the layer is first called.
-        window_output_spatial(input_shape[1:-1], self.pool_size, self.strides, self.padding, what="pool window")
+        window_output_spatial(input_shape[1:-1], self.pool_size, self.strides, self._window_padding,
+                              what="pool window")
         self.built = True
 
     def call(self, inputs):
-        return emit(self.mode, inputs, pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+        return emit(self.mode, inputs, pool_size=self.pool_size, strides=self.strides, padding=self._window_padding)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "padding": self.padding,
                 "strides": self.strides, "data_format": self.data_format}
+
+
+class _AveragePooling(BasePooling):
+    """Keras 3 gives average pooling no default pool_size."""
+
+    mode = "avg_pool"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 class BaseGlobalPooling(Layer):
@@ -73,15 +84,12 @@ MaxPooling1D = _define(BasePooling, "MaxPooling1D", ["MaxPool1D"], "Max over win
                        rank=1, mode="max_pool")
 MaxPooling2D = _define(BasePooling, "MaxPooling2D", ["MaxPool2D"], "Max over 2-D windows.", rank=2, mode="max_pool")
 MaxPooling3D = _define(BasePooling, "MaxPooling3D", ["MaxPool3D"], "Max over 3-D windows.", rank=3, mode="max_pool")
-AveragePooling1D = _define(BasePooling, "AveragePooling1D", ["AvgPool1D"],
-                           "Mean over windows of steps; with padding='same' padded cells are not counted.",
-                           rank=1, mode="avg_pool")
-AveragePooling2D = _define(BasePooling, "AveragePooling2D", ["AvgPool2D"],
-                           "Mean over 2-D windows; with padding='same' padded cells are not counted.",
-                           rank=2, mode="avg_pool")
-AveragePooling3D = _define(BasePooling, "AveragePooling3D", ["AvgPool3D"],
-                           "Mean over 3-D windows; with padding='same' padded cells are not counted.",
-                           rank=3, mode="avg_pool")
+AveragePooling1D = _define(_AveragePooling, "AveragePooling1D", ["AvgPool1D"],
+                           "Mean over windows of steps; with padding='same' padded cells are not counted.", rank=1)
+AveragePooling2D = _define(_AveragePooling, "AveragePooling2D", ["AvgPool2D"],
+                           "Mean over 2-D windows; with padding='same' padded cells are not counted.", rank=2)
+AveragePooling3D = _define(_AveragePooling, "AveragePooling3D", ["AvgPool3D"],
+                           "Mean over 3-D windows; with padding='same' padded cells are not counted.", rank=3)
 MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
 AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
 
@@ -100,3 +108,10 @@ GlobalAveragePooling3D = _define(BaseGlobalPooling, "GlobalAveragePooling3D", ["
 GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D
 GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = (GlobalAveragePooling1D, GlobalAveragePooling2D,
                                                      GlobalAveragePooling3D)
+
+__all__ = ["MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+           "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+           "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D"]

@@ -28,22 +28,26 @@ class TimeDistributed(Layer):
                              f"dimensions (batch, time, ...), received input shape {input_shape}")
         if input_shape[1] is None:
             raise ValueError(f"TimeDistributed '{self.name}': the time axis (axis 1) must have a known size "
-                             f"(graphc unrolls the timesteps), received input shape {input_shape}")
+                             f"(it is folded into the batch), received input shape {input_shape}")
         if not self.layer.built:
             self.layer._maybe_build(KerasTensor((input_shape[0],) + input_shape[2:], self.dtype))
         self.built = True
 
     def call(self, inputs, training=None):
-        # Keras 3 also calls the layer once per static timestep, so per-batch statistics
-        # (BatchNormalization in training) are per timestep as there.
-        steps = []
-        for t in range(inputs.shape[1]):
-            out = self.layer(inputs[:, t], training=training)
-            if not isinstance(out, Tensor):
-                raise ValueError(f"TimeDistributed '{self.name}': the wrapped layer '{self.layer.name}' must "
-                                 f"return a single tensor, it returned {type(out).__name__}")
-            steps.append(out)
-        return ops.stack(steps, axis=1)
+        steps = inputs.shape[1]
+        if training and _uses_batch_statistics(self.layer):
+            # Keras 3 runs the layer once per timestep: batch statistics are per timestep.
+            return ops.stack([self._one(inputs[:, t], training) for t in range(steps)], axis=1)
+        # Fold time into the batch, run the layer once, unfold: (N, T, ...) -> (N*T, ...) -> (N, T, ...').
+        out = self._one(ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:])), training)
+        return ops.reshape(out, (-1, steps) + tuple(out.shape[1:]))
+
+    def _one(self, x, training):
+        out = self.layer(x, training=training)
+        if not isinstance(out, Tensor):
+            raise ValueError(f"TimeDistributed '{self.name}': the wrapped layer '{self.layer.name}' must "
+                             f"return a single tensor, it returned {type(out).__name__}")
+        return out
 
     def get_config(self):
         return {**super().get_config(), "layer": serialize_object(self.layer)}
@@ -55,3 +59,11 @@ class TimeDistributed(Layer):
         name = inner.get("registered_name") or inner.get("class_name")
         category = "models" if name in registered("models") else "layers"
         return cls(get_from_registry(category, inner, custom_objects=custom_objects), **config)
+
+
+def _uses_batch_statistics(layer):
+    from .normalization import BatchNormalization
+    if isinstance(layer, BatchNormalization):
+        return True
+    inner = getattr(layer, "layers", None) or layer._sublayers
+    return any(_uses_batch_statistics(sub) for sub in inner)

@@ -132,6 +132,13 @@ def _conv_transpose_type(x, w, strides, padding, output_padding, dilation):
     if any(o is not None and o <= 0 for o in spatial):
         raise ShapeError(f"conv_transpose: input shape {x.shape} with kernel {w.shape} gives an empty output "
                          f"of spatial size {spatial}")
+    # As in TensorFlow, the convolution this op transposes must map the output size back to the input size.
+    back = window_output_spatial(spatial, w.shape[:-2], strides, padding, dilation)
+    if any(b is not None and n is not None and b != n for b, n in zip(back, x.shape[1:-1])):
+        raise ShapeError(f"conv_transpose: with kernel {w.shape}, strides {tuple(strides)}, padding='{padding}' "
+                         f"and output_padding={output_padding}, the output spatial size {spatial} does not "
+                         f"convolve back to the input's {x.shape[1:-1]} (TensorFlow rejects this combination); "
+                         f"expected output_padding such that it does")
     return TensorType((x.shape[0], *spatial, w.shape[-2]), x.dtype)
 
 

@@ -8,21 +8,28 @@ from ..types import ShapeError, TensorType, dims_compatible, known_size
 
 
 def _reshape_type(x, shape):
-    """``shape`` may hold None at axis 0 only (the batch is kept)."""
+    """``shape`` may leave axis 0 unknown (None): it then takes whatever size remains, so a symbolic
+    batch can be kept, folded into (N*T, ...) or unfolded from it, as ``reshape(x, (-1, ...))`` does."""
     if any(d is None for d in shape[1:]):
-        raise ShapeError(f"reshape target {shape} may leave only the batch axis unknown")
-    if shape[0] is None:
-        a, b = known_size(x.shape[1:]), known_size(shape[1:])
-    else:
+        raise ShapeError(f"reshape target {shape} may leave only axis 0 unknown")
+    if shape[0] is not None:
         a, b = known_size(x.shape), known_size(shape)
-    if a is not None and a != b:
+        if a is not None and a != b:
+            raise ShapeError(f"cannot reshape a tensor of shape {x.shape} ({a} elements) into shape {shape} "
+                             f"({b} elements)")
+        return TensorType(shape, x.dtype)
+    a, b = known_size(x.shape[1:]), known_size(shape[1:])
+    if a is not None and b and x.shape[0] is None and a % b and b % a:
         raise ShapeError(f"cannot reshape a tensor of shape {x.shape} ({a} elements per sample) "
                          f"into shape {shape} ({b} elements per sample)")
+    total = known_size(x.shape)
+    if total is not None and b and total % b:
+        raise ShapeError(f"cannot reshape a tensor of shape {x.shape} ({total} elements) into shape {shape}")
     return TensorType(shape, x.dtype)
 
 
 def _reshape_ref(x, shape):
-    return x.reshape((x.shape[0],) + tuple(shape[1:]) if shape[0] is None else shape)
+    return x.reshape((-1 if shape[0] is None else shape[0],) + tuple(shape[1:]))
 
 
 def _transpose_type(x, perm):
