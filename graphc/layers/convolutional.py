@@ -7,6 +7,8 @@ conv + add + activation.
 """
 from __future__ import annotations
 
+import numbers
+
 from .. import activations, initializers, ops
 from ..ir.ops.conv import conv_transpose_output_size, window_output_spatial
 from ..serialization import register, serialize_object
@@ -19,14 +21,16 @@ from .input_spec import InputSpec
 def standardize_tuple(layer, value, n, name, allow_zero=False):
     """An int or a sequence of ``n`` ints -> a tuple of ``n`` ints (> 0, or >= 0 with allow_zero)."""
     where = f"{type(layer).__name__} '{layer.name}'"
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,) * n
     try:
         value = tuple(value)
     except TypeError:
+        raise ValueError(f"{where}: `{name}` must be an int or a tuple of {n} integers, "
+                         f"received {name}={value!r}") from None
+    if len(value) != n or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
         raise ValueError(f"{where}: `{name}` must be an int or a tuple of {n} integers, received {name}={value!r}")
-    if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{where}: `{name}` must be an int or a tuple of {n} integers, received {name}={value!r}")
+    value = tuple(int(v) for v in value)
     low = 0 if allow_zero else 1
     if any(v < low for v in value):
         raise ValueError(f"{where}: `{name}` must have values >= {low}, received {name}={value}")
@@ -40,12 +44,6 @@ def standardize_padding(layer, padding, allow_causal=False):
         raise ValueError(f"{type(layer).__name__} '{layer.name}': `padding` must be one of {allowed}, "
                          f"received padding={padding!r}")
     return value
-
-
-def _output_spatial(layer, input_shape, kernel, strides, padding, dilation, what):
-    """The layer's output spatial size; an empty output names the layer (raised as ShapeError)."""
-    return window_output_spatial(input_shape[1:-1], kernel, strides, "same" if padding == "causal" else padding,
-                                 dilation, what)
 
 
 class _ConvBase(Layer):
@@ -131,9 +129,12 @@ class BaseConv(_ConvBase):
             raise ValueError(f"{type(self).__name__} '{self.name}': the number of input channels must be evenly "
                              f"divisible by the number of groups. Received groups={self.groups}, but the input "
                              f"has {channels} channels (input shape {tuple(input_shape)})")
-        _output_spatial(self, input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate,
-                        f"kernel {self.kernel_size + (channels // self.groups, self.filters)}")
-        self._add_weights(self.kernel_size + (channels // self.groups, self.filters))
+        kernel_shape = self.kernel_size + (channels // self.groups, self.filters)
+        # An empty output raises ShapeError here, which the layer machinery prefixes with the layer's name.
+        window_output_spatial(input_shape[1:-1], self.kernel_size, self.strides,
+                              "same" if self.padding == "causal" else self.padding, self.dilation_rate,
+                              what=f"kernel {kernel_shape}")
+        self._add_weights(kernel_shape)
 
     def call(self, inputs):
         padding = self.padding

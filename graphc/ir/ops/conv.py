@@ -126,15 +126,15 @@ def _conv_transpose_type(x, w, strides, padding, output_padding, dilation):
     if not dims_compatible(x.shape[-1], w.shape[-1]):
         raise ShapeError(f"conv_transpose: kernel {w.shape} (*kernel_size, filters, in_channels) expects "
                          f"{w.shape[-1]} input channels, received input shape {x.shape}")
-    ops_ = output_padding or (None,) * n
+    extra = output_padding or (None,) * n
     spatial = tuple(conv_transpose_output_size(size, k, s, padding, p, d)
-                    for size, k, s, p, d in zip(x.shape[1:-1], w.shape[:-2], strides, ops_, dilation))
+                    for size, k, s, p, d in zip(x.shape[1:-1], w.shape[:-2], strides, extra, dilation))
     if any(o is not None and o <= 0 for o in spatial):
         raise ShapeError(f"conv_transpose: input shape {x.shape} with kernel {w.shape} gives an empty output "
                          f"of spatial size {spatial}")
     # As in TensorFlow, the convolution this op transposes must map the output size back to the input size.
     back = window_output_spatial(spatial, w.shape[:-2], strides, padding, dilation)
-    if any(b is not None and n is not None and b != n for b, n in zip(back, x.shape[1:-1])):
+    if any(b is not None and m is not None and b != m for b, m in zip(back, x.shape[1:-1])):
         raise ShapeError(f"conv_transpose: with kernel {w.shape}, strides {tuple(strides)}, padding='{padding}' "
                          f"and output_padding={output_padding}, the output spatial size {spatial} does not "
                          f"convolve back to the input's {x.shape[1:-1]} (TensorFlow rejects this combination); "
@@ -183,9 +183,9 @@ def _conv_ref(x, w, strides, padding, dilation, groups=1):
 
 def _conv_transpose_ref(x, w, strides, padding, output_padding, dilation):
     kernel, in_spatial = w.shape[:-2], x.shape[1:-1]
-    ops_ = output_padding or (None,) * len(kernel)
+    extra = output_padding or (None,) * len(kernel)
     out = [conv_transpose_output_size(n, k, s, padding, p, d)
-           for n, k, s, p, d in zip(in_spatial, kernel, strides, ops_, dilation)]
+           for n, k, s, p, d in zip(in_spatial, kernel, strides, extra, dilation)]
     before = [conv_transpose_pad_before(n, o, k, s, padding, d)
               for n, o, k, s, d in zip(in_spatial, out, kernel, strides, dilation)]
     # Scatter every input cell through every tap into a buffer large enough for all of them and the crop.
