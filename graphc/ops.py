@@ -119,6 +119,53 @@ def matmul(x1, x2):
     return emit("matmul", x1, x2)
 
 
+# --- convolution and pooling (channels_last) -------------------------------------------
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (int(v),) * n
+
+
+def _channels_last(data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"graphc supports data_format='channels_last' only, received {data_format!r}")
+
+
+@_op
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """Keras's ops.conv: kernel (*k, Cin/groups, Cout); groups follow from the kernel's Cin."""
+    _channels_last(data_format)
+    n = len(_shape_of(inputs)) - 2
+    cin, kin = _shape_of(inputs)[-1], _shape_of(kernel)[-2]
+    groups = cin // kin if cin and kin and cin % kin == 0 else 1
+    return emit("conv", inputs, kernel, strides=_tuple(strides, n), padding=padding.lower(),
+                dilation=_tuple(dilation_rate, n), groups=groups)
+
+
+@_op
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None, data_format=None,
+                   dilation_rate=1):
+    """Keras's ops.conv_transpose: kernel (*k, Cout, Cin)."""
+    _channels_last(data_format)
+    n = len(_shape_of(inputs)) - 2
+    return emit("conv_transpose", inputs, kernel, strides=_tuple(strides, n), padding=padding.lower(),
+                output_padding=None if output_padding is None else _tuple(output_padding, n),
+                dilation=_tuple(dilation_rate, n))
+
+
+def _pool(kind, name):
+    def f(inputs, pool_size, strides=None, padding="valid", data_format=None):
+        _channels_last(data_format)
+        n = len(_shape_of(inputs)) - 2
+        size = _tuple(pool_size, n)
+        return emit(kind, inputs, pool_size=size, strides=size if strides is None else _tuple(strides, n),
+                    padding=padding.lower())
+    f.__name__ = name
+    return _op(f)
+
+
+max_pool = _pool("max_pool", "max_pool")
+average_pool = _pool("avg_pool", "average_pool")
+
+
 # --- shapes --------------------------------------------------------------------
 def _resolve_shape(in_shape, new_shape):
     """Keras's reshape: one -1 may stand for the remaining size; a symbolic batch stays symbolic."""

@@ -127,3 +127,16 @@ def test_sublayers_in_a_list_are_tracked(rng):
     x = rng.normal(size=(2, 3)).astype("float32")
     (k0, b0), (k1, b1) = (b.get_weights() for b in stack.blocks)
     np.testing.assert_allclose(model.predict(x), np.maximum(x @ k0 + b0, 0) @ k1 + b1, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_and_pool_ops_match_the_layers(rng):
+    x = rng.normal(size=(2, 9, 9, 4)).astype("float32")
+    conv = layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False)
+    y = conv(x)
+    np.testing.assert_allclose(ops.conv(x, conv.kernel.numpy(), strides=2, padding="same"), y, rtol=1e-5, atol=1e-5)
+    tconv = layers.Conv2DTranspose(3, 3, strides=2, use_bias=False)
+    ty = tconv(y)
+    np.testing.assert_allclose(ops.conv_transpose(y, tconv.kernel.numpy(), strides=2), ty, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.max_pool(x, 3, strides=2), layers.MaxPooling2D(3, 2)(x))
+    np.testing.assert_allclose(ops.average_pool(x, 2, padding="same"), layers.AveragePooling2D(2, padding="same")(x),
+                               rtol=1e-6)
