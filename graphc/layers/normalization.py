@@ -36,14 +36,16 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
-                 synchronized=False, **kwargs):
+                 synchronized=False, renorm=False, renorm_clipping=None, renorm_momentum=0.99, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, (list, tuple)):
             raise ValueError(f"BatchNormalization '{self.name}': axis must be an integer in Keras 3, "
                              f"received axis={axis!r}")
         reject_unsupported(self, beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
                            beta_constraint=beta_constraint, gamma_constraint=gamma_constraint,
-                           synchronized=synchronized or None)
+                           synchronized=synchronized or None, renorm=renorm or None,
+                           renorm_clipping=renorm_clipping)
+        self.renorm_momentum = float(renorm_momentum)
         self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
         self.center, self.scale, self.synchronized = bool(center), bool(scale), False
         self.beta_initializer = initializers.get(beta_initializer)
@@ -86,7 +88,8 @@ class BatchNormalization(Layer):
                 "moving_mean_initializer": serialize_object(self.moving_mean_initializer),
                 "moving_variance_initializer": serialize_object(self.moving_variance_initializer),
                 "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
-                "gamma_constraint": None, "synchronized": False}
+                "gamma_constraint": None, "synchronized": False, "renorm": False, "renorm_clipping": None,
+                "renorm_momentum": self.renorm_momentum}
 
 
 @register("layers")

@@ -29,6 +29,7 @@ class BaseRNN(Layer):
 
     op_kind = ""          # IR op name, also the key of CELLS
     cell_name = ""        # Keras names the cell sublayer this; weight paths include it
+    _variables_subpath = "cell"  # Keras 3 stores an RNN's weights under layers/<name>/cell/vars
     has_recurrent_activation = True
 
     def __init__(self, units, *, activation, recurrent_activation, use_bias, kernel_initializer,

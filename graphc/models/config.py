@@ -28,8 +28,7 @@ _COMPILE_CATEGORIES = {"keras.optimizers": "optimizers", "keras.losses": "losses
 # --- writing ---------------------------------------------------------------------------------------------
 def _is_functional(layer) -> bool:
     """Keras gives a Functional a built-in node 0, so input/output references to it are offset by one."""
-    return isinstance(layer, Functional) or (
-        isinstance(layer, Model) and not isinstance(layer, Sequential) and hasattr(layer, "_nodes"))
+    return isinstance(layer, Model) and not isinstance(layer, Sequential) and hasattr(layer, "_nodes")
 
 
 def _entry(layer) -> dict:
@@ -105,6 +104,8 @@ def _serialize_value(value, own_nodes, where):
 def _serialize_node(node, own_nodes):
     extra = node.call_kwargs.get("extra_args", [])
     kwargs = {k: v for k, v in node.call_kwargs.items() if k != "extra_args"}
+    if isinstance(node.layer, Model):
+        kwargs.setdefault("mask", None)  # as Keras records a model call
     where = node.layer.name
     return {"args": [_serialize_value(a, own_nodes, where) for a in [node.call_args, *extra]],
             "kwargs": _serialize_value(kwargs, own_nodes, where)}
@@ -214,14 +215,14 @@ def deserialize_layer(entry, custom_objects=None):
     if not isinstance(config, dict):
         raise ValueError(f"The config of saved layer class '{entry['class_name']}' must be a dict, "
                          f"received {config!r}")
-    try:
-        if isinstance(cls, type) and issubclass(cls, Model):
-            instance = cls.from_config(copy.deepcopy(config), custom_objects=custom_objects)
-        else:
+    if isinstance(cls, type) and issubclass(cls, Model):
+        instance = cls.from_config(copy.deepcopy(config), custom_objects=custom_objects)
+    else:
+        try:
             instance = cls.from_config(_keras_args(copy.deepcopy(config)))
-    except TypeError as e:
-        raise TypeError(f"Layer class '{entry['class_name']}' could not be rebuilt from its saved config "
-                        f"{config}: {e}. Its get_config() must return the arguments of its __init__.") from None
+        except TypeError as e:
+            raise TypeError(f"Layer class '{entry['class_name']}' could not be rebuilt from its saved config "
+                            f"(keys {sorted(config)}): {e}") from None
     if not isinstance(instance, Layer):
         raise ValueError(f"Saved class '{entry['class_name']}' rebuilt a {type(instance).__name__}, not a layer")
     compile_config = entry.get("compile_config")
@@ -253,6 +254,8 @@ def _deserialize_value(value, created):
 def _tensor(created, name, node_index, tensor_index):
     if name not in created:
         raise ValueError(f"Invalid model config: a call refers to layer '{name}', which is not in the config")
+    if not (isinstance(node_index, int) and isinstance(tensor_index, int)) or node_index < 0 or tensor_index < 0:
+        raise ValueError(f"Invalid model config: bad reference {[name, node_index, tensor_index]}")
     nodes = created[name]._inbound_nodes
     if node_index >= len(nodes):
         raise _NodeNotReady(name)
@@ -276,6 +279,13 @@ def _node_call(node_data, created):
     return args, kwargs
 
 
+def _rename(layer, name):
+    for variable in layer.weights:
+        if variable.path.startswith(f"{layer.name}/"):
+            variable.path = f"{name}/{variable.path[len(layer.name) + 1:]}"
+    layer.name = name
+
+
 def functional_from_config(config, custom_objects=None, cls=None):
     """Rebuild a functional model: create every layer, then replay the recorded calls in order."""
     cls = cls or Model
@@ -292,7 +302,7 @@ def functional_from_config(config, custom_objects=None, cls=None):
             raise ValueError(f"A layer entry of a functional config has no 'name': {entry.get('class_name')}")
         layer = deserialize_layer(entry, custom_objects)
         if layer.name != entry["name"]:  # a get_config without 'name' (seed 002's CustomDense) keeps its name
-            layer.name = entry["name"]
+            _rename(layer, entry["name"])
         created[entry["name"]] = layer
         pending[entry["name"]] = list(entry.get("inbound_nodes") or [])
 
@@ -356,7 +366,8 @@ def deserialize_compile_config(config, custom_objects=None) -> dict:
         if "class_name" in v and "config" in v:
             name = v.get("registered_name") or v["class_name"]
             if custom_objects and name in custom_objects:
-                return custom_objects[name].from_config(v["config"])
+                cls = custom_objects[name]
+                return cls.from_config(v["config"]) if hasattr(cls, "from_config") else cls(**v["config"])
             category = _COMPILE_CATEGORIES.get(v.get("module"))
             if category and v["class_name"] in serialization.registered(category):
                 return serialization.get_from_registry(category, v, custom_objects=custom_objects)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import secrets
+import stat
 import zipfile
 import zlib
 
@@ -95,6 +96,13 @@ def _own_variables(layer):
     return layer._trainable_variables + layer._non_trainable_variables
 
 
+def _variables_path(layer, path):
+    """Where a layer's own variables live. A layer whose Keras counterpart keeps them in a sublayer
+    (an RNN layer's ``cell``) names that attribute in ``_variables_subpath``."""
+    sub = getattr(layer, "_variables_subpath", None)
+    return _join(_join(path, sub) if sub else path, "vars")
+
+
 def _weights_h5(model) -> bytes:
     import h5py  # imported here so that ``import graphc`` does not need it
     buffer = io.BytesIO()
@@ -102,6 +110,10 @@ def _weights_h5(model) -> bytes:
         for layer, path in _walk(model, "", set()):
             group = f.create_group(_join(path, "vars"))
             group.attrs["name"] = layer.name
+            sub = getattr(layer, "_variables_subpath", None)
+            if sub:  # Keras names an RNN's cell 'lstm_cell', 'gru_cell', ...
+                group = f.create_group(_variables_path(layer, path))
+                group.attrs["name"] = f"{to_snake_case(type(layer).__name__)}_{sub}"
             for i, variable in enumerate(_own_variables(layer)):
                 group.create_dataset(str(i), data=variable.numpy())
     return buffer.getvalue()
@@ -120,34 +132,44 @@ def _load_weights(model, data: bytes, filepath):
         f = h5py.File(io.BytesIO(data), "r")
     except OSError as e:
         raise ValueError(f"Cannot load '{filepath}': {WEIGHTS_FILE} is not a readable HDF5 file ({e})") from None
-    with f:
-        assignments, read = [], set()
-        for layer, path in _walk(model, "", set()):
-            variables = _own_variables(layer)
-            group_path = _join(path, "vars")
-            group = f[group_path] if group_path in f and isinstance(f[group_path], h5py.Group) else {}
-            keys = [k for k in group.keys() if isinstance(group[k], h5py.Dataset)]
-            if len(keys) != len(variables):
-                raise ValueError(f"Cannot load '{filepath}': layer '{layer.name}' ({type(layer).__name__}) has "
-                                 f"{len(variables)} weight(s) {[v.name for v in variables]}, the file holds "
-                                 f"{len(keys)} at '{group_path}'")
-            for i, variable in enumerate(variables):
-                if str(i) not in group:
-                    raise ValueError(f"Cannot load '{filepath}': weight '{group_path}/{i}' of layer "
-                                     f"'{layer.name}' is missing")
-                value = np.asarray(group[str(i)][()])
-                if value.shape != tuple(variable.shape):
-                    raise ValueError(f"Cannot load '{filepath}': layer '{layer.name}' ({type(layer).__name__}) "
-                                     f"weight '{variable.name}' expects shape {tuple(variable.shape)}, the file "
-                                     f"holds shape {value.shape} at '{group_path}/{i}'")
-                assignments.append((variable, value))
-                read.add(f"{group_path}/{i}")
-        unread = [d for d in _datasets(f) if d not in read and d.split("/")[0] not in _IGNORED_GROUPS]
-        if unread:
-            raise ValueError(f"Cannot load '{filepath}': the file holds weights the model has no place for: "
-                             f"{unread[:5]}{' ...' if len(unread) > 5 else ''}")
+    try:
+        with f:
+            assignments = _read_weights(model, f, filepath)
+    except (OSError, KeyError) as e:  # damage inside the HDF5 file itself
+        raise ValueError(f"Cannot load '{filepath}': {WEIGHTS_FILE} is corrupted ({e})") from None
     for variable, value in assignments:  # only once everything fits
         variable.assign(value)
+
+
+def _read_weights(model, f, filepath):
+    """(variable, value) pairs for every weight of ``model``, checked against the file."""
+    import h5py
+    assignments, read = [], set()
+    for layer, path in _walk(model, "", set()):
+        variables = _own_variables(layer)
+        group_path = _variables_path(layer, path)
+        group = f[group_path] if group_path in f and isinstance(f[group_path], h5py.Group) else {}
+        keys = [k for k in group.keys() if isinstance(group[k], h5py.Dataset)]
+        if len(keys) != len(variables):
+            raise ValueError(f"Cannot load '{filepath}': layer '{layer.name}' ({type(layer).__name__}) has "
+                             f"{len(variables)} weight(s) {[v.name for v in variables]}, the file holds "
+                             f"{len(keys)} at '{group_path}'")
+        for i, variable in enumerate(variables):
+            if str(i) not in group:
+                raise ValueError(f"Cannot load '{filepath}': weight '{group_path}/{i}' of layer "
+                                 f"'{layer.name}' is missing")
+            value = np.asarray(group[str(i)][()])
+            if value.shape != tuple(variable.shape):
+                raise ValueError(f"Cannot load '{filepath}': layer '{layer.name}' ({type(layer).__name__}) "
+                                 f"weight '{variable.name}' expects shape {tuple(variable.shape)}, the file "
+                                 f"holds shape {value.shape} at '{group_path}/{i}'")
+            assignments.append((variable, value))
+            read.add(f"{group_path}/{i}")
+    unread = [d for d in _datasets(f) if d not in read and d.split("/")[0] not in _IGNORED_GROUPS]
+    if unread:
+        raise ValueError(f"Cannot load '{filepath}': the file holds weights the model has no place for: "
+                         f"{unread[:5]}{' ...' if len(unread) > 5 else ''}")
+    return assignments
 
 
 # --- save / load ----------------------------------------------------------------------------------------------
@@ -159,6 +181,30 @@ def _check_keras_path(filepath, action):
     return path
 
 
+def _json_value(obj, path, layer):
+    """``obj`` with tuples as lists and NumPy values as Python ones; anything JSON cannot hold is an error
+    naming the layer and the place in its config."""
+    if isinstance(obj, dict):
+        config = obj.get("config")
+        if "class_name" in obj and isinstance(config, dict) and isinstance(config.get("name"), str):
+            layer = config["name"]
+        return {str(k): _json_value(v, f"{path}.{k}", layer) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_value(v, f"{path}[{i}]", layer) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"Cannot serialize the model: layer '{layer}' has a {type(obj).__name__} ({obj!r}) at "
+                    f"{path}, which JSON cannot represent")
+
+
+def _model_json(model, **kwargs):
+    return json.dumps(_json_value(serialize_model(model), "config", model.name), **kwargs)
+
+
 def _metadata():
     from .. import __version__
     return {"graphc_version": __version__,
@@ -167,7 +213,7 @@ def _metadata():
 
 def _archive_bytes(model) -> bytes:
     """The whole .keras file in memory, so nothing touches the disk before it is complete."""
-    config = json.dumps(serialize_model(model))
+    config = _model_json(model)
     weights = _weights_h5(model)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -190,11 +236,28 @@ def _atomic_write(path, data: bytes):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if os.path.isfile(path):  # an overwritten file keeps its permissions
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable where the platform allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_model(model, filepath, overwrite=True):
@@ -256,7 +319,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 def model_to_json(model, **kwargs):
     """The model entry (Keras 3 layout) as a JSON string; ``kwargs`` go to ``json.dumps``."""
-    return json.dumps(serialize_model(model), **kwargs)
+    return _model_json(model, **kwargs)
 
 
 def model_from_json(json_string, custom_objects=None):
