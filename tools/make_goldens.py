@@ -27,20 +27,26 @@ OUT_DIR = os.path.join(ROOT, "tests", "goldens")
 MAX_TOTAL_BYTES = 2 * 1024 * 1024
 
 
-def random_weight(rng, variable):
+def random_weight(rng, variable, owner):
     """Values in the regime trained models live in: kernels scaled by fan-in so activations stay O(1)
-    through deep stacks (a tight tolerance then means something), positive BatchNormalization variance."""
+    through deep stacks (a tight tolerance then means something), small biases (large negative ones
+    kill whole ReLU outputs), positive BatchNormalization variance."""
     name = variable.name
     shape = tuple(variable.shape)
     if name in ("kernel", "recurrent_kernel", "depthwise_kernel", "pointwise_kernel"):
-        fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        if "Transpose" in type(owner).__name__:  # kernel (*spatial, out, in)
+            fan_in = int(np.prod(shape[:-2])) * shape[-1]
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
         limit = min(1.0, float(np.sqrt(6.0 / max(fan_in, 1))))
         values = rng.uniform(-limit, limit, shape)
     elif name in ("gamma", "moving_variance"):
         values = rng.uniform(0.5, 1.5, shape)
     elif name == "embeddings":
         values = rng.uniform(-1.0, 1.0, shape)
-    else:  # bias, beta, moving_mean
+    elif name == "bias":
+        values = rng.uniform(-0.2, 0.2, shape)
+    else:  # beta, moving_mean
         values = rng.uniform(-0.5, 0.5, shape)
     return values.astype(variable.dtype if isinstance(variable.dtype, str) else "float32")
 
@@ -50,7 +56,10 @@ def make_golden(keras, name, build):
     keras.backend.clear_session()
     model = build(keras)
     rng = np.random.default_rng(golden_cases.case_seed(name))
-    weights = [random_weight(rng, v) for v in model.weights]
+    owners = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # outer first, cells last
+        owners.update((id(v), layer) for v in layer.weights)
+    weights = [random_weight(rng, v, owners[id(v)]) for v in model.weights]
     model.set_weights(weights)
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     for batch in golden_cases.BATCH_SIZES:
@@ -63,6 +72,9 @@ def make_golden(keras, name, build):
             y = np.asarray(y)
             if not np.all(np.isfinite(y)):
                 raise ValueError(f"{name}: Keras output {j} is not finite")
+            if batch > 1 and (np.ptp(y) == 0 or np.mean(y != 0) < 0.05):  # e.g. a dead final ReLU
+                raise ValueError(f"{name}: Keras output {j} is constant or almost all zero, so it would "
+                                 "check little; give the case another weight seed (@feeds(..., seed=n))")
             arrays[f"out{j}_b{batch}"] = y.astype(np.float32)
     path = os.path.join(OUT_DIR, f"{name}.npz")
     np.savez_compressed(path, **arrays)
