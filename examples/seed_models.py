@@ -348,6 +348,9 @@ def _all_models():
 
 SEED_MODELS = _all_models()
 
+# Variable-length inputs get this many steps (the posts model's five convolutions need ~270).
+SEQ_LEN = {"posts_multi_output_001": 300}
+
 
 def random_inputs(model, batch=2, seq_len=12, rng=None):
     """Data fitting the model's inputs: ids for integer inputs, floats otherwise; None dims -> seq_len."""
@@ -377,7 +380,7 @@ def main(argv=None):
         keras.layers.clear_session()
         model = SEED_MODELS[name]()
         model.summary()
-        x = random_inputs(model)
+        x = random_inputs(model, seq_len=SEQ_LEN.get(name, 12))
         y = model.predict(x if len(x) > 1 else x[0])
         shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
         path = os.path.join(out_dir, f"{name}.keras")
