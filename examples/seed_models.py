@@ -371,11 +371,17 @@ def random_inputs(model, batch=2, seq_len=12, rng=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="build only this model")
-    parser.add_argument("--out", default=None, help="where to save the .keras files (default: a temp dir)")
+    parser.add_argument("--out", default=None, help="keep the .keras files in this directory")
     args = parser.parse_args(argv)
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphc-seeds-")
-    os.makedirs(out_dir, exist_ok=True)
-    names = [args.only] if args.only else list(SEED_MODELS)
+    if args.out is None:
+        with tempfile.TemporaryDirectory(prefix="graphc-seeds-") as tmp:
+            return run(args.only, tmp)
+    os.makedirs(args.out, exist_ok=True)
+    return run(args.only, args.out)
+
+
+def run(only, out_dir):
+    names = [only] if only else list(SEED_MODELS)
     for name in names:
         keras.layers.clear_session()
         model = SEED_MODELS[name]()
@@ -392,7 +398,7 @@ def main(argv=None):
         print(f"{name}: params={model.count_params():,} outputs={shapes} saved+reloaded={'ok' if same else 'MISMATCH'}\n")
         if not same:
             return 1
-    print(f"{len(names)} seed models built, run, saved and reloaded (files in {out_dir})")
+    print(f"{len(names)} seed models built, run, saved and reloaded")
     return 0
 
 
