@@ -1,6 +1,7 @@
 """Weight initializers with Keras 3 names, arguments and fan computation."""
 from __future__ import annotations
 
+import abc
 import math
 
 import numpy as np
@@ -9,9 +10,12 @@ from .utils.random import global_rng
 from .serialization import register, get_from_registry
 
 
-class Initializer:
+class Initializer(abc.ABC):
+    """Subclasses return a NumPy array of ``shape`` and ``dtype``."""
+
+    @abc.abstractmethod
     def __call__(self, shape, dtype="float32"):
-        raise NotImplementedError(f"{type(self).__name__} must define __call__(shape, dtype)")
+        ...
 
     def get_config(self):
         return {}

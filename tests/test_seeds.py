@@ -139,3 +139,16 @@ def test_seed_models_run(name):
 def test_count_params_of_an_unbuilt_layer_is_an_error():
     with pytest.raises(ValueError, match="not built"):
         graphc.layers.Dense(3).count_params()
+
+
+def test_seed_003_keras2_import_lines_work_with_graphc():
+    """The seed's imports, with `keras` replaced by `graphc`, as a user would edit them."""
+    from graphc.layers import Input, Dense, Flatten  # noqa: F401
+    from graphc.layers.convolutional import Conv2D  # noqa: F401
+    from graphc.layers.merge import concatenate  # noqa: F401
+    from graphc.layers.pooling import MaxPool2D  # noqa: F401
+    from graphc.layers.recurrent import LSTM  # noqa: F401
+    from graphc.layers.wrappers import TimeDistributed  # noqa: F401
+    from graphc.models import Model, Sequential  # noqa: F401
+    from graphc.utils import plot_model  # noqa: F401
+    assert concatenate is graphc.layers.concatenate and LSTM is graphc.layers.LSTM
