@@ -20,7 +20,8 @@ class OpDef:
     reference: Callable      # reference(*arrays, **attrs) -> ndarray | tuple[ndarray, ...]
     num_inputs: Optional[int] = None   # None: variadic
     grad: Optional[Callable] = None    # grad(builder, op, output_grads) -> input grads
-    lower_c: Optional[Callable] = None  # lower_c(ctx, op) -> C source
+    lower_c: Optional[Callable] = None  # lower_c(ctx, op) -> C statements (see graphc/codegen)
+    c_expr: Optional[Callable] = None   # pointwise ops: c_expr(args: list[str], **attrs) -> C expression
 
 
 def defop(name: str, *, infer: Callable, reference: Callable, num_inputs: Optional[int] = None) -> OpDef:

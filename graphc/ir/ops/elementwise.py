@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, is_float
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -117,3 +117,53 @@ def _where_type(cond, a, b):
 defop("where", infer=_where_type, reference=np.where, num_inputs=3)
 defop("cast", infer=lambda x, dtype: TensorType(x.shape, dtype),
       reference=lambda x, dtype: x.astype(dtype), num_inputs=1)
+
+
+# --- C lowering: each pointwise op as a C expression of its operands (float math from <math.h>) ------------
+def _f(x):
+    return repr(float(x)) + "f"
+
+
+C_EXPR = {
+    "identity": lambda a: a[0],
+    "neg": lambda a: f"(-{a[0]})",
+    "abs": lambda a: f"fabsf({a[0]})",
+    "square": lambda a: f"({a[0]} * {a[0]})",
+    "sqrt": lambda a: f"sqrtf({a[0]})",
+    "rsqrt": lambda a: f"(1.0f / sqrtf({a[0]}))",
+    "exp": lambda a: f"expf({a[0]})",
+    "log": lambda a: f"logf({a[0]})",
+    # comparisons written so that NaN propagates, as in NumPy
+    "relu": lambda a: f"({a[0]} < 0.0f ? 0.0f : {a[0]})",
+    "relu6": lambda a: f"({a[0]} < 0.0f ? 0.0f : {a[0]} > 6.0f ? 6.0f : {a[0]})",
+    "sigmoid": lambda a: f"(1.0f / (1.0f + expf(-{a[0]})))",
+    "tanh": lambda a: f"tanhf({a[0]})",
+    "elu": lambda a, alpha=1.0: f"({a[0]} > 0.0f ? {a[0]} : {_f(alpha)} * expm1f({a[0]}))",
+    "selu": lambda a: f"({_f(SELU_SCALE)} * ({a[0]} > 0.0f ? {a[0]} : {_f(SELU_ALPHA)} * expm1f({a[0]})))",
+    "gelu": lambda a, approximate=False: (
+        f"(0.5f * {a[0]} * (1.0f + tanhf(0.7978845608028654f * ({a[0]} + 0.044715f * {a[0]} * {a[0]} * {a[0]}))))"
+        if approximate else f"(0.5f * {a[0]} * (1.0f + erff({a[0]} * 0.7071067811865476f)))"),
+    "silu": lambda a: f"({a[0]} / (1.0f + expf(-{a[0]})))",
+    "leaky_relu": lambda a, negative_slope=0.2: f"({a[0]} >= 0.0f ? {a[0]} : {_f(negative_slope)} * {a[0]})",
+    "softplus": lambda a: f"(({a[0]} > 0.0f ? {a[0]} : 0.0f) + log1pf(expf(-fabsf({a[0]}))))",
+    "softsign": lambda a: f"({a[0]} / (1.0f + fabsf({a[0]})))",
+    "hard_sigmoid": lambda a: f"fminf(fmaxf({a[0]} * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f)",
+    "clip": lambda a, min_value, max_value: f"fminf(fmaxf({a[0]}, {_f(min_value)}), {_f(max_value)})",
+    "add": lambda a: f"({a[0]} + {a[1]})",
+    "subtract": lambda a: f"({a[0]} - {a[1]})",
+    "multiply": lambda a: f"({a[0]} * {a[1]})",
+    "divide": lambda a: f"({a[0]} / {a[1]})",
+    "maximum": lambda a: f"({a[0]} > {a[1]} || {a[0]} != {a[0]} ? {a[0]} : {a[1]})",
+    "minimum": lambda a: f"({a[0]} < {a[1]} || {a[0]} != {a[0]} ? {a[0]} : {a[1]})",
+    "power": lambda a: f"powf({a[0]}, {a[1]})",
+    "greater": lambda a: f"({a[0]} > {a[1]})",
+    "less": lambda a: f"({a[0]} < {a[1]})",
+    "equal": lambda a: f"({a[0]} == {a[1]})",
+    "where": lambda a: f"({a[0]} ? {a[1]} : {a[2]})",
+}
+
+for _name, _expr in C_EXPR.items():
+    OPS[_name].c_expr = _expr
+
+_C_SCALAR = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t", "bool": "uint8_t"}
+OPS["cast"].c_expr = lambda a, dtype: f"(({_C_SCALAR[dtype]}){a[0]})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, is_float
 
 
@@ -29,3 +29,14 @@ defop("log_softmax", infer=lambda x, axis=-1: _float(x, "log_softmax"), referenc
 # Dropout is the identity at inference; the training stage gives it a seeded mask.
 defop("dropout", infer=lambda x, rate, seed=None, noise_shape=None: x,
       reference=lambda x, rate, seed=None, noise_shape=None: x, num_inputs=1)
+
+
+def _softmax_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    axis = op.attrs.get("axis", -1) % x.type.rank
+    return [f"graphc_softmax({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.prod(x, 0, axis)}, {ctx.dim(x, axis)}, "
+            f"{ctx.prod(x, axis + 1)}, {int(op.kind == 'log_softmax')});"]
+
+
+OPS["softmax"].lower_c = _softmax_c
+OPS["log_softmax"].lower_c = _softmax_c

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType
 
 
@@ -35,3 +35,34 @@ def _argmax_type(x, axis):
 
 
 defop("argmax", infer=_argmax_type, num_inputs=1, reference=lambda x, axis: np.argmax(x, axis=axis))
+
+
+# --- C lowering: reductions over one contiguous run of axes, viewed as (outer, n, inner) ----------------
+_KIND = {"reduce_sum": "GRAPHC_REDUCE_SUM", "reduce_mean": "GRAPHC_REDUCE_MEAN",
+         "reduce_max": "GRAPHC_REDUCE_MAX", "reduce_min": "GRAPHC_REDUCE_MIN"}
+
+
+def _outer_n_inner(ctx, x, axes):
+    ax = _axes(x.type.rank, axes)
+    if list(ax) != list(range(ax[0], ax[-1] + 1)):
+        raise ShapeError(f"C reductions need contiguous axes, received {ax}")
+    return ctx.prod(x, 0, ax[0]), ctx.prod(x, ax[0], ax[-1] + 1), ctx.prod(x, ax[-1] + 1)
+
+
+def _reduce_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    if x.dtype != "float32":
+        raise ShapeError(f"{op.kind} in C supports float32 tensors, received {x.dtype}")
+    outer, n, inner = _outer_n_inner(ctx, x, op.attrs["axes"])
+    return [f"graphc_reduce({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {n}, {inner}, {_KIND[op.kind]});"]
+
+
+def _argmax_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    outer, n, inner = _outer_n_inner(ctx, x, (op.attrs["axis"],))
+    return [f"graphc_argmax({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {n}, {inner});"]
+
+
+for _name in REDUCTIONS:
+    OPS[_name].lower_c = _reduce_c
+OPS["argmax"].lower_c = _argmax_c

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, dims_compatible, known_size
 
 
@@ -101,3 +101,83 @@ defop("repeat", infer=_repeat_type, num_inputs=1,
 defop("slice", infer=_slice_type, num_inputs=1,
       reference=lambda x, begin, end, step: x[tuple(slice(*a) for a in zip(begin, end, step))])
 defop("broadcast_to", infer=_broadcast_type, reference=_broadcast_ref, num_inputs=1)
+
+
+# --- C lowering ---------------------------------------------------------------------------------------
+def _shape_init(ctx, v):
+    return "{" + ", ".join(ctx.dims(v)) + "}"
+
+
+def _elem_size(ctx, v):
+    return f"sizeof({ctx.ctype(v)})"
+
+
+def _reshape_c(ctx, op):
+    return ["/* a view: same bytes, new shape */"]
+
+
+def _transpose_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    perm = ", ".join(str(p) for p in op.attrs["perm"])
+    return [f"{{ const int64_t shape[] = {_shape_init(ctx, x)}; const int perm[] = {{{perm}}};",
+            f"  graphc_transpose({ctx.ptr(x)}, {ctx.ptr(y)}, {x.type.rank}, shape, perm, {_elem_size(ctx, y)}); }}"]
+
+
+def _concat_c(ctx, op):
+    """Per outer index, each input's contiguous block (its size along the axis times the inner size)."""
+    y = op.outputs[0]
+    axis = op.attrs["axis"] % y.type.rank
+    lines = [f"for (int64_t o = 0; o < {ctx.prod(y, 0, axis)}; o++) {{", "    size_t at = 0;"]
+    for x in op.inputs:
+        block = ctx.prod(x, axis)
+        lines.append(f"    memcpy({ctx.ptr(y)} + o * ({ctx.prod(y, axis)}) + at, {ctx.ptr(x)} + o * ({block}), "
+                     f"({block}) * {_elem_size(ctx, y)}); at += {block};")
+    return lines + ["}"]
+
+
+def _pad_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    if x.dtype != "float32":
+        raise ShapeError(f"pad in C supports float32 tensors, received {x.dtype}")
+    before = ", ".join(str(lo) for lo, _ in op.attrs["pads"])
+    value = op.attrs.get("value", 0.0)
+    return [f"{{ const int64_t in_shape[] = {_shape_init(ctx, x)}, out_shape[] = {_shape_init(ctx, y)}, "
+            f"before[] = {{{before}}};",
+            f"  graphc_pad_f32({ctx.ptr(x)}, {ctx.ptr(y)}, {x.type.rank}, in_shape, before, out_shape, {float(value)!r}f); }}"]
+
+
+def _repeat_c(ctx, op):
+    """(outer, n, inner) -> (outer, n * repeats, inner): each inner block written `repeats` times."""
+    x, y = op.inputs[0], op.outputs[0]
+    axis, r = op.attrs["axis"], op.attrs["repeats"]
+    inner = ctx.prod(x, axis + 1)
+    return [f"for (int64_t o = 0; o < {ctx.prod(x, 0, axis + 1)}; o++)",
+            f"    for (int r = 0; r < {r}; r++)",
+            f"        memcpy({ctx.ptr(y)} + (o * {r} + r) * ({inner}), {ctx.ptr(x)} + o * ({inner}), "
+            f"({inner}) * {_elem_size(ctx, y)});"]
+
+
+def _slice_c(ctx, op):
+    x, y = op.inputs[0], op.outputs[0]
+    begins, steps = [], []
+    for axis, (d, b, e, s) in enumerate(zip(x.shape, op.attrs["begin"], op.attrs["end"], op.attrs["step"])):
+        if d is None:
+            if (b, e, s) not in ((None, None, None), (0, None, None), (None, None, 1), (0, None, 1)):
+                raise ShapeError("slicing the batch axis is not supported in C")
+            begins.append(0), steps.append(1)
+        else:
+            start, _, step = slice(b, e, s).indices(d)
+            begins.append(start), steps.append(step)
+    return [f"{{ const int64_t in_shape[] = {_shape_init(ctx, x)}, out_shape[] = {_shape_init(ctx, y)};",
+            f"  const int64_t begin[] = {{{', '.join(map(str, begins))}}}, step[] = {{{', '.join(map(str, steps))}}};",
+            f"  graphc_slice({ctx.ptr(x)}, {ctx.ptr(y)}, {x.type.rank}, in_shape, begin, step, out_shape, "
+            f"{_elem_size(ctx, y)}); }}"]
+
+
+OPS["reshape"].lower_c = _reshape_c
+OPS["transpose"].lower_c = _transpose_c
+OPS["concat"].lower_c = _concat_c
+OPS["pad"].lower_c = _pad_c
+OPS["repeat"].lower_c = _repeat_c
+OPS["slice"].lower_c = _slice_c
+OPS["broadcast_to"].c_expr = lambda a, shape: a[0]  # the pointwise loop does the broadcasting

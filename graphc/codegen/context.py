@@ -1,0 +1,140 @@
+"""What lowering functions use to name things in C: pointers, dimensions, types, comments.
+
+Names given by users (layer and input names) only ever reach the C source through ``c_ident`` (an
+identifier of [A-Za-z0-9_]) or ``c_comment`` (text that cannot close the comment), never raw.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+C_TYPES = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t", "bool": "uint8_t"}
+
+
+class CodegenError(ValueError):
+    """The graph holds something the C backend cannot lower (it names the op and the layer)."""
+
+
+def c_ident(text: str, limit: int = 40) -> str:
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", text)[:limit].strip("_") or "v"
+    return ident if not ident[0].isdigit() else "_" + ident
+
+
+def c_comment(text: str) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    return text.replace("*/", "* /").replace("/*", "/ *").replace("\\", "/")
+
+
+def c_float(x: float) -> str:
+    if math.isinf(x):
+        return "INFINITY" if x > 0 else "(-INFINITY)"
+    if math.isnan(x):
+        return "NAN"
+    return repr(float(x)) + "f"
+
+
+class Context:
+    """Per-graph naming state shared by the lowering functions."""
+
+    def __init__(self, graph, plan, rows):
+        self.graph, self.plan, self.rows = graph, plan, rows
+        self.names = {}
+        self.decls = []          # pointer declarations at the top of the run function
+        self.view_of = {}        # value id -> value id whose storage it shares (reshape)
+        self._used = set()
+        for i, v in enumerate(graph.inputs):
+            self._declare(v, f"in_{c_ident(v.name)}", f"inputs[{i}]")
+        for i, v in enumerate(graph.params):
+            self._declare(v, f"w_{c_ident(v.name.replace('/', '_'))}", f"params[{i}]")
+
+    # --- names and storage ------------------------------------------------------------------------
+    def _unique(self, base):
+        name, n = base, 1
+        while name in self._used:
+            n += 1
+            name = f"{base}_{n}"
+        self._used.add(name)
+        return name
+
+    def _declare(self, v, base, source):
+        """Inputs and parameters are read-only pointers into the caller's arrays."""
+        name = self._unique(base)
+        self.names[v.id] = name
+        t = self.ctype(v)
+        self.decls.append(f"const {t} *{name} = (const {t} *){source};")
+
+    def declare_output(self, op, v, index):
+        """Storage of an op output: an arena slot (or the storage of the value it is a view of)."""
+        base = c_ident(f"{op.scope.split('/')[-1] or op.kind}_{op.kind}") + (f"_{index}" if index else "")
+        if v.id in self.view_of:
+            src = self.view_of[v.id]
+            self.names[v.id] = self.names[src]
+            return
+        if v.id in self.plan.fixed_offset:
+            where = f"arena + {self.plan.fixed_offset[v.id]}"
+        else:
+            where = f"arena + {self.plan.fixed_bytes} + (size_t)batch * {self.plan.scaled_offset[v.id]}"
+        name = self._unique(base)
+        self.names[v.id] = name
+        self.decls.append(f"{self.ctype(v)} *{name} = ({self.ctype(v)} *)({where});")
+
+    def ptr(self, v) -> str:
+        return self.names[v.id]
+
+    # --- shapes ---------------------------------------------------------------------------------
+    @staticmethod
+    def ctype(v) -> str:
+        return C_TYPES[v.type.dtype]
+
+    def dim(self, v, axis) -> str:
+        """C expression of v's size along ``axis`` (axis 0 may be the symbolic batch)."""
+        axis %= v.type.rank
+        d = v.type.shape[axis]
+        if d is not None:
+            return str(d)
+        if axis != 0:
+            raise CodegenError(f"{v!r}: axis {axis} has no static size; specialize the graph first")
+        rf = self.rows.get(v.id) or 1
+        return "batch" if rf == 1 else f"(batch * {rf})"
+
+    def numel(self, v) -> str:
+        rest = math.prod(d for d in v.type.shape[1:]) if v.type.rank else 1
+        if v.type.rank and v.type.shape[0] is None:
+            return f"{self.dim(v, 0)} * {rest}" if rest != 1 else self.dim(v, 0)
+        return str(math.prod(v.type.shape))
+
+    def static_numel(self, v) -> int:
+        return math.prod(v.type.shape[1:]) if v.type.rank and v.type.shape[0] is None else math.prod(v.type.shape)
+
+    def describe(self, op) -> str:
+        """A comment line naming the layer and the IR op (inputs -> outputs), shapes included."""
+        ins = ", ".join(str(list(v.type.shape)) for v in op.inputs)
+        outs = ", ".join(str(list(v.type.shape)) for v in op.outputs)
+        attrs = ", ".join(f"{k}={v}" for k, v in op.attrs.items() if v is not None)
+        return c_comment(f"{op.scope or '-'}: {op.kind}({ins}{'; ' + attrs if attrs else ''}) -> {outs}")
+
+
+def _prod_expr(parts) -> str:
+    """Product of C expressions / ints, folding the constants: ['batch', 4, 4] -> 'batch * 16'."""
+    const, syms = 1, []
+    for p in parts:
+        if isinstance(p, int) or str(p).isdigit():
+            const *= int(p)
+        else:
+            syms.append(str(p))
+    if not syms:
+        return str(const)
+    return " * ".join(syms + ([str(const)] if const != 1 else []))
+
+
+def _dims(self, v):
+    return [self.dim(v, a) for a in range(v.type.rank)]
+
+
+def _prod(self, v, start=0, stop=None):
+    """C expression of the product of v's dims[start:stop]."""
+    return _prod_expr(self.dims(v)[start:stop])
+
+
+Context.dims = _dims
+Context.prod = _prod

@@ -1,0 +1,4 @@
+"""Graph -> Graph passes, each small and tested alone."""
+from .simplify import eliminate_identities, eliminate_dead_code, simplify  # noqa: F401
+from .memory import plan_memory, MemoryPlan  # noqa: F401
+from .fusion import fuse_dense_epilogue  # noqa: F401
