@@ -5,6 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* OpenMP directives that disappear (without warnings) in builds without OpenMP. */
+#ifdef _OPENMP
+#define GRAPHC_OMP(directive) _Pragma(#directive)
+#else
+#define GRAPHC_OMP(directive)
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

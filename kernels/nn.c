@@ -10,7 +10,7 @@
 
 void graphc_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, int log) {
     /* x, y: (outer, n, inner); normalise each of the outer*inner lines of n elements */
-    #pragma omp parallel for if (outer * n * inner > PARALLEL_MIN)
+    GRAPHC_OMP(omp parallel for if (outer * n * inner > PARALLEL_MIN))
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             const float *xl = x + o * n * inner + i;
@@ -36,7 +36,7 @@ void graphc_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t 
 
 void graphc_reduce(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, int kind) {
     /* x: (outer, n, inner) -> y: (outer, inner); sums accumulate in double for accuracy */
-    #pragma omp parallel for if (outer * n * inner > PARALLEL_MIN)
+    GRAPHC_OMP(omp parallel for if (outer * n * inner > PARALLEL_MIN))
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             const float *xl = x + o * n * inner + i;

@@ -98,7 +98,7 @@ def emit_pointwise(ctx, root, inlined, graph) -> list:
     n = ctx.numel(out)
     body = [f"    {s}" for s in steps] + [f"    {ctx.ptr(out)}[i] = {result};"]
     return [f"{{ const int64_t n = {n};",
-            f"  #pragma omp parallel for if (n > {PARALLEL_MIN})",
+            f"  GRAPHC_OMP(omp parallel for if (n > {PARALLEL_MIN}))",
             "  for (int64_t i = 0; i < n; i++) {",
             *["  " + line for line in body],
             "  }", "}"]
