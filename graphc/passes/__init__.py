@@ -2,3 +2,4 @@
 from .simplify import eliminate_identities, eliminate_dead_code, simplify  # noqa: F401
 from .memory import plan_memory, MemoryPlan  # noqa: F401
 from .fusion import fuse_dense_epilogue  # noqa: F401
+from .specialize import specialize, needs_specialization  # noqa: F401
