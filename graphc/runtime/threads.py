@@ -1,0 +1,60 @@
+"""The OpenMP thread count of compiled code: graphc.set_num_threads / get_num_threads.
+
+The count is recorded here and forwarded to every kernels library loaded in the process (they
+share the OpenMP runtime with the model modules), now or when one is loaded later. Without OpenMP
+the count is only recorded. By default OpenMP reads OMP_NUM_THREADS itself.
+"""
+import ctypes
+import os
+
+_requested = None
+_libraries = {}  # path -> ctypes handle of a loaded kernels library
+
+
+def set_num_threads(n: int):
+    """Number of threads compiled code uses from now on (in the calling thread and those it starts)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive int, received {n!r}")
+    global _requested
+    _requested = n
+    for lib in _libraries.values():
+        lib.graphc_runtime_set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The count set by set_num_threads, else what OpenMP will use (OMP_NUM_THREADS or the CPUs)."""
+    if _requested is not None:
+        return _requested
+    for lib in _libraries.values():
+        if lib.graphc_runtime_has_openmp():
+            return lib.graphc_runtime_get_max_threads()
+    return default_num_threads()
+
+
+def default_num_threads() -> int:
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def openmp_enabled() -> bool:
+    """Whether a loaded kernels library was built with OpenMP."""
+    return any(lib.graphc_runtime_has_openmp() for lib in _libraries.values())
+
+
+def attach(path):
+    """Loads a kernels library (once) for thread control and applies a recorded count to it."""
+    key = str(path)
+    if key in _libraries:
+        return
+    lib = ctypes.CDLL(key)
+    lib.graphc_runtime_set_num_threads.argtypes = [ctypes.c_int]
+    lib.graphc_runtime_set_num_threads.restype = None
+    lib.graphc_runtime_get_max_threads.restype = ctypes.c_int
+    lib.graphc_runtime_has_openmp.restype = ctypes.c_int
+    if _requested is not None:
+        lib.graphc_runtime_set_num_threads(_requested)
+    _libraries[key] = lib
