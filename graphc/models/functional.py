@@ -1,6 +1,8 @@
 """``Model``: a DAG of layer calls between symbolic inputs and outputs, itself callable like a layer."""
 from __future__ import annotations
 
+import os
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -126,6 +128,7 @@ class Model(Layer):
         self.input_spec = [InputSpec(ndim=len(t.shape), axes={i: d for i, d in enumerate(t.shape) if i and d})
                            for t in self.inputs]
         self._graph_cache = {}
+        self._programs = {}
         self.built = True
 
     # --- graph structure ------------------------------------------------------------------------------
@@ -256,7 +259,29 @@ class Model(Layer):
                              f"received {[a.shape[0] for a in out]}")
         return out
 
+    def _compiled(self, arrays):
+        """The compiled C program for these inputs' shapes, or None where some op has no C lowering yet
+        (the model then runs on the NumPy reference, with a warning naming the ops)."""
+        from .. import runtime
+        from ..codegen import CodegenError
+        from ..passes import needs_specialization, specialize
+        graph = self.build_graph(False)
+        key = tuple(a.shape[1:] for a in arrays) if needs_specialization(graph) else None
+        cache = self.__dict__.setdefault("_programs", {})
+        if key not in cache:
+            try:
+                cache[key] = runtime.compile_graph(specialize(graph, key) if key else graph,
+                                                   title=f"model {self.name}")
+            except CodegenError as e:
+                warnings.warn(f"Model '{self.name}' runs on the NumPy reference executor: {e}", stacklevel=4)
+                cache[key] = None
+        return cache[key]
+
     def _run(self, arrays, training=False):
+        if not training and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
+            program = self._compiled(arrays)
+            if program is not None:
+                return program.run(arrays, [w.value for w in program.param_keys])
         graph = self.build_graph(training)
         feeds = {v.id: a for v, a in zip(graph.inputs, arrays)}
         params = {v.id: graph.param_keys[v.id].value for v in graph.params}

@@ -55,6 +55,7 @@ class Sequential(Model):
         """(Re)create the functional graph when the input shape is known."""
         self.built = False
         self._graph_cache = {}
+        self._programs = {}
         if not self._stack:
             return
         first = self._stack[0]

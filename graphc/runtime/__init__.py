@@ -13,3 +13,13 @@ from .toolchain import current as current_toolchain
 
 __all__ = ["CompileError", "CompiledModule", "Toolchain", "cache_dir", "compile_module", "current_toolchain",
            "get_num_threads", "kernels_dir", "openmp_enabled", "set_num_threads"]
+
+from .program import CompiledGraph  # noqa: E402
+
+
+def compile_graph(graph, name: str = "graphc_model", title: str = "") -> CompiledGraph:
+    """The front end's one entry: an IR graph -> a callable compiled C program."""
+    return CompiledGraph(graph, prefix=name, title=title)
+
+
+__all__ += ["CompiledGraph", "compile_graph"]
