@@ -65,7 +65,7 @@ def _index(ctx, leaf, out) -> str:
         coord = f"(i / {stride_out})" if axis == 0 else f"((i / {stride_out}) % {d})"
         if ld != 1:
             terms.append(f"{coord} * {stride_leaf}" if stride_leaf != 1 else coord)
-            stride_leaf *= ld
+            stride_leaf *= ld or 1  # only axis 0 may be symbolic, and it is the last one
         stride_out *= d if d is not None else 1
     return " + ".join(reversed(terms)) or "0"
 

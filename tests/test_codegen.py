@@ -1,0 +1,215 @@
+"""Compiled C against the NumPy reference, op by op (rtol 1e-4, atol 1e-5), at batch 1 and an odd batch.
+
+Many ops go into one graph with many outputs, so each test compiles once.
+"""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from graphc.codegen import CodegenError, generate_c
+from graphc.ir import GraphBuilder, TensorType, reference
+from graphc.ir.ops.elementwise import C_EXPR, UNARY
+from graphc.runtime import compile_graph
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "graphc-cache"))
+
+
+class Weights:
+    """Stands for a layer's weight: the runtime reads ``.value``."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def check(build, input_shapes, rng, batches=(1, 5), dtypes=None, low=-2.0, high=2.0, rtol=1e-4, atol=1e-5):
+    """build(builder, inputs, param) -> outputs; compares compiled C with the reference executor."""
+    b = GraphBuilder()
+    dtypes = dtypes or ["float32"] * len(input_shapes)
+    ins = [b.input(f"x{i}", TensorType((None,) + tuple(s), d)) for i, (s, d) in enumerate(zip(input_shapes, dtypes))]
+    weights = []
+
+    def param(shape):
+        w = Weights(rng.uniform(-1, 1, shape).astype("float32"))
+        weights.append(w)
+        return b.param(w, f"w{len(weights)}", TensorType(shape))
+
+    outs = build(b, ins, param)
+    graph = b.finish(outs if isinstance(outs, list) else [outs])
+    program = compile_graph(graph)
+    for n in batches:
+        arrays = [rng.uniform(low, high, (n,) + tuple(s)).astype(d) for s, d in zip(input_shapes, dtypes)]
+        want = reference.run(graph, {v.id: a for v, a in zip(graph.inputs, arrays)},
+                             {v.id: graph.param_keys[v.id].value for v in graph.params})
+        got = program.run(arrays, [w.value for w in program.param_keys])
+        assert len(got) == len(want)
+        for g, w, v in zip(got, want, graph.outputs):
+            assert g.shape == w.shape, v
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=str(v))
+    return program
+
+
+def test_every_unary_op(rng):
+    unary = [k for k in UNARY if k != "clip"]
+    check(lambda b, x, p: [b.emit(k, [x[0]]) for k in unary] + [b.emit("clip", [x[0]], min_value=-0.5, max_value=1.0),
+                                                                b.emit("elu", [x[0]], alpha=0.3),
+                                                                b.emit("gelu", [x[0]], approximate=True),
+                                                                b.emit("leaky_relu", [x[0]], negative_slope=0.1)],
+          [(3, 4)], rng, low=0.1, high=3.0)  # positive: sqrt/log/rsqrt are defined
+    check(lambda b, x, p: [b.emit(k, [x[0]]) for k in unary if k not in ("sqrt", "log", "rsqrt")],
+          [(7,)], rng, low=-4, high=4)
+
+
+def test_binary_ops_with_broadcasting(rng):
+    kinds = ["add", "subtract", "multiply", "divide", "maximum", "minimum"]
+
+    def build(b, x, p):
+        a, c = x
+        bias, col = p((5,)), p((4, 1))
+        return ([b.emit(k, [a, c]) for k in kinds] + [b.emit(k, [a, bias]) for k in kinds]
+                + [b.emit("add", [a, col]), b.emit("multiply", [b.emit("reduce_sum", [a], axes=(2,), keepdims=True), a]),
+                   b.emit("add", [p((1, 5)), b.emit("exp", [c])])])
+    check(build, [(4, 5), (4, 5)], rng, low=0.5, high=2.0)
+
+
+def test_general_broadcast_and_where(rng):
+    def build(b, x, p):
+        a, c = x  # (None, 3, 1, 4) and (None, 1, 2, 1)
+        s = b.emit("add", [a, c])
+        return [s, b.emit("where", [b.emit("greater", [s, b.constant(np.float32(0.5))]), s, b.emit("neg", [s])]),
+                b.emit("broadcast_to", [p((4,))], shape=(3, 2, 4))]
+    check(build, [(3, 1, 4), (1, 2, 1)], rng)
+
+
+def test_fused_chain_is_one_loop(rng):
+    def build(b, x, p):
+        h = b.emit("tanh", [b.emit("add", [b.emit("multiply", [x[0], p((6,))]), p((6,))])])
+        return b.emit("relu", [b.emit("subtract", [h, b.constant(np.float32(0.25))])])
+    program = check(build, [(6,)], rng)
+    assert program.generated.source.count("for (int64_t i = 0;") == 1
+
+
+def test_a_value_read_twice_keeps_its_buffer(rng):
+    def build(b, x, p):
+        h = b.emit("tanh", [x[0]])
+        return b.emit("relu", [b.emit("subtract", [h, b.emit("square", [h])])])
+    program = check(build, [(6,)], rng)
+    assert program.generated.source.count("for (int64_t i = 0;") == 2
+
+
+def test_matmul_dense_and_batched(rng):
+    def build(b, x, p):
+        a, c = x  # (None, 3, 4), (None, 4, 2)
+        w = p((4, 6))
+        return [b.emit("matmul", [a, w]), b.emit("matmul", [a, c]),
+                b.emit("relu", [b.emit("add", [b.emit("matmul", [a, w]), p((6,))])]),
+                b.emit("matmul", [p((2, 5, 3)), b.emit("reshape", [a], shape=(None, 1, 3, 4))])]
+    program = check(build, [(3, 4), (4, 2)], rng)
+    assert "graphc_sgemm_bias_act" in program.generated.source
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (17, 33, 65), (64, 128, 10)])
+def test_dense_shapes(rng, m, k, n):
+    check(lambda b, x, p: b.emit("sigmoid", [b.emit("add", [b.emit("matmul", [x[0], p((k, n))]), p((n,))])]),
+          [(k,)], rng, batches=(1, m))
+
+
+def test_shape_ops(rng):
+    def build(b, x, p):
+        a = x[0]  # (None, 2, 3, 4)
+        return [b.emit("transpose", [a], perm=(0, 3, 1, 2)),
+                b.emit("concat", [a, b.emit("neg", [a])], axis=2),
+                b.emit("concat", [a, a, a], axis=-1),
+                b.emit("pad", [a], pads=((0, 0), (1, 0), (0, 2), (1, 1)), value=0.5),
+                b.emit("repeat", [a], repeats=3, axis=2),
+                b.emit("slice", [a], begin=(None, 1, None, 3), end=(None, None, None, 0), step=(None, 1, 2, -1)),
+                b.emit("reshape", [b.emit("exp", [a])], shape=(None, 24)),
+                b.emit("reshape", [a], shape=(None, 4)),  # folds (N, 2, 3, 4) into (N*6, 4)
+                b.emit("cast", [b.emit("multiply", [a, b.constant(np.float32(3))])], dtype="int32")]
+    check(build, [(2, 3, 4)], rng)
+
+
+def test_reductions_softmax_argmax(rng):
+    def build(b, x, p):
+        a = x[0]  # (None, 3, 4, 5)
+        outs = [b.emit(k, [a], axes=ax, keepdims=kd) for k in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
+                for ax, kd in (((3,), False), ((1, 2), True), ((2,), False))]
+        return outs + [b.emit("softmax", [a], axis=-1), b.emit("softmax", [a], axis=1),
+                       b.emit("log_softmax", [a], axis=2), b.emit("argmax", [a], axis=3)]
+    check(build, [(3, 4, 5)], rng)
+
+
+def test_user_names_cannot_break_the_c_source(rng):
+    b = GraphBuilder()
+    x = b.input('in"put */ #include <evil.h>\n', TensorType((None, 3)))
+    b.scope = "layer */ exit(1); /* \\"
+    g = b.finish([b.emit("relu", [x])])
+    src = generate_c(g, prefix="bad name!").source
+    code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)  # what the compiler sees outside comments
+    assert "evil" not in code and "exit(1)" not in code
+    assert src.count("*/") == src.count("/*")  # no comment closed early
+    program = compile_graph(g, name="weird */ name")
+    v = rng.normal(size=(2, 3)).astype("float32")
+    np.testing.assert_array_equal(program.run([v], [])[0], np.maximum(v, 0))
+
+
+def test_missing_lowering_is_reported():
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 3)))
+    g = b.finish([b.emit("dropout", [b.emit("relu", [x])], rate=0.5)])
+    assert "dropout" not in generate_c(g).source  # removed at inference
+    from graphc.ir import OPS
+    lower = OPS["relu"].c_expr
+    OPS["relu"].c_expr = None
+    try:
+        with pytest.raises(CodegenError, match=r"no C lowering yet for: relu"):
+            generate_c(g)
+    finally:
+        OPS["relu"].c_expr = lower
+
+
+def test_every_pointwise_entry_has_a_reference():
+    for name in C_EXPR:
+        assert name in UNARY or name in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
+                                         "greater", "less", "equal", "where")
+
+
+# --- random small DAGs ---------------------------------------------------------------------------------------
+UNARY_OK = ["relu", "tanh", "sigmoid", "neg", "abs", "square", "softsign", "silu", "exp"]
+BINARY_OK = ["add", "subtract", "multiply", "maximum", "minimum"]
+
+
+@st.composite
+def dags(draw):
+    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce", "matmul", "softmax"]),
+                                    st.integers(0, 10), st.integers(0, 10), st.sampled_from(UNARY_OK),
+                                    st.sampled_from(BINARY_OK)), min_size=1, max_size=8))
+    return steps, draw(st.integers(1, 6)), draw(st.integers(0, 2 ** 31 - 1))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dags())
+def test_random_graphs_match_numpy(spec):
+    steps, batch, seed = spec
+    rng = np.random.default_rng(seed)
+
+    def build(b, x, p):
+        vals = [x[0]]  # all (None, 4); reductions keep dims so shapes stay compatible
+        for kind, i, j, u, bi in steps:
+            a, c = vals[i % len(vals)], vals[j % len(vals)]
+            if kind == "unary":
+                vals.append(b.emit(u, [a]))
+            elif kind == "binary":
+                vals.append(b.emit(bi, [a, c]))
+            elif kind == "reduce":
+                vals.append(b.emit("add", [a, b.emit("reduce_mean", [c], axes=(1,), keepdims=True)]))
+            elif kind == "matmul":
+                vals.append(b.emit("matmul", [a, p((4, 4))]))
+            else:
+                vals.append(b.emit("softmax", [a], axis=-1))
+        return vals[1:]
+    check(build, [(4,)], rng, batches=(batch,), low=-1.5, high=1.5, rtol=2e-4, atol=2e-5)
