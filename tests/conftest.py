@@ -15,3 +15,12 @@ def _fresh_names():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _graphc_cache(tmp_path_factory):
+    """One compile cache for the whole run, outside the user's home (unless GRAPHC_CACHE_DIR is set)."""
+    import os
+    if "GRAPHC_CACHE_DIR" not in os.environ:
+        os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc-cache"))
+    yield

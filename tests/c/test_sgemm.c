@@ -1,0 +1,308 @@
+/* Checks the fast SGEMM (SIMD micro-kernel and the portable one) and its fused bias/activation
+ * epilogue against graphc_sgemm_ref (itself checked against a double-precision triple loop by
+ * test_sgemm_ref) on edge tiles, block boundaries, padded leading dimensions, alpha/beta, NaN in C
+ * with beta == 0, several thread counts and concurrent callers. Prints "N passed, N failed". */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graphc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SENTINEL (-12345.0f)
+
+typedef void (*sgemm_fn)(int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*bias_act_fn)(int, int, int, const float *, int, const float *, int, const float *, int, float *,
+                            int);
+
+static const struct {
+    const char *name;
+    sgemm_fn gemm;
+    bias_act_fn bias_act;
+} paths[] = {
+    {"simd", graphc_sgemm, graphc_sgemm_bias_act},
+    {"portable", graphc_sgemm_portable, graphc_sgemm_bias_act_portable},
+};
+#define NPATHS ((int)(sizeof paths / sizeof paths[0]))
+
+static int passed = 0, failed = 0;
+
+static unsigned long rng_state = 4242u;
+
+static unsigned rand_u31(void)
+{
+    rng_state = (rng_state * 1103515245u + 12345u) & 0x7fffffffu;
+    return (unsigned)rng_state;
+}
+
+static float rand_float(void) /* uniform in [-1, 1) */
+{
+    return (float)((double)(rand_u31() >> 8) / (double)(1u << 22)) - 1.0f;
+}
+
+static int rand_int(int lo, int hi) { return lo + (int)(rand_u31() % (unsigned)(hi - lo + 1)); }
+
+static void *xmalloc(size_t n)
+{
+    void *p = calloc(n ? n : 1, 1); /* zeroed: empty (K == 0) matrices are still "read" */
+    if (!p) {
+        printf("FAIL: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static double dabs(double x) { return x < 0 ? -x : x; }
+
+static double act_ref(double x, int act)
+{
+    switch (act) {
+    case GRAPHC_ACT_RELU: return x > 0 ? x : 0;
+    case GRAPHC_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
+    case GRAPHC_ACT_TANH: return tanh(x);
+    default: return x;
+    }
+}
+
+/* Problem data: A (M x lda), B (K x ldb), C_in (M x ldc) with SENTINEL in the row padding, plus the
+ * reference result and a per-element error bound, both from graphc_sgemm_ref. */
+struct problem {
+    int M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    float *A, *B, *C_in, *expect, *bound;
+};
+
+static void make_problem(struct problem *p, int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha,
+                         float beta, int nan_in_c)
+{
+    size_t na, nb, nc, i;
+    float *absA, *absB, *absC;
+    int r, j;
+    p->M = M; p->N = N; p->K = K;
+    p->lda = K + pad_a; p->ldb = N + pad_b; p->ldc = N + pad_c;
+    p->alpha = alpha; p->beta = beta;
+    na = (size_t)M * p->lda; nb = (size_t)K * p->ldb; nc = (size_t)M * p->ldc;
+    p->A = xmalloc(na * sizeof(float)); p->B = xmalloc(nb * sizeof(float));
+    p->C_in = xmalloc(nc * sizeof(float)); p->expect = xmalloc(nc * sizeof(float));
+    p->bound = xmalloc(nc * sizeof(float));
+    absA = xmalloc(na * sizeof(float)); absB = xmalloc(nb * sizeof(float)); absC = xmalloc(nc * sizeof(float));
+    for (i = 0; i < na; ++i) { p->A[i] = rand_float(); absA[i] = fabsf(p->A[i]); }
+    for (i = 0; i < nb; ++i) { p->B[i] = rand_float(); absB[i] = fabsf(p->B[i]); }
+    for (r = 0; r < M; ++r)
+        for (j = 0; j < p->ldc; ++j)
+            p->C_in[(size_t)r * p->ldc + j] = j >= N ? SENTINEL : nan_in_c ? NAN : rand_float();
+    memcpy(p->expect, p->C_in, nc * sizeof(float));
+    graphc_sgemm_ref(M, N, K, alpha, p->A, p->lda, p->B, p->ldb, beta, p->expect, p->ldc);
+    /* Bound: both results lie within about (K + 2) eps * (|alpha| |A| |B| + |beta| |C|) of the exact one. */
+    for (i = 0; i < nc; ++i) absC[i] = beta == 0.0f ? 0.0f : fabsf(p->C_in[i]);
+    graphc_sgemm_ref(M, N, K, fabsf(alpha), absA, p->lda, absB, p->ldb, fabsf(beta), absC, p->ldc);
+    for (i = 0; i < nc; ++i) p->bound[i] = (float)(2.0 * (K + 4) * FLT_EPSILON * absC[i]) + 1e-30f;
+    free(absA); free(absB); free(absC);
+}
+
+static void free_problem(struct problem *p)
+{
+    free(p->A); free(p->B); free(p->C_in); free(p->expect); free(p->bound);
+}
+
+/* 0 when C matches expect within bound (plus extra, for activations) and the padding is intact. */
+static int check(const struct problem *p, const float *C, const float *expect, double extra, const char *what,
+                 int report)
+{
+    int i, j;
+    for (i = 0; i < p->M; ++i) {
+        for (j = 0; j < p->ldc; ++j) {
+            const size_t at = (size_t)i * p->ldc + j;
+            const float got = C[at];
+            if (j >= p->N) {
+                if (got != SENTINEL) {
+                    if (report) printf("FAIL %s: padding C[%d][%d] was overwritten (%g)\n", what, i, j, (double)got);
+                    return 1;
+                }
+                continue;
+            }
+            if (got != got || dabs((double)got - (double)expect[at]) > (double)p->bound[at] + extra) {
+                if (report)
+                    printf("FAIL %s: C[%d][%d] = %.8g, expected %.8g (bound %.3g)\n", what, i, j, (double)got,
+                           (double)expect[at], (double)p->bound[at] + extra);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void record(int ok)
+{
+    if (ok) ++passed;
+    else ++failed;
+}
+
+/* One GEMM problem through every path. corrupt: perturb one element, the checker must notice. */
+static void gemm_case(int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha, float beta, int nan_in_c,
+                      int corrupt)
+{
+    struct problem p;
+    float *C;
+    char what[200];
+    int path;
+    make_problem(&p, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c);
+    C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+    for (path = 0; path < NPATHS; ++path) {
+        memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
+        paths[path].gemm(M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
+        snprintf(what, sizeof what, "%s M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s", paths[path].name,
+                 M, N, K, p.lda, p.ldb, p.ldc, (double)alpha, (double)beta, nan_in_c ? " (NaN in C)" : "");
+        if (corrupt) {
+            C[(size_t)(M / 2) * p.ldc + N / 2] += 0.5f;
+            if (!check(&p, C, p.expect, 0.0, what, 0)) {
+                printf("FAIL %s: the checker missed a wrong element\n", what);
+                record(0);
+            } else {
+                record(1);
+            }
+        } else {
+            record(!check(&p, C, p.expect, 0.0, what, 1));
+        }
+    }
+    free(C);
+    free_problem(&p);
+}
+
+/* C = act(A @ B + bias) through every path; C starts as NaN, which must never be read. */
+static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
+{
+    struct problem p;
+    float *C, *bias = NULL, *expect;
+    char what[200];
+    int path, i, j;
+    make_problem(&p, M, N, K, pad, pad, pad, 1.0f, 0.0f, 1);
+    expect = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+    C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+    if (with_bias) {
+        bias = xmalloc((size_t)N * sizeof(float));
+        for (j = 0; j < N; ++j) bias[j] = 2.0f * rand_float();
+    }
+    for (i = 0; i < M; ++i)
+        for (j = 0; j < p.ldc; ++j) {
+            const size_t at = (size_t)i * p.ldc + j;
+            expect[at] = j >= N ? SENTINEL : (float)act_ref((double)p.expect[at] + (bias ? bias[j] : 0.0), act);
+        }
+    for (path = 0; path < NPATHS; ++path) {
+        memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
+        paths[path].bias_act(M, N, K, p.A, p.lda, p.B, p.ldb, bias, act, C, p.ldc);
+        snprintf(what, sizeof what, "%s bias_act M=%d N=%d K=%d pad=%d bias=%d act=%d", paths[path].name, M, N, K,
+                 pad, with_bias, act);
+        /* relu, sigmoid and tanh have slope <= 1: the GEMM bound carries over, plus their own rounding */
+        record(!check(&p, C, expect, 1e-6, what, 1));
+    }
+    free(bias); free(C); free(expect);
+    free_problem(&p);
+}
+
+/* Shapes chosen around every micro-tile (4x16 portable, 6x16 AVX2, 8x12 NEON, 14x32 AVX-512) and
+ * cache block (KC = 256, NC = 1024, MC = 144..168) edge. */
+static void gemm_cases(void)
+{
+    static const int edge_m[] = {1, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 28, 29};
+    static const int edge_n[] = {1, 7, 11, 12, 13, 15, 16, 17, 24, 31, 32, 33, 48};
+    static const float alphas[] = {1.0f, 0.5f, -1.25f};
+    static const float betas[] = {0.0f, 1.0f, 0.25f, -0.5f};
+    int i;
+    /* M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c, corrupt */
+    gemm_case(1, 1, 1, 0, 0, 0, 1.0f, 0.0f, 0, 0);
+    gemm_case(1, 1, 1, 2, 3, 1, 2.0f, 0.5f, 0, 0);
+    gemm_case(9, 11, 13, 4, 4, 4, 1.0f, 0.0f, 1, 0);   /* beta == 0 must not read C */
+    gemm_case(20, 70, 300, 1, 2, 3, -1.0f, 0.0f, 1, 0); /* ... also across K blocks */
+    gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 3.0f, 0, 0);     /* K == 0: C = beta * C */
+    gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 0.0f, 1, 0);     /* K == 0, beta == 0: zeros */
+    gemm_case(6, 8, 5, 0, 0, 2, 0.0f, 0.5f, 0, 0);     /* alpha == 0: C = beta * C */
+    gemm_case(0, 8, 5, 0, 0, 0, 1.0f, 0.0f, 0, 0);     /* empty */
+    gemm_case(8, 0, 5, 0, 0, 3, 1.0f, 0.0f, 0, 0);     /* empty */
+    gemm_case(10, 12, 14, 1, 2, 3, 1.0f, 0.5f, 0, 1);  /* checker sanity */
+    for (i = 0; i < (int)(sizeof edge_m / sizeof edge_m[0]); ++i)
+        gemm_case(edge_m[i], edge_n[i], 1 + i * 3, i % 3, i % 4, i % 5, alphas[i % 3], betas[i % 4], 0, 0);
+    gemm_case(17, 45, 255, 0, 0, 0, 1.0f, 0.0f, 0, 0);  /* one K block minus one */
+    gemm_case(17, 45, 256, 1, 1, 1, 1.0f, 1.0f, 0, 0);  /* exactly one K block */
+    gemm_case(17, 45, 257, 2, 0, 1, 0.5f, -0.5f, 0, 0); /* one step into the second K block */
+    gemm_case(29, 33, 700, 0, 3, 0, 1.0f, 0.25f, 0, 0); /* three K blocks */
+    gemm_case(145, 20, 30, 1, 0, 0, 1.0f, 0.0f, 0, 0);  /* past MC (AVX2) */
+    gemm_case(169, 35, 30, 0, 1, 2, 1.0f, 1.0f, 0, 0);  /* past MC (AVX-512) */
+    gemm_case(7, 1041, 19, 0, 5, 7, 1.0f, 0.0f, 0, 0);  /* past NC */
+    gemm_case(13, 2080, 40, 3, 0, 1, -1.0f, 2.0f, 0, 0);/* two NC blocks and an edge */
+    gemm_case(200, 150, 300, 1, 2, 3, 1.0f, 0.5f, 0, 0); /* threaded, rows split */
+    gemm_case(40, 700, 90, 0, 0, 0, 1.0f, 0.0f, 0, 0);   /* threaded, columns split */
+    gemm_case(333, 333, 333, 5, 5, 5, 0.75f, 0.0f, 0, 0);
+    for (i = 0; i < 40; ++i) /* random shapes */
+        gemm_case(rand_int(1, 80), rand_int(1, 80), rand_int(1, 80), rand_int(0, 5), rand_int(0, 5),
+                  rand_int(0, 5), alphas[rand_int(0, 2)], betas[rand_int(0, 3)], 0, 0);
+}
+
+static void bias_act_cases(void)
+{
+    int act;
+    for (act = GRAPHC_ACT_NONE; act <= GRAPHC_ACT_TANH; ++act) {
+        bias_act_case(1, 1, 1, 0, 1, act);
+        bias_act_case(7, 33, 5, 2, 1, act);
+        bias_act_case(15, 17, 300, 1, 0, act); /* epilogue only after the last K block */
+        bias_act_case(6, 8, 0, 1, 1, act);     /* K == 0: act(bias) */
+        bias_act_case(150, 130, 260, 3, 1, act); /* threaded */
+    }
+}
+
+#ifdef _OPENMP
+/* Two application threads calling at once must not share packing buffers. */
+static void concurrent_case(void)
+{
+    struct problem p[2];
+    float *C[2];
+    int t, ok = 1;
+    for (t = 0; t < 2; ++t) {
+        make_problem(&p[t], 150 + 7 * t, 170 - 5 * t, 520, 1, 1, 1, 1.0f, 0.0f, 1);
+        C[t] = xmalloc((size_t)p[t].M * p[t].ldc * sizeof(float));
+        memcpy(C[t], p[t].C_in, (size_t)p[t].M * p[t].ldc * sizeof(float));
+    }
+#pragma omp parallel num_threads(2)
+    {
+        int rep, me;
+        for (rep = 0; rep < 3; ++rep)
+            for (me = omp_get_thread_num(); me < 2; me += omp_get_num_threads())
+                graphc_sgemm(p[me].M, p[me].N, p[me].K, 1.0f, p[me].A, p[me].lda, p[me].B, p[me].ldb, 0.0f,
+                             C[me], p[me].ldc);
+    }
+    for (t = 0; t < 2; ++t) {
+        if (check(&p[t], C[t], p[t].expect, 0.0, "concurrent callers", 1))
+            ok = 0;
+        free(C[t]);
+        free_problem(&p[t]);
+    }
+    record(ok);
+}
+#endif
+
+int main(void)
+{
+    printf("graphc_sgemm micro-kernel: %s\n", graphc_sgemm_kernel_name());
+#ifdef _OPENMP
+    {
+        static const int team_sizes[] = {1, 2, 3};
+        int i;
+        for (i = 0; i < 3; ++i) { /* 3 threads: an uneven grid */
+            omp_set_num_threads(team_sizes[i]);
+            gemm_cases();
+            bias_act_cases();
+        }
+        concurrent_case();
+    }
+#else
+    gemm_cases();
+    bias_act_cases();
+#endif
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
