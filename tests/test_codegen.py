@@ -176,3 +176,23 @@ def test_random_graphs_match_numpy(spec):
                 vals.append(b.emit("softmax", [a], axis=-1))
         return vals[1:]
     check(build, [(4,)], rng, batches=(batch,), low=-1.5, high=1.5, rtol=2e-4, atol=2e-5)
+
+
+def test_model_memory_report_and_threads(rng):
+    import graphc as keras
+    from graphc import layers
+    x = keras.Input((784,))
+    h = layers.Dense(512, activation="relu")(x)
+    h = layers.Dense(216, activation="relu")(h)
+    model = keras.Model(x, layers.Dense(10, activation="softmax")(layers.Dense(128, activation="relu")(h)))
+    report = model.memory_report(batch_size=64)
+    assert report["peak_live_bytes"] <= report["arena_bytes"] < report["all_intermediates_bytes"]
+    assert report["arena_bytes"] == 64 * (512 + 224) * 4  # the two largest live tensors (216 -> 224 aligned)
+    before = keras.get_num_threads()
+    keras.set_num_threads(1)
+    try:
+        assert keras.get_num_threads() == 1
+        v = rng.normal(size=(3, 784)).astype("float32")
+        np.testing.assert_allclose(model.predict(v), model.predict_on_batch(v), rtol=1e-6)
+    finally:
+        keras.set_num_threads(before)

@@ -277,6 +277,16 @@ class Model(Layer):
                 cache[key] = None
         return cache[key]
 
+    def memory_report(self, batch_size=1, input_shapes=None):
+        """Arena bytes of the compiled model for ``batch_size`` against the peak bytes of intermediates
+        alive at once (the arena can't be smaller) and the sum of all intermediates (no reuse).
+        ``input_shapes`` (per sample, without the batch axis) fix variable-length inputs."""
+        shapes = input_shapes or [t.shape[1:] for t in self.inputs]
+        program = self._compiled([np.zeros((1,) + tuple(s), t.dtype) for s, t in zip(shapes, self.inputs)])
+        if program is None:
+            raise ValueError(f"Model '{self.name}' does not compile to C yet (see the warning above)")
+        return program.memory_report(batch_size)
+
     def _run(self, arrays, training=False):
         if not training and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
             program = self._compiled(arrays)

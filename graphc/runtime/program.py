@@ -12,6 +12,7 @@ import numpy as np
 
 from ..codegen import generate_c
 from ..passes.memory import rows_factor
+from . import threads
 
 
 class CompiledGraph:
@@ -36,6 +37,13 @@ class CompiledGraph:
     def arena_bytes(self, batch: int) -> int:
         return int(self._arena_bytes(batch))
 
+    def memory_report(self, batch: int = 1) -> dict:
+        """Bytes of the arena for ``batch`` against the peak of simultaneously live intermediates."""
+        plan = self.generated.plan
+        return {"batch": batch, "arena_bytes": self.arena_bytes(batch),
+                "peak_live_bytes": batch * plan.peak_live_per_sample,
+                "all_intermediates_bytes": batch * plan.total_per_sample}
+
     def _arena(self, batch):
         need = self.arena_bytes(batch) + 64
         buf = getattr(self._local, "arena", None)
@@ -45,6 +53,7 @@ class CompiledGraph:
         return buf[offset:]
 
     def run(self, arrays, param_arrays):
+        threads.apply_to_current_thread()  # OpenMP's thread count is per calling thread
         ffi = self.ffi
         batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
         ins = []

@@ -58,3 +58,10 @@ def attach(path):
     if _requested is not None:
         lib.graphc_runtime_set_num_threads(_requested)
     _libraries[key] = lib
+
+
+def apply_to_current_thread():
+    """Apply a count set with set_num_threads to the calling thread (OpenMP keeps it per thread)."""
+    if _requested is not None:
+        for lib in _libraries.values():
+            lib.graphc_runtime_set_num_threads(_requested)
