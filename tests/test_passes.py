@@ -133,3 +133,31 @@ def test_specialize_fixes_sequence_length(rng):
     np.testing.assert_allclose(_run(graph, [v])[0], model.predict(v), rtol=1e-6)
     with pytest.raises(ValueError, match="cannot take per-sample shape"):
         specialize(model.build_graph(), [(6, 4)])
+
+
+def test_cse_merges_identical_ops(rng):
+    from graphc.passes import eliminate_common_subexpressions
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 3)))
+    a1, a2 = b.emit("exp", [x]), b.emit("exp", [x])
+    s1, s2 = b.emit("softmax", [x], axis=-1), b.emit("softmax", [x], axis=0)  # attrs differ: both stay
+    g = b.finish([b.emit("add", [a1, a2]), s1, s2])
+    out = eliminate_common_subexpressions(g)
+    assert [op.kind for op in out.ops] == ["exp", "softmax", "softmax", "add"]
+    v = rng.normal(size=(2, 3)).astype("float32")
+    for got, want in zip(_run(out, [v]), _run(g, [v])):
+        np.testing.assert_allclose(got, want)
+
+
+def test_constant_folding_keeps_parameters_live(rng):
+    from graphc.passes import fold_constants
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 2)))
+    c = b.emit("exp", [b.constant(np.array([0.0, 1.0], "float32"))])  # foldable
+    w = b.param(object(), "w", TensorType((2,)))
+    g = b.finish([b.emit("add", [b.emit("multiply", [x, c]), b.emit("neg", [w])])])
+    out = fold_constants(g)
+    assert [op.kind for op in out.ops] == ["multiply", "neg", "add"]  # neg(w) is not folded: w may change
+    assert [op.kind for op in g.ops] == ["exp", "multiply", "neg", "add"]  # input graph untouched
+    folded = next(a for a in out.constants.values() if a.shape == (2,))
+    np.testing.assert_allclose(folded, np.exp([0.0, 1.0]), rtol=1e-6)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import get_op
-from ..passes import fuse_dense_epilogue, plan_memory, simplify
+from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_dense_epilogue, plan_memory,
+                      simplify)
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
 from .pointwise import emit_pointwise, inlined_ops, is_pointwise
@@ -33,7 +34,9 @@ class GeneratedC:
 
 def optimize(graph):
     """The inference pipeline of passes, in order."""
-    return fuse_dense_epilogue(simplify(graph))
+    graph = simplify(graph)
+    graph = fold_constants(eliminate_common_subexpressions(graph))
+    return fuse_dense_epilogue(graph)
 
 
 def missing_lowerings(graph) -> list:

@@ -3,3 +3,4 @@ from .simplify import eliminate_identities, eliminate_dead_code, simplify  # noq
 from .memory import plan_memory, MemoryPlan  # noqa: F401
 from .fusion import fuse_dense_epilogue  # noqa: F401
 from .specialize import specialize, needs_specialization  # noqa: F401
+from .cse import eliminate_common_subexpressions, fold_constants  # noqa: F401
