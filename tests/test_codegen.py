@@ -69,7 +69,7 @@ def test_matmul_dense_and_batched(rng):
         a, c = x  # (None, 3, 4), (None, 4, 2)
         w = p((4, 6))
         return [b.emit("matmul", [a, w]), b.emit("matmul", [a, c]),
-                b.emit("relu", [b.emit("add", [b.emit("matmul", [a, w]), p((6,))])]),
+                b.emit("relu", [b.emit("add", [b.emit("matmul", [a, p((4, 6))]), p((6,))])]),
                 b.emit("matmul", [p((2, 5, 3)), b.emit("reshape", [a], shape=(None, 1, 3, 4))])]
     program = check(build, [(3, 4), (4, 2)], rng)
     assert "graphc_sgemm_bias_act" in program.generated.source
