@@ -1,0 +1,76 @@
+"""Models run compiled C behind Keras's calls: weights are data, any batch size, errors as before."""
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as keras
+from graphc import layers, runtime
+
+
+def _mlp():
+    x = keras.Input((20,), name="x")
+    h = layers.Dense(16, activation="relu")(x)
+    h = layers.Dropout(0.5)(h)
+    return keras.Model(x, layers.Dense(4, activation="softmax")(h))
+
+
+def _builds(monkeypatch):
+    calls = []
+    real = runtime.build.compile_module
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(runtime.build, "compile_module", counting)
+    return calls
+
+
+def test_predict_runs_c_and_matches_the_reference(rng, monkeypatch):
+    model = _mlp()
+    x = rng.normal(size=(9, 20)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the reference
+        got = model.predict(x, batch_size=4)
+    assert model._programs[None] is not None
+    monkeypatch.setenv("GRAPHC_BACKEND", "reference")
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_set_weights_and_batch_sizes_never_recompile(rng, monkeypatch):
+    model = _mlp()
+    x = rng.normal(size=(5, 20)).astype("float32")
+    model.predict(x)
+    calls = _builds(monkeypatch)
+    model.set_weights([w * 2 for w in model.get_weights()])
+    for n in (1, 3, 64):
+        model.predict(rng.normal(size=(n, 20)).astype("float32"))
+    y = model.predict_on_batch(x)
+    assert calls == []
+    monkeypatch.setenv("GRAPHC_BACKEND", "reference")
+    np.testing.assert_allclose(y, model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+
+
+def test_non_contiguous_and_float64_inputs_are_converted(rng):
+    model = _mlp()
+    x = rng.normal(size=(20, 6)).T  # float64, Fortran order
+    y = model.predict(x)
+    np.testing.assert_allclose(y, model.predict(np.ascontiguousarray(x, dtype="float32")), rtol=1e-6)
+
+
+def test_validation_errors_come_before_compiling(monkeypatch):
+    model = _mlp()
+    calls = _builds(monkeypatch)
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 20\), found shape=\(2, 21\)"):
+        model.predict(np.zeros((2, 21)))
+    assert calls == []
+
+
+def test_variable_length_inputs_compile_per_length(rng):
+    x = keras.Input((None, 3))
+    model = keras.Model(x, layers.GlobalAveragePooling1D()(layers.Dense(4, activation="tanh")(x)))
+    for steps in (5, 9, 5):
+        v = rng.normal(size=(2, steps, 3)).astype("float32")
+        w, b = model.layers[1].get_weights()
+        np.testing.assert_allclose(model.predict(v), np.tanh(v @ w + b).mean(1), rtol=1e-5, atol=1e-6)
+    assert set(model._programs) == {((5, 3),), ((9, 3),)}
