@@ -15,6 +15,11 @@ from ..passes.memory import rows_factor
 from . import threads
 
 
+class IdOutOfRangeError(RuntimeError, ValueError):
+    """An Embedding (gather) id is negative or too large. A RuntimeError as every failed compiled run, and a
+    ValueError as the NumPy reference raises for the same data."""
+
+
 class CompiledGraph:
     def __init__(self, graph, prefix: str = "graphc_model", title: str = ""):
         from .build import compile_module
@@ -73,6 +78,10 @@ class CompiledGraph:
         rc = self._run(batch, ffi.new("void *[]", keep[:n_in] or [ffi.NULL]),
                        ffi.new("void *[]", keep[n_in + n_par:] or [ffi.NULL]),
                        ffi.new("void *[]", keep[n_in:n_in + n_par] or [ffi.NULL]), ffi.from_buffer(arena))
+        if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
+            from ..ir.ops.gather import explain_bad_ids
+            raise IdOutOfRangeError("compiled model returned error code 2: an id is out of range for an Embedding "
+                                    f"(negative, or not below its input_dim); {explain_bad_ids(self.graph, ins, params)}")
         if rc != 0:
             raise RuntimeError(f"compiled model returned error code {rc}")
         return outs

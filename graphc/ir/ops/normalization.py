@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, dims_compatible, is_float
 
 
@@ -108,3 +108,45 @@ def _layer_norm_ref(x, gamma, beta, axes, epsilon, rms_scaling=False):
 defop("batch_norm", infer=_batch_norm_type, reference=_batch_norm_ref, num_inputs=5)
 defop("batch_norm_train", infer=_batch_norm_train_type, reference=_batch_norm_train_ref, num_inputs=3)
 defop("layer_norm", infer=_layer_norm_type, reference=_layer_norm_ref, num_inputs=3)
+
+
+# --- C lowering (kernels/norm.c): the input viewed as (outer, n, inner) around the normalized axes ------------
+def _float32_only(x, what):
+    if x.dtype != "float32":
+        raise ShapeError(f"{what} in C supports float32 tensors, received {x.dtype}")
+
+
+def _batch_norm_c(ctx, op):
+    x, mean, var, gamma, beta = op.inputs
+    _float32_only(x, "batch_norm")
+    ax = op.attrs["axis"] % x.type.rank
+    eps = repr(float(np.float32(op.attrs["epsilon"]))) + "f"  # the reference adds eps in float32 too
+    return [f"graphc_batch_norm({ctx.ptr(x)}, {ctx.ptr(op.outputs[0])}, {ctx.ptr(mean)}, {ctx.ptr(var)}, "
+            f"{ctx.ptr(gamma)}, {ctx.ptr(beta)}, {eps}, {ctx.prod(x, 0, ax)}, {ctx.dim(x, ax)}, "
+            f"{ctx.prod(x, ax + 1)});"]
+
+
+def _layer_norm_c(ctx, op):
+    x, gamma, beta = op.inputs
+    _float32_only(x, "layer_norm")
+    axes = sorted(a % x.type.rank for a in op.attrs["axes"])
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise ShapeError(f"layer_norm in C needs adjacent axes, received {tuple(axes)}")
+    if any(x.shape[a] is None for a in axes):
+        raise ShapeError(f"layer_norm in C needs static sizes on axes {tuple(axes)}, received shape {x.shape}")
+    n = int(np.prod([x.shape[a] for a in axes]))
+    sizes = []
+    for p, name in ((gamma, "gamma"), (beta, "beta")):
+        # One value, or one per normalized element (in their order: p varies along ``axes`` only).
+        size = ctx.static_numel(p)
+        if size not in (1, n):
+            raise ShapeError(f"layer_norm in C needs {name} with 1 or {n} values (all of axes {tuple(axes)}), "
+                             f"received shape {p.shape}")
+        sizes.append(size)
+    return [f"graphc_layer_norm({ctx.ptr(x)}, {ctx.ptr(op.outputs[0])}, {ctx.ptr(gamma)}, {sizes[0]}, "
+            f"{ctx.ptr(beta)}, {sizes[1]}, {float(op.attrs['epsilon'])!r}, {int(bool(op.attrs.get('rms_scaling')))}, "
+            f"{ctx.prod(x, 0, axes[0])}, {n}, {ctx.prod(x, axes[-1] + 1)});"]
+
+
+OPS["batch_norm"].lower_c = _batch_norm_c
+OPS["layer_norm"].lower_c = _layer_norm_c
