@@ -196,3 +196,11 @@ def test_model_memory_report_and_threads(rng):
         np.testing.assert_allclose(model.predict(v), model.predict_on_batch(v), rtol=1e-6)
     finally:
         keras.set_num_threads(before)
+
+
+def test_float_to_int_cast_is_defined_for_nan_and_huge_values():
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 4)))
+    program = compile_graph(b.finish([b.emit("cast", [x], dtype="int32")]))
+    got = program.run([np.array([[np.nan, 3e12, -3e12, -2.7]], "float32")], [])[0]
+    np.testing.assert_array_equal(got, [[-2 ** 31, 2 ** 31 - 1, -2 ** 31, -2]])

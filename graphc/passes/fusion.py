@@ -30,7 +30,7 @@ def fuse_dense_epilogue(graph: Graph) -> Graph:
         add = only_user(op.outputs[0])
         if add is not None and add.kind == "add":
             bias = next(v for v in add.inputs if v is not op.outputs[0])
-            if bias.kind in ("param", "const") and bias.shape == (op.inputs[1].shape[1],):
+            if bias.shape == (op.inputs[1].shape[1],):  # static (N,): no batch axis, ready before the GEMM
                 chain.append(add)
                 inputs.append(bias)
         nxt = only_user(chain[-1].outputs[0])

@@ -166,4 +166,17 @@ for _name, _expr in C_EXPR.items():
     OPS[_name].c_expr = _expr
 
 _C_SCALAR = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t", "bool": "uint8_t"}
-OPS["cast"].c_expr = lambda a, dtype: f"(({_C_SCALAR[dtype]}){a[0]})"
+_INT_RANGE = {"int32": ("INT32_MIN", "INT32_MAX", "2147483647.0"), "int64": ("INT64_MIN", "INT64_MAX", "9.2233720368547758e18")}
+
+
+def _cast_c(a, dtype):
+    """Float -> int in C is undefined for NaN and out-of-range values: map those to the type's minimum
+    (which Embedding's id check rejects) on every platform."""
+    if dtype not in _INT_RANGE:
+        return f"(({_C_SCALAR[dtype]}){a[0]})"
+    lo, hi, limit = _INT_RANGE[dtype]
+    return (f"(({a[0]}) != ({a[0]}) || ({a[0]}) <= -{limit} ? {lo} : ({a[0]}) >= {limit} ? {hi} : "
+            f"({_C_SCALAR[dtype]})({a[0]}))")
+
+
+OPS["cast"].c_expr = _cast_c
