@@ -16,6 +16,8 @@ import numpy as np
 from ..ir import get_op
 from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_dense_epilogue, plan_memory,
                       simplify)
+from ..passes.bn_fold import fold_batch_norm
+from ..passes.conv_fusion import fuse_conv_epilogue
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
 from .pointwise import emit_pointwise, inlined_ops, is_pointwise
@@ -34,9 +36,9 @@ class GeneratedC:
 
 def optimize(graph):
     """The inference pipeline of passes, in order."""
-    graph = simplify(graph)
+    graph = fold_batch_norm(simplify(graph))
     graph = fold_constants(eliminate_common_subexpressions(graph))
-    return fuse_dense_epilogue(graph)
+    return fuse_conv_epilogue(fuse_dense_epilogue(graph))
 
 
 def missing_lowerings(graph) -> list:
@@ -105,7 +107,10 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
               f"(all intermediates: {plan.total_per_sample} per sample; peak live {plan.peak_live_per_sample})",
               " */",
               "#include <math.h>", "#include <stdint.h>", "#include <stddef.h>", "#include <string.h>",
-              '#include "graphc_kernels.h"', '#include "graphc_nn.h"', ""]
+              '#include "graphc_kernels.h"', '#include "graphc_nn.h"',
+              '#include "graphc_rnn.h"',
+              '#include "graphc_norm.h"',
+              '#include "graphc_conv.h"', ""]
     lines = [*header, *constants, *([""] if constants else []),
              f"{sig_arena} {{",
              f"    return (size_t){plan.fixed_bytes} + (size_t)batch * {plan.per_sample_bytes};", "}", "",

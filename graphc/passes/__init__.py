@@ -4,3 +4,5 @@ from .memory import plan_memory, MemoryPlan  # noqa: F401
 from .fusion import fuse_dense_epilogue  # noqa: F401
 from .specialize import specialize, needs_specialization  # noqa: F401
 from .cse import eliminate_common_subexpressions, fold_constants  # noqa: F401
+from .bn_fold import fold_batch_norm  # noqa: F401
+from .conv_fusion import fuse_conv_epilogue  # noqa: F401

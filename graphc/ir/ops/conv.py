@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, dims_compatible, is_float
 
 PADDINGS = ("valid", "same")
@@ -225,3 +225,115 @@ defop("conv", infer=_conv_type, reference=_conv_ref, num_inputs=2)
 defop("conv_transpose", infer=_conv_transpose_type, reference=_conv_transpose_ref, num_inputs=2)
 defop("max_pool", infer=_pool_type, reference=_max_pool_ref, num_inputs=1)
 defop("avg_pool", infer=_pool_type, reference=_avg_pool_ref, num_inputs=1)
+
+
+# --- conv / conv_transpose with the bias and activation fused into the kernel (made by passes/conv_fusion.py) ---
+def _fused_activation(activation):
+    from .linalg import DENSE_ACTIVATIONS
+    if activation not in DENSE_ACTIVATIONS:
+        raise ShapeError(f"activation must be one of {sorted(DENSE_ACTIVATIONS)}, received {activation!r}")
+    return DENSE_ACTIVATIONS[activation]
+
+
+def _check_bias(what, bias, channels):
+    if bias and bias[0].shape != (channels,):
+        raise ShapeError(f"{what} bias must have shape ({channels},), received {bias[0].shape}")
+
+
+def _conv_bias_act_type(x, w, *bias, strides, padding, dilation, groups=1, activation="linear"):
+    _fused_activation(activation)
+    _check_bias("conv_bias_act", bias, w.shape[-1])
+    return _conv_type(x, w, strides, padding, dilation, groups)
+
+
+def _conv_transpose_bias_act_type(x, w, *bias, strides, padding, output_padding, dilation, activation="linear"):
+    _fused_activation(activation)
+    _check_bias("conv_transpose_bias_act", bias, w.shape[-2])
+    return _conv_transpose_type(x, w, strides, padding, output_padding, dilation)
+
+
+def _epilogue_ref(y, bias, activation):
+    from .elementwise import UNARY
+    y = y + (bias[0] if bias else 0)
+    return UNARY["identity" if activation == "linear" else activation](y).astype(y.dtype)
+
+
+def _conv_bias_act_ref(x, w, *bias, strides, padding, dilation, groups=1, activation="linear"):
+    return _epilogue_ref(_conv_ref(x, w, strides, padding, dilation, groups), bias, activation)
+
+
+def _conv_transpose_bias_act_ref(x, w, *bias, strides, padding, output_padding, dilation, activation="linear"):
+    return _epilogue_ref(_conv_transpose_ref(x, w, strides, padding, output_padding, dilation), bias, activation)
+
+
+defop("conv_bias_act", infer=_conv_bias_act_type, reference=_conv_bias_act_ref)
+defop("conv_transpose_bias_act", infer=_conv_transpose_bias_act_type, reference=_conv_transpose_bias_act_ref)
+
+
+# --- C lowering: kernels/conv.c (graphc_conv.h) ------------------------------------------------------------
+def _window_c(in_spatial, out_spatial, kernel, strides, dilation, pads_before) -> str:
+    """A graphc_window initializer; 1-D and 2-D windows get leading axes of size 1."""
+    def three(values, fill):
+        values = tuple(int(v) for v in values)
+        return "{" + ", ".join(str(v) for v in (fill,) * (3 - len(values)) + values) + "}"
+    return "{" + ", ".join([three(in_spatial, 1), three(out_spatial, 1), three(kernel, 1), three(strides, 1),
+                            three(dilation, 1), three(pads_before, 0)]) + "}"
+
+
+def _require_float32(op):
+    if any(v.dtype != "float32" for v in [*op.inputs, *op.outputs]):
+        raise ValueError(f"{op.kind} is lowered for float32 tensors only, received "
+                         f"{[v.dtype for v in op.inputs]}")
+
+
+def _call(window, call):
+    return ["{", f"    static const graphc_window win = {window};", f"    {call}", "}"]
+
+
+def _conv_c(ctx, op):
+    _require_float32(op)
+    x, w = op.inputs[:2]
+    y = op.outputs[0]
+    a = op.attrs
+    kernel, spatial = w.shape[:-2], x.shape[1:-1]
+    dilation = a.get("dilation") or (1,) * len(kernel)
+    pads = [p[0] for p in window_pads(spatial, kernel, a["strides"], a["padding"], dilation)]
+    window = _window_c(spatial, y.shape[1:-1], kernel, a["strides"], dilation, pads)
+    bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
+    act = _fused_activation(a.get("activation", "linear"))
+    return _call(window, f"graphc_conv_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {ctx.ptr(y)}, {ctx.dim(x, 0)}, "
+                         f"&win, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}, {act});")
+
+
+def _conv_transpose_c(ctx, op):
+    _require_float32(op)
+    x, w = op.inputs[:2]
+    y = op.outputs[0]
+    a = op.attrs
+    kernel, in_spatial, out_spatial = w.shape[:-2], x.shape[1:-1], y.shape[1:-1]
+    dilation = a.get("dilation") or (1,) * len(kernel)
+    pads = [conv_transpose_pad_before(n, o, k, s, a["padding"], d)
+            for n, o, k, s, d in zip(in_spatial, out_spatial, kernel, a["strides"], dilation)]
+    window = _window_c(in_spatial, out_spatial, kernel, a["strides"], dilation, pads)
+    bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
+    act = _fused_activation(a.get("activation", "linear"))
+    return _call(window, f"graphc_conv_transpose_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {ctx.ptr(y)}, "
+                         f"{ctx.dim(x, 0)}, &win, {x.shape[-1]}, {w.shape[-2]}, {act});")
+
+
+def _pool_c(ctx, op):
+    _require_float32(op)
+    x, y = op.inputs[0], op.outputs[0]
+    a = op.attrs
+    spatial = x.shape[1:-1]
+    pads = [p[0] for p in window_pads(spatial, a["pool_size"], a["strides"], a["padding"])]
+    window = _window_c(spatial, y.shape[1:-1], a["pool_size"], a["strides"], (1,) * len(spatial), pads)
+    kind = "max" if op.kind == "max_pool" else "avg"
+    return _call(window, f"graphc_{kind}_pool_f32({ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.dim(x, 0)}, &win, "
+                         f"{x.shape[-1]});")
+
+
+for _name, _lower in [("conv", _conv_c), ("conv_bias_act", _conv_c), ("conv_transpose", _conv_transpose_c),
+                      ("conv_transpose_bias_act", _conv_transpose_c), ("max_pool", _pool_c),
+                      ("avg_pool", _pool_c)]:
+    OPS[_name].lower_c = _lower

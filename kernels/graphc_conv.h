@@ -1,0 +1,59 @@
+/* graphc kernels: convolution, transposed convolution and pooling on channels_last tensors (kernels/conv.c). */
+#ifndef GRAPHC_CONV_H
+#define GRAPHC_CONV_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The geometry of a sliding window over 3 spatial axes. 1-D and 2-D ops are given as 3-D ones with
+ * leading axes of size 1 (in = out = kernel = stride = dilation = 1, pad = 0), so one routine serves all.
+ * Tensors are (batch, in[0], in[1], in[2], channels) and (batch, out[0], out[1], out[2], channels),
+ * row-major. pad[a] is the padding before axis a (the padding after follows from the sizes).
+ * Output cell o of an axis reads input cells o * stride - pad + k * dilation, k < kernel;
+ * cells outside [0, in) are padding.
+ */
+typedef struct {
+    int64_t in[3];
+    int64_t out[3];
+    int64_t kernel[3];
+    int64_t stride[3];
+    int64_t dilation[3];
+    int64_t pad[3];
+} graphc_window;
+
+/*
+ * y = act(conv(x, w) + bias), a cross-correlation (the kernel is not flipped) as Keras/TensorFlow.
+ * x: (batch, *in, cin); w: (*kernel, cin / groups, cout); bias: cout elements or NULL;
+ * y: (batch, *out, cout); act: GRAPHC_ACT_* of graphc_kernels.h. Output channel o belongs to group
+ * o / (cout / groups), which reads input channels [g * cin / groups, (g + 1) * cin / groups).
+ * Patches are packed into a bounded per-thread static buffer (no allocation), then multiplied by
+ * graphc_sgemm; OpenMP threads share the output rows when the work is large enough.
+ */
+void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                     const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act);
+
+/*
+ * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.
+ * Here win->in is x's spatial size and win->out is y's: input cell i of an axis adds into output cell
+ * i * stride - pad + k * dilation for every k < kernel (cells outside [0, out) are cropped).
+ * x: (batch, *in, cin); w: (*kernel, cout, cin) (Keras's layout); bias: cout elements or NULL;
+ * y: (batch, *out, cout).
+ */
+void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                               const graphc_window *win, int64_t cin, int64_t cout, int act);
+
+/* y = the maximum (average) of every window of x, per channel; padding cells are skipped (an average is
+ * divided by the number of real cells in its window, as TensorFlow). x: (batch, *in, channels);
+ * y: (batch, *out, channels); win->dilation must be 1. NaN propagates through the maximum. */
+void graphc_max_pool_f32(const float *x, float *y, int64_t batch, const graphc_window *win, int64_t channels);
+void graphc_avg_pool_f32(const float *x, float *y, int64_t batch, const graphc_window *win, int64_t channels);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRAPHC_CONV_H */
