@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import defop
+from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, dims_compatible, is_float
 from .elementwise import UNARY
 
@@ -170,3 +170,66 @@ def _gru_type(*types, units, activation="tanh", recurrent_activation="sigmoid", 
 defop("simple_rnn", infer=_simple_rnn_type, reference=_simple_rnn_ref)
 defop("lstm", infer=_lstm_type, reference=_lstm_ref)
 defop("gru", infer=_gru_type, reference=_gru_ref)
+
+
+# --- C lowering: one kernel call per op (kernels/rnn.c) ----------------------------------------------------------
+# Elementwise op name -> the kernel's activation code (graphc_rnn.h); every Keras activation a recurrent
+# layer accepts is here.
+C_ACTIVATIONS = {"identity": "GRAPHC_RNN_ACT_IDENTITY", "tanh": "GRAPHC_RNN_ACT_TANH",
+                 "sigmoid": "GRAPHC_RNN_ACT_SIGMOID", "hard_sigmoid": "GRAPHC_RNN_ACT_HARD_SIGMOID",
+                 "relu": "GRAPHC_RNN_ACT_RELU", "relu6": "GRAPHC_RNN_ACT_RELU6", "exp": "GRAPHC_RNN_ACT_EXP",
+                 "elu": "GRAPHC_RNN_ACT_ELU", "selu": "GRAPHC_RNN_ACT_SELU", "softplus": "GRAPHC_RNN_ACT_SOFTPLUS",
+                 "softsign": "GRAPHC_RNN_ACT_SOFTSIGN", "silu": "GRAPHC_RNN_ACT_SILU",
+                 "gelu": "GRAPHC_RNN_ACT_GELU", "leaky_relu": "GRAPHC_RNN_ACT_LEAKY_RELU"}
+# Floats of the kernel's thread-local scratch buffer (GRAPHC_RNN_SCRATCH_FLOATS in graphc_rnn.h).
+C_SCRATCH_FLOATS = 262144
+
+
+def _scratch_floats(kind, units, reset_after):
+    """Scratch one sample needs for one step: its projection (k * units), plus the GRU's step buffer (the
+    recurrent projection with reset_after, r * h without)."""
+    k = CELLS[kind][0]
+    return k * units + ((k * units if reset_after else units) if kind == "gru" else 0)
+
+
+def _c_activation(kind, attr, name):
+    if name not in C_ACTIVATIONS:
+        raise ValueError(f"{kind}: {attr}={name!r} has no C implementation in the recurrent kernel; "
+                         f"supported: {sorted(C_ACTIVATIONS)}")
+    return C_ACTIVATIONS[name]
+
+
+def _rnn_c(ctx, op):
+    kind, attrs = op.kind, op.attrs
+    units, use_bias = attrs["units"], attrs.get("use_bias", True)
+    x, kernel, recurrent, bias, states = split_inputs(kind, op.inputs, use_bias)
+    if x.dtype != "float32":
+        raise ValueError(f"{kind}: the C kernel computes in float32, the sequence is {x.dtype}")
+    need = _scratch_floats(kind, units, attrs.get("reset_after", True))
+    if need > C_SCRATCH_FLOATS:
+        raise ValueError(f"{kind}: units={units} needs {need} floats of scratch per sample and step, more than "
+                         f"the kernel's {C_SCRATCH_FLOATS}")
+    def ptr(v):
+        return ctx.ptr(v) if v is not None else "NULL"
+
+    out, last = op.outputs[0], op.outputs[1]
+    seq = ctx.ptr(out) if attrs.get("return_sequences", False) else "NULL"
+    acts = [_c_activation(kind, "activation", attrs.get("activation", "tanh"))]
+    if kind != "simple_rnn":
+        acts.append(_c_activation(kind, "recurrent_activation", attrs.get("recurrent_activation", "sigmoid")))
+    flags = [str(int(attrs.get("go_backwards", False)))]
+    if kind == "gru":
+        flags.append(str(int(attrs.get("reset_after", True))))
+    h0 = [ptr(states[0]) if states else "NULL"]
+    c0 = [ptr(states[1]) if states else "NULL"] if kind == "lstm" else []
+    results = [seq, ctx.ptr(last)] + ([ctx.ptr(op.outputs[2])] if kind == "lstm" else [])
+    args = [f"(int64_t)({ctx.dim(x, 0)})", ctx.dim(x, 1), ctx.dim(x, 2), str(units), *acts, *flags,
+            ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), ptr(bias), *h0, *c0, *results]
+    lines = [f"if (graphc_{kind}({', '.join(args)}) != 0) return -1;"]
+    if seq == "NULL":  # output 0 is the last state too
+        lines.append(f"memcpy({ctx.ptr(out)}, {ctx.ptr(last)}, (size_t)({ctx.numel(last)}) * sizeof(float));")
+    return lines
+
+
+for _kind in CELLS:
+    OPS[_kind].lower_c = _rnn_c

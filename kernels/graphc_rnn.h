@@ -1,0 +1,67 @@
+/* graphc kernels: recurrent layers (SimpleRNN, LSTM, GRU) over a whole sequence (kernels/rnn.c). */
+#ifndef GRAPHC_RNN_H
+#define GRAPHC_RNN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Shapes (row-major, float32, Keras 3 weight layouts):
+ *   x (batch, steps, features); kernel (features, k*units); recurrent (units, k*units);
+ *   bias (k*units) or NULL, for a GRU with reset_after (2, 3*units): input bias, then recurrent bias;
+ *   h0, c0 (batch, units) initial states or NULL for zeros;
+ *   seq (batch, steps, units) every step's output in processing order (reversed in time with
+ *   go_backwards, as Keras returns it) or NULL; h, c (batch, units) the last states.
+ * Gates: k = 1 (SimpleRNN), 4 for LSTM (i, f, c, o), 3 for GRU (z, r, h).
+ *
+ * The input projection x @ kernel + bias of many timesteps is one GEMM; then each step adds
+ * h @ recurrent (one small GEMM) and applies the gates in one pass. Scratch memory is a static
+ * thread-local buffer of GRAPHC_RNN_SCRATCH_FLOATS floats (no malloc): samples and timesteps are
+ * processed in blocks that fit it, which needs room for one sample's step: k * units floats, plus
+ * 3 * units (GRU with reset_after) or units (GRU without) for the GRU's recurrent part.
+ * Batches large enough are split over OpenMP threads (each runs the recurrence of its samples).
+ * Returns 0, or -1 (nothing computed) when one sample's step does not fit the scratch buffer.
+ */
+#define GRAPHC_RNN_SCRATCH_FLOATS 262144 /* 1 MB per calling/worker thread */
+
+/* Activations, by the elementwise op name of graphc's IR (Keras "linear" is IDENTITY). */
+enum {
+    GRAPHC_RNN_ACT_IDENTITY = 0,
+    GRAPHC_RNN_ACT_TANH,
+    GRAPHC_RNN_ACT_SIGMOID,      /* 1 / (1 + exp(-x)) */
+    GRAPHC_RNN_ACT_HARD_SIGMOID, /* clip(x / 6 + 0.5, 0, 1), as Keras 3 */
+    GRAPHC_RNN_ACT_RELU,
+    GRAPHC_RNN_ACT_RELU6,
+    GRAPHC_RNN_ACT_EXP,
+    GRAPHC_RNN_ACT_ELU,        /* alpha 1 */
+    GRAPHC_RNN_ACT_SELU,
+    GRAPHC_RNN_ACT_SOFTPLUS,
+    GRAPHC_RNN_ACT_SOFTSIGN,
+    GRAPHC_RNN_ACT_SILU,
+    GRAPHC_RNN_ACT_GELU,       /* exact (erf) form */
+    GRAPHC_RNN_ACT_LEAKY_RELU  /* negative slope 0.2 */
+};
+
+int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
+                      const float *x, const float *kernel, const float *recurrent, const float *bias,
+                      const float *h0, float *seq, float *h);
+
+int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
+                int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
+                const float *h0, const float *c0, float *seq, float *h, float *c);
+
+int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
+               int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
+               const float *bias, const float *h0, float *seq, float *h);
+
+/* y = activation(x) elementwise, in place, with the same code the recurrent kernels use (for tests). */
+void graphc_rnn_activate(int activation, float *v, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRAPHC_RNN_H */

@@ -1,0 +1,541 @@
+/* Recurrent layers over a whole sequence (see graphc_rnn.h).
+ *
+ * For a block of samples and a chunk of timesteps that fit the thread's scratch buffer:
+ *   1. proj[t] = x[:, t] @ kernel + bias for every t of the chunk: GEMMs with many rows;
+ *   2. per step: z = proj[t] + h @ recurrent (accumulated into proj[t], or a step buffer where the
+ *      GRU needs the recurrent part alone), then one pass applies the gates and updates h (and c).
+ * The projection is stored time-major, (chunk, rows, k*units), so each step reads one contiguous
+ * (rows, k*units) block. The per-step product has as many rows as the block has samples: with few
+ * rows (batch 1 is a matrix-vector product) a register-tiled kernel reads the recurrent kernel in
+ * place, since packing it for the GEMM would cost as much as the product itself.
+ */
+#include "graphc_rnn.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "graphc_kernels.h"
+#include "graphc_nn.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The per-step tiles use AVX2+FMA intrinsics where the build targets them, else portable C. */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(GRAPHC_FORCE_PORTABLE)
+#define RNN_AVX2 1
+#include <immintrin.h>
+#else
+#define RNN_AVX2 0
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* In ISO C mode GCC neither turns float comparisons into vector selects (the activations would stay
+ * scalar) nor contracts a * b + c into FMA instructions: allow both here. The first only stops modelling
+ * floating-point exception flags; the second rounds once instead of twice. */
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
+#endif
+
+#if defined(_MSC_VER)
+#define RNN_TLS __declspec(thread)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define RNN_TLS _Thread_local
+#else
+#define RNN_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
+#endif
+
+#define SCRATCH GRAPHC_RNN_SCRATCH_FLOATS
+#define MIN_CHUNK 8          /* timesteps projected together at least, when the batch block allows */
+#define SMALL_ROWS 8         /* per-step products with up to this many rows skip the packed GEMM */
+#define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which it stays on one thread */
+
+static RNN_TLS float scratch_storage[SCRATCH + 16];
+
+enum { CELL_SIMPLE, CELL_LSTM, CELL_GRU };
+
+typedef struct {
+    int cell, features, units, gates, act, ract, backwards, reset_after;
+    int64_t batch, steps;
+    const float *x, *kernel, *recurrent, *bias, *h0, *c0;
+    float *seq, *h, *c;
+} problem;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Activations. Sigmoid and tanh use a polynomial exp that vectorizes (libm's expf does not):
+ * Cephes' expf (relative error about 2 ulp), with Cody-Waite range reduction. */
+
+static inline float exp_approx(float x)
+{
+    float n, r, p, y;
+    union { int32_t bits; float value; } scale; /* a union, not memcpy: GCC vectorizes it */
+    y = x > 88.0f ? 88.0f : x; /* comparisons, not fmaxf: NaN passes through */
+    y = y < -87.0f ? -87.0f : y;
+    n = floorf(y * 1.44269504088896341f + 0.5f);
+    n = n == n ? n : 0.0f; /* NaN: keep the conversion below defined; r carries the NaN */
+    r = y - n * 0.693359375f + n * 2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    scale.bits = ((int32_t)n + 127) * 8388608; /* 2^n as a float's exponent field (n in [-126, 127]) */
+    /* past the clamps: overflow to infinity, underflow to zero (below float's normal range) */
+    return x > 88.72283f ? INFINITY : x < -87.33654f ? 0.0f : p * scale.value;
+}
+
+static inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+static inline float tanh_approx(float x)
+{
+    /* Cephes tanhf: an odd polynomial near 0 (no cancellation), else 1 - 2 / (exp(2|x|) + 1) */
+    const float a = fabsf(x), z = x * x;
+    float small = -5.70498872745e-3f;
+    float big;
+    small = small * z + 2.06390887954e-2f;
+    small = small * z - 5.37397155531e-2f;
+    small = small * z + 1.33314422036e-1f;
+    small = small * z - 3.33332819422e-1f;
+    small = small * z * x + x;
+    big = 1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f);
+    big = x < 0.0f ? -big : big;
+    return a < 0.625f ? small : big;
+}
+
+#if RNN_AVX2
+/* The same functions eight lanes at a time (GCC's own vectorization of the scalar code above spills). */
+static inline __m256 exp8(__m256 x)
+{
+    /* min/max return their second operand when one is NaN: NaN passes through the clamps */
+    const __m256 y = _mm256_max_ps(_mm256_set1_ps(-87.0f), _mm256_min_ps(_mm256_set1_ps(88.0f), x));
+    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(y, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), y), p;
+    __m256i e;
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(88.72283f), _CMP_GT_OQ));
+    return _mm256_blendv_ps(p, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ));
+}
+
+static inline __m256 sigmoid8(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+static inline __m256 tanh8(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x), z = _mm256_mul_ps(x, x);
+    __m256 small = _mm256_fmadd_ps(_mm256_set1_ps(-5.70498872745e-3f), z, _mm256_set1_ps(2.06390887954e-2f)), big;
+    small = _mm256_fmadd_ps(small, z, _mm256_set1_ps(-5.37397155531e-2f));
+    small = _mm256_fmadd_ps(small, z, _mm256_set1_ps(1.33314422036e-1f));
+    small = _mm256_fmadd_ps(small, z, _mm256_set1_ps(-3.33332819422e-1f));
+    small = _mm256_fmadd_ps(_mm256_mul_ps(small, z), x, x);
+    big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(exp8(_mm256_add_ps(a, a)), one)));
+    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+#endif
+
+void graphc_rnn_activate(int activation, float *v, int64_t n)
+{
+    int64_t i = 0;
+#if RNN_AVX2
+    if (activation == GRAPHC_RNN_ACT_TANH || activation == GRAPHC_RNN_ACT_SIGMOID || activation == GRAPHC_RNN_ACT_SILU) {
+        for (; i + 8 <= n; i += 8) {
+            const __m256 x = _mm256_loadu_ps(v + i);
+            _mm256_storeu_ps(v + i, activation == GRAPHC_RNN_ACT_TANH ? tanh8(x)
+                                    : activation == GRAPHC_RNN_ACT_SIGMOID ? sigmoid8(x)
+                                                                           : _mm256_mul_ps(x, sigmoid8(x)));
+        }
+        v += i, n -= i; /* the scalar loops below finish the tail */
+    }
+#endif
+    switch (activation) {
+    case GRAPHC_RNN_ACT_IDENTITY:
+        break;
+    case GRAPHC_RNN_ACT_TANH:
+        for (i = 0; i < n; i++) v[i] = tanh_approx(v[i]);
+        break;
+    case GRAPHC_RNN_ACT_SIGMOID:
+        for (i = 0; i < n; i++) v[i] = sigmoid_approx(v[i]);
+        break;
+    case GRAPHC_RNN_ACT_HARD_SIGMOID:
+        for (i = 0; i < n; i++) {
+            const float y = v[i] * (1.0f / 6.0f) + 0.5f;
+            v[i] = y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y;
+        }
+        break;
+    case GRAPHC_RNN_ACT_RELU:
+        for (i = 0; i < n; i++) v[i] = v[i] < 0.0f ? 0.0f : v[i];
+        break;
+    case GRAPHC_RNN_ACT_RELU6:
+        for (i = 0; i < n; i++) v[i] = v[i] < 0.0f ? 0.0f : v[i] > 6.0f ? 6.0f : v[i];
+        break;
+    case GRAPHC_RNN_ACT_EXP:
+        for (i = 0; i < n; i++) v[i] = expf(v[i]);
+        break;
+    case GRAPHC_RNN_ACT_ELU:
+        for (i = 0; i < n; i++) v[i] = v[i] > 0.0f ? v[i] : expm1f(v[i]);
+        break;
+    case GRAPHC_RNN_ACT_SELU:
+        for (i = 0; i < n; i++)
+            v[i] = 1.0507009873554805f * (v[i] > 0.0f ? v[i] : 1.6732632423543772f * expm1f(v[i]));
+        break;
+    case GRAPHC_RNN_ACT_SOFTPLUS:
+        for (i = 0; i < n; i++) v[i] = (v[i] > 0.0f ? v[i] : 0.0f) + log1pf(expf(-fabsf(v[i])));
+        break;
+    case GRAPHC_RNN_ACT_SOFTSIGN:
+        for (i = 0; i < n; i++) v[i] = v[i] / (1.0f + fabsf(v[i]));
+        break;
+    case GRAPHC_RNN_ACT_SILU:
+        for (i = 0; i < n; i++) v[i] = v[i] * sigmoid_approx(v[i]);
+        break;
+    case GRAPHC_RNN_ACT_GELU:
+        for (i = 0; i < n; i++) v[i] = 0.5f * v[i] * (1.0f + erff(v[i] * 0.7071067811865476f));
+        break;
+    case GRAPHC_RNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) v[i] = v[i] >= 0.0f ? v[i] : 0.2f * v[i];
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* C (m x n) = beta * C + A (m x k) @ B (k x n), row-major with leading dimensions; beta is 0 or 1. */
+
+#if RNN_AVX2
+/* One row against 64 columns: eight accumulators hide the FMA latency. */
+static void tile_1x64(int k, const float *a, const float *B, int ldb, float beta, float *c)
+{
+    __m256 acc[8];
+    int p, j;
+    for (j = 0; j < 8; j++) acc[j] = beta != 0.0f ? _mm256_loadu_ps(c + 8 * j) : _mm256_setzero_ps();
+    for (p = 0; p < k; p++) {
+        const __m256 ap = _mm256_broadcast_ss(a + p);
+        const float *b = B + (size_t)p * (size_t)ldb;
+        for (j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(ap, _mm256_loadu_ps(b + 8 * j), acc[j]);
+    }
+    for (j = 0; j < 8; j++) _mm256_storeu_ps(c + 8 * j, acc[j]);
+}
+
+/* Four rows against 16 columns: each row of B is loaded once for four rows of A. */
+static void tile_4x16(int k, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+    float *r0 = C, *r1 = C + ldc, *r2 = C + 2 * (size_t)ldc, *r3 = C + 3 * (size_t)ldc;
+    int p;
+    if (beta != 0.0f) {
+        c00 = _mm256_loadu_ps(r0), c01 = _mm256_loadu_ps(r0 + 8), c10 = _mm256_loadu_ps(r1);
+        c11 = _mm256_loadu_ps(r1 + 8), c20 = _mm256_loadu_ps(r2), c21 = _mm256_loadu_ps(r2 + 8);
+        c30 = _mm256_loadu_ps(r3), c31 = _mm256_loadu_ps(r3 + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
+    }
+    for (p = 0; p < k; p++) {
+        const float *b = B + (size_t)p * (size_t)ldb;
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 a = _mm256_broadcast_ss(a0 + p);
+        c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(a1 + p);
+        c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(a2 + p);
+        c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(a3 + p);
+        c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+    }
+    _mm256_storeu_ps(r0, c00), _mm256_storeu_ps(r0 + 8, c01), _mm256_storeu_ps(r1, c10);
+    _mm256_storeu_ps(r1 + 8, c11), _mm256_storeu_ps(r2, c20), _mm256_storeu_ps(r2 + 8, c21);
+    _mm256_storeu_ps(r3, c30), _mm256_storeu_ps(r3 + 8, c31);
+}
+#else
+/* Portable C versions of the two tiles (compilers vectorize the column loops). */
+static void tile_1x64(int k, const float *a, const float *B, int ldb, float beta, float *c)
+{
+    float acc[64];
+    int p, j;
+    for (j = 0; j < 64; j++) acc[j] = beta != 0.0f ? c[j] : 0.0f;
+    for (p = 0; p < k; p++) {
+        const float ap = a[p];
+        const float *b = B + (size_t)p * (size_t)ldb;
+        for (j = 0; j < 64; j++) acc[j] += ap * b[j];
+    }
+    for (j = 0; j < 64; j++) c[j] = acc[j];
+}
+
+static void tile_4x16(int k, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    float acc[4][16];
+    int p, i, j;
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 16; j++) acc[i][j] = beta != 0.0f ? C[(size_t)i * ldc + j] : 0.0f;
+    for (p = 0; p < k; p++) {
+        const float *b = B + (size_t)p * (size_t)ldb;
+        for (i = 0; i < 4; i++) {
+            const float a = A[(size_t)i * lda + p];
+            for (j = 0; j < 16; j++) acc[i][j] += a * b[j];
+        }
+    }
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 16; j++) C[(size_t)i * ldc + j] = acc[i][j];
+}
+#endif
+
+/* Any row against up to 64 columns (the edges of the tiles above). */
+static void tile_edge(int k, int n, const float *a, const float *B, int ldb, float beta, float *c)
+{
+    float acc[64];
+    int p, j;
+    for (j = 0; j < n; j++) acc[j] = beta != 0.0f ? c[j] : 0.0f;
+    for (p = 0; p < k; p++) {
+        const float ap = a[p];
+        const float *b = B + (size_t)p * (size_t)ldb;
+        for (j = 0; j < n; j++) acc[j] += ap * b[j];
+    }
+    for (j = 0; j < n; j++) c[j] = acc[j];
+}
+
+static void small_gemm(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc)
+{
+    int i = 0, j;
+    for (; i + 4 <= m && m > 1; i += 4) {
+        const float *a = A + (size_t)i * (size_t)lda;
+        float *c = C + (size_t)i * (size_t)ldc;
+        for (j = 0; j + 16 <= n; j += 16) tile_4x16(k, a, lda, B + j, ldb, beta, c + j, ldc);
+        if (j < n) {
+            int r;
+            for (r = 0; r < 4; r++)
+                tile_edge(k, n - j, a + (size_t)r * (size_t)lda, B + j, ldb, beta, c + (size_t)r * (size_t)ldc + j);
+        }
+    }
+    for (; i < m; i++) {
+        const float *a = A + (size_t)i * (size_t)lda;
+        float *c = C + (size_t)i * (size_t)ldc;
+        for (j = 0; j + 64 <= n; j += 64) tile_1x64(k, a, B + j, ldb, beta, c + j);
+        if (j < n) tile_edge(k, n - j, a, B + j, ldb, beta, c + j);
+    }
+}
+
+/* The per-step product: few rows read B in place, more rows amortize the packed GEMM. */
+static void step_gemm(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc)
+{
+    if (m <= SMALL_ROWS)
+        small_gemm(m, n, k, A, lda, B, ldb, beta, C, ldc);
+    else
+        graphc_sgemm(m, n, k, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* One step for `m` rows: z (m x G) holds x @ kernel + bias; h, c (m x units) are updated in place;
+ * work is the step buffer (m x G for a GRU with reset_after, m x units without). */
+
+static void step_simple(const problem *p, int m, float *z, float *h)
+{
+    const int u = p->units;
+    step_gemm(m, u, u, h, u, p->recurrent, u, 1.0f, z, u);
+    graphc_rnn_activate(p->act, z, (int64_t)m * u);
+    memcpy(h, z, (size_t)m * (size_t)u * sizeof(float));
+}
+
+static void step_lstm(const problem *p, int m, float *z, float *h, float *c)
+{
+    const int u = p->units, G = 4 * u;
+    int i, j;
+    step_gemm(m, G, u, h, u, p->recurrent, G, 1.0f, z, G);
+    for (i = 0; i < m; i++) {
+        float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
+        const float *gi = zi, *gf = zi + u, *gc = zi + 2 * u, *go = zi + 3 * u;
+        graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u); /* i, f */
+        graphc_rnn_activate(p->act, zi + 2 * u, u);       /* candidate */
+        graphc_rnn_activate(p->ract, zi + 3 * u, u);      /* o */
+        for (j = 0; j < u; j++) {
+            ci[j] = gf[j] * ci[j] + gi[j] * gc[j];
+            hi[j] = ci[j];
+        }
+        graphc_rnn_activate(p->act, hi, u);
+        for (j = 0; j < u; j++) hi[j] *= go[j];
+    }
+}
+
+static void step_gru(const problem *p, int m, float *z, float *work, float *h)
+{
+    const int u = p->units, G = 3 * u;
+    const float *rb = p->bias != NULL && p->reset_after ? p->bias + G : NULL; /* recurrent bias */
+    int i, j;
+    if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_h)) */
+        step_gemm(m, G, u, h, u, p->recurrent, G, 0.0f, work, G);
+        for (i = 0; i < m; i++) {
+            float *zi = z + (size_t)i * G;
+            float *wi = work + (size_t)i * G;
+            if (rb != NULL)
+                for (j = 0; j < G; j++) wi[j] += rb[j];
+            for (j = 0; j < 2 * u; j++) zi[j] += wi[j];
+            graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
+            for (j = 0; j < u; j++) zi[2 * u + j] += zi[u + j] * wi[2 * u + j];
+        }
+    } else { /* candidate = act(x_h + (r * h) @ U_h) */
+        step_gemm(m, 2 * u, u, h, u, p->recurrent, G, 1.0f, z, G);
+        for (i = 0; i < m; i++) {
+            float *zi = z + (size_t)i * G;
+            const float *hi = h + (size_t)i * u;
+            float *wi = work + (size_t)i * u;
+            graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
+            for (j = 0; j < u; j++) wi[j] = zi[u + j] * hi[j];
+        }
+        step_gemm(m, u, u, work, u, p->recurrent + 2 * u, G, 1.0f, z + 2 * u, G);
+    }
+    for (i = 0; i < m; i++) {
+        float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u;
+        graphc_rnn_activate(p->act, zi + 2 * u, u);
+        for (j = 0; j < u; j++) hi[j] = zi[j] * hi[j] + (1.0f - zi[j]) * zi[2 * u + j];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+static int step_buffer_floats(const problem *p)
+{
+    if (p->cell != CELL_GRU) return 0;
+    return p->reset_after ? p->gates * p->units : p->units;
+}
+
+/* proj[r] (m x G) = x[n0 : n0 + m, t0 + r] @ kernel + bias for r < len, as GEMMs with the most rows. */
+static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, float *proj)
+{
+    const int F = p->features, G = p->gates * p->units;
+    const float *x0 = p->x + ((size_t)n0 * (size_t)p->steps + (size_t)t0) * (size_t)F;
+    int r, i;
+    if (m >= len) {
+        for (r = 0; r < len; r++)
+            graphc_sgemm_bias_act(m, G, F, x0 + (size_t)r * F, (int)(p->steps * F), p->kernel, G, p->bias,
+                                  GRAPHC_ACT_NONE, proj + (size_t)r * m * G, G);
+    } else {
+        for (i = 0; i < m; i++)
+            graphc_sgemm_bias_act(len, G, F, x0 + (size_t)i * (size_t)p->steps * F, F, p->kernel, G, p->bias,
+                                  GRAPHC_ACT_NONE, proj + (size_t)i * G, m * G);
+    }
+}
+
+/* The whole sequence for samples [r0, r1), using this thread's scratch buffer. */
+static void run_rows(const problem *p, int64_t r0, int64_t r1)
+{
+    const int u = p->units, G = p->gates * u, S = step_buffer_floats(p);
+    const int64_t T = p->steps;
+    const int64_t min_chunk = T < MIN_CHUNK ? (T > 0 ? T : 1) : MIN_CHUNK;
+    float *buf = (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u);
+    int64_t block = SCRATCH / (min_chunk * G + S), n0;
+    if (block < 1) block = 1; /* then a chunk of one step fits (checked by the caller) */
+
+    for (n0 = r0; n0 < r1; n0 += block) {
+        const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
+        const int64_t fit = (SCRATCH - (int64_t)m * S) / ((int64_t)m * G);
+        const int chunk = (int)(T < fit ? T : fit);
+        float *proj = buf, *work = buf + (size_t)chunk * m * G;
+        float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
+        int64_t s0;
+        int i, j;
+        if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+        else memset(h, 0, (size_t)m * u * sizeof(float));
+        if (c != NULL) {
+            if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+            else memset(c, 0, (size_t)m * u * sizeof(float));
+        }
+        for (s0 = 0; s0 < T; s0 += chunk) {
+            const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
+            /* processing steps s0 .. s0+len-1 read timesteps t0 .. t0+len-1, in reverse when going backwards */
+            project(p, n0, m, p->backwards ? T - s0 - len : s0, len, proj);
+            for (j = 0; j < len; j++) {
+                float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * G;
+                if (p->cell == CELL_LSTM) step_lstm(p, m, z, h, c);
+                else if (p->cell == CELL_GRU) step_gru(p, m, z, work, h);
+                else step_simple(p, m, z, h);
+                if (p->seq != NULL)
+                    for (i = 0; i < m; i++)
+                        memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)(s0 + j)) * u, h + (size_t)i * u,
+                               (size_t)u * sizeof(float));
+            }
+        }
+    }
+}
+
+static int run(const problem *p)
+{
+    const int64_t G = (int64_t)p->gates * p->units;
+    int threads = 1;
+    (void)threads; /* only read by the OpenMP clause */
+    if (G + step_buffer_floats(p) > SCRATCH) return -1;
+    if (p->batch <= 0) return 0;
+#ifdef _OPENMP
+    {
+        const double work = (double)p->batch * (double)p->steps * (double)G * (double)(p->units + p->features);
+        if (!omp_in_parallel() && p->batch > 1 && work > (double)PARALLEL_MIN) {
+            threads = omp_get_max_threads();
+            threads = threads < p->batch ? threads : (int)p->batch;
+        }
+    }
+#endif
+    /* Each thread runs the whole recurrence of a contiguous range of samples: no barrier per step. */
+    GRAPHC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+        int t = 0, team = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        team = omp_get_num_threads();
+#endif
+        run_rows(p, p->batch * t / team, p->batch * (t + 1) / team);
+    }
+    return 0;
+}
+
+int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
+                      const float *x, const float *kernel, const float *recurrent, const float *bias,
+                      const float *h0, float *seq, float *h)
+{
+    problem p;
+    memset(&p, 0, sizeof p);
+    p.cell = CELL_SIMPLE, p.gates = 1, p.act = activation;
+    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
+    return run(&p);
+}
+
+int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
+                int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
+                const float *h0, const float *c0, float *seq, float *h, float *c)
+{
+    problem p;
+    memset(&p, 0, sizeof p);
+    p.cell = CELL_LSTM, p.gates = 4, p.act = activation, p.ract = recurrent_activation;
+    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
+    p.seq = seq, p.h = h, p.c = c;
+    return run(&p);
+}
+
+int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
+               int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
+               const float *bias, const float *h0, float *seq, float *h)
+{
+    problem p;
+    memset(&p, 0, sizeof p);
+    p.cell = CELL_GRU, p.gates = 3, p.act = activation, p.ract = recurrent_activation;
+    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
+    p.reset_after = reset_after;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
+    return run(&p);
+}
