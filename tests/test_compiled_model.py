@@ -6,6 +6,7 @@ import pytest
 
 import graphc as keras
 from graphc import layers, runtime
+from graphc.runtime import threads as graphc_threads
 
 
 def _mlp():
@@ -74,3 +75,29 @@ def test_variable_length_inputs_compile_per_length(rng):
         w, b = model.layers[1].get_weights()
         np.testing.assert_allclose(model.predict(v), np.tanh(v @ w + b).mean(1), rtol=1e-5, atol=1e-6)
     assert set(model._programs) == {((5, 3),), ((9, 3),)}
+
+
+def test_concurrent_python_threads_get_correct_results(rng):
+    """Each thread has its own arena; the thread count is shared out between concurrent callers."""
+    import threading
+    model = _mlp()
+    xs = [rng.normal(size=(33, 20)).astype("float32") for _ in range(4)]
+    want = [model.predict(x) for x in xs]
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            for _ in range(20):
+                got[i] = model.predict(xs[i], batch_size=11)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert graphc_threads.get_num_threads() == graphc_threads.default_num_threads() or \
+        graphc_threads._requested is not None  # nothing left at a reduced share

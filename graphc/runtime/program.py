@@ -58,7 +58,6 @@ class CompiledGraph:
         return buf[offset:]
 
     def run(self, arrays, param_arrays):
-        threads.apply_to_current_thread()  # OpenMP's thread count is per calling thread
         ffi = self.ffi
         batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
         ins = []
@@ -75,9 +74,10 @@ class CompiledGraph:
         arena = self._arena(batch)
         keep = [ffi.from_buffer(a) for a in ins + params] + [ffi.from_buffer(o) for o in outs]
         n_in, n_par = len(ins), len(params)
-        rc = self._run(batch, ffi.new("void *[]", keep[:n_in] or [ffi.NULL]),
-                       ffi.new("void *[]", keep[n_in + n_par:] or [ffi.NULL]),
-                       ffi.new("void *[]", keep[n_in:n_in + n_par] or [ffi.NULL]), ffi.from_buffer(arena))
+        with threads.share_of_threads():
+            rc = self._run(batch, ffi.new("void *[]", keep[:n_in] or [ffi.NULL]),
+                           ffi.new("void *[]", keep[n_in + n_par:] or [ffi.NULL]),
+                           ffi.new("void *[]", keep[n_in:n_in + n_par] or [ffi.NULL]), ffi.from_buffer(arena))
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
             from ..ir.ops.gather import explain_bad_ids
             raise IdOutOfRangeError("compiled model returned error code 2: an id is out of range for an Embedding "

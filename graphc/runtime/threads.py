@@ -4,8 +4,10 @@ The count is recorded here and forwarded to every kernels library loaded in the 
 share the OpenMP runtime with the model modules), now or when one is loaded later. Without OpenMP
 the count is only recorded. By default OpenMP reads OMP_NUM_THREADS itself.
 """
+import contextlib
 import ctypes
 import os
+import threading
 
 _requested = None
 _libraries = {}  # path -> ctypes handle of a loaded kernels library
@@ -60,8 +62,25 @@ def attach(path):
     _libraries[key] = lib
 
 
-def apply_to_current_thread():
-    """Apply a count set with set_num_threads to the calling thread (OpenMP keeps it per thread)."""
-    if _requested is not None:
+_active = 0
+_active_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def share_of_threads():
+    """Around a call into compiled code: the calling thread gets the thread count divided by the number of
+    Python threads inside compiled code right now, so concurrent callers don't oversubscribe the cores.
+    (OpenMP keeps the count per calling thread, so it is set on every call.)"""
+    global _active
+    with _active_lock:
+        _active += 1
+        callers = _active
+    try:
+        total = _requested if _requested is not None else default_num_threads()
+        share = max(1, total // callers)
         for lib in _libraries.values():
-            lib.graphc_runtime_set_num_threads(_requested)
+            lib.graphc_runtime_set_num_threads(share)
+        yield
+    finally:
+        with _active_lock:
+            _active -= 1
