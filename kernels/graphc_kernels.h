@@ -18,6 +18,41 @@ extern "C" {
 void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
 
+/* Activations of the fused GEMM epilogue (graphc_sgemm_bias_act). */
+#define GRAPHC_ACT_NONE 0
+#define GRAPHC_ACT_RELU 1
+#define GRAPHC_ACT_SIGMOID 2 /* 1 / (1 + exp(-x)) */
+#define GRAPHC_ACT_TANH 3
+
+/*
+ * Fast single-precision GEMM, same contract as graphc_sgemm_ref (row-major, BLAS alpha/beta
+ * semantics, beta == 0 never reads C, A and B not read when alpha == 0 or K == 0, no overlap).
+ * Packed and cache-blocked with a SIMD micro-kernel chosen at compile time (AVX-512, AVX2+FMA,
+ * AArch64 NEON, else portable C). Uses OpenMP threads (omp_get_max_threads()) when built with
+ * OpenMP and the product is large enough; runs serially inside an enclosing parallel region.
+ * Packing buffers are static thread-local arrays (about 1.2 MB per calling/worker thread, no malloc),
+ * so concurrent calls from different threads are safe. Results may differ from graphc_sgemm_ref
+ * in the last bits (different summation order and FMA rounding).
+ */
+void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc);
+
+/* C = act(A @ B + bias): the fused epilogue of Dense/convolution layers. A, B, C as in graphc_sgemm
+ * (alpha = 1, beta = 0, so C is only written); bias has N elements or is NULL; act is one of
+ * GRAPHC_ACT_*. With K == 0, C = act(bias) (or act(0)). */
+void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                           const float *bias, int act, float *C, int ldc);
+
+/* The same two functions forced onto the portable C micro-kernel (same blocking and threading):
+ * always available, so one build can test both paths. */
+void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                           float beta, float *C, int ldc);
+void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    const float *bias, int act, float *C, int ldc);
+
+/* Which micro-kernel graphc_sgemm uses in this build, e.g. "AVX2+FMA 6x16". */
+const char *graphc_sgemm_kernel_name(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -206,7 +206,7 @@ static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
 }
 
 /* Shapes chosen around every micro-tile (4x16 portable, 6x16 AVX2, 8x12 NEON, 14x32 AVX-512) and
- * cache block (KC = 256, NC = 1024, MC = 144..168) edge. */
+ * cache block (kc = 256 or 384, NC = 1024, MC = 144..168) edge. */
 static void gemm_cases(void)
 {
     static const int edge_m[] = {1, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 28, 29};
@@ -219,6 +219,9 @@ static void gemm_cases(void)
     gemm_case(1, 1, 1, 2, 3, 1, 2.0f, 0.5f, 0, 0);
     gemm_case(9, 11, 13, 4, 4, 4, 1.0f, 0.0f, 1, 0);   /* beta == 0 must not read C */
     gemm_case(20, 70, 300, 1, 2, 3, -1.0f, 0.0f, 1, 0); /* ... also across K blocks */
+    gemm_case(2, 40, 30, 1, 2, 3, 0.5f, 0.0f, 1, 0);    /* ... and with a few rows (unpacked path) */
+    gemm_case(3, 4100, 2800, 0, 1, 2, 2.0f, -1.0f, 0, 0); /* few rows, threaded over columns */
+    gemm_case(2, 4200, 20, 1, 1, 1, 1.0f, 0.5f, 0, 0);   /* few rows, two column strips (4096) */
     gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 3.0f, 0, 0);     /* K == 0: C = beta * C */
     gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 0.0f, 1, 0);     /* K == 0, beta == 0: zeros */
     gemm_case(6, 8, 5, 0, 0, 2, 0.0f, 0.5f, 0, 0);     /* alpha == 0: C = beta * C */
@@ -230,13 +233,16 @@ static void gemm_cases(void)
     gemm_case(17, 45, 255, 0, 0, 0, 1.0f, 0.0f, 0, 0);  /* one K block minus one */
     gemm_case(17, 45, 256, 1, 1, 1, 1.0f, 1.0f, 0, 0);  /* exactly one K block */
     gemm_case(17, 45, 257, 2, 0, 1, 0.5f, -0.5f, 0, 0); /* one step into the second K block */
-    gemm_case(29, 33, 700, 0, 3, 0, 1.0f, 0.25f, 0, 0); /* three K blocks */
+    gemm_case(29, 33, 700, 0, 3, 0, 1.0f, 0.25f, 0, 0); /* three K blocks (kc = 256), two (kc = 384) */
+    gemm_case(13, 40, 384, 0, 0, 1, 1.0f, 0.5f, 0, 0);  /* exactly one K block of 384 */
+    gemm_case(13, 40, 385, 1, 0, 0, 1.0f, 0.0f, 0, 0);  /* one step into the second */
     gemm_case(145, 20, 30, 1, 0, 0, 1.0f, 0.0f, 0, 0);  /* past MC (AVX2) */
     gemm_case(169, 35, 30, 0, 1, 2, 1.0f, 1.0f, 0, 0);  /* past MC (AVX-512) */
     gemm_case(7, 1041, 19, 0, 5, 7, 1.0f, 0.0f, 0, 0);  /* past NC */
     gemm_case(13, 2080, 40, 3, 0, 1, -1.0f, 2.0f, 0, 0);/* two NC blocks and an edge */
     gemm_case(200, 150, 300, 1, 2, 3, 1.0f, 0.5f, 0, 0); /* threaded, rows split */
-    gemm_case(40, 700, 90, 0, 0, 0, 1.0f, 0.0f, 0, 0);   /* threaded, columns split */
+    gemm_case(40, 700, 90, 0, 0, 0, 1.0f, 0.0f, 0, 0);   /* threaded */
+    gemm_case(5, 1500, 120, 1, 3, 2, 1.0f, 0.5f, 0, 0);  /* threaded, one tile row: columns split */
     gemm_case(333, 333, 333, 5, 5, 5, 0.75f, 0.0f, 0, 0);
     for (i = 0; i < 40; ++i) /* random shapes */
         gemm_case(rand_int(1, 80), rand_int(1, 80), rand_int(1, 80), rand_int(0, 5), rand_int(0, 5),
@@ -251,7 +257,10 @@ static void bias_act_cases(void)
         bias_act_case(7, 33, 5, 2, 1, act);
         bias_act_case(15, 17, 300, 1, 0, act); /* epilogue only after the last K block */
         bias_act_case(6, 8, 0, 1, 1, act);     /* K == 0: act(bias) */
-        bias_act_case(150, 130, 260, 3, 1, act); /* threaded */
+        bias_act_case(150, 130, 260, 3, 1, act); /* threaded, rows split */
+        bias_act_case(40, 300, 200, 0, 1, act);  /* threaded */
+        bias_act_case(5, 1500, 120, 1, 1, act);  /* threaded, columns split: bias offset per thread */
+        bias_act_case(3, 4000, 2900, 0, 1, act); /* few rows, threaded over columns */
     }
 }
 

@@ -1,0 +1,679 @@
+/* Fast SGEMM (see graphc_kernels.h): packed, cache-blocked, register-blocked, as in BLIS/GotoBLAS.
+ *
+ * Row-major C (M x N) = alpha * A (M x K) @ B (K x N) + beta * C, computed in five loops:
+ *
+ *   jc: N in blocks of NC   -- B block (KC x NC) packed once, read from L3 by every A block
+ *    pc: K in blocks of KC  --   "
+ *     ic: M in blocks of MC -- A block (MC x KC) packed once, stays in L2 for all of jr
+ *      jr: NC in steps of NR -- B micro-panel (KC x NR) stays in L1 for all of ir
+ *       ir: MC in steps of MR -- micro-kernel: MR x NR tile of C held in registers over KC
+ *
+ * Packing layout (what the micro-kernel reads, both contiguous and in the order it reads them):
+ *   A micro-panel: MR rows x kc, stored column by column:  Ap[k * MR + i] = A[i][k]
+ *   B micro-panel: kc x NR, stored row by row:             Bp[k * NR + j] = B[k][j]
+ * (alpha and beta are applied when the micro-kernel writes its tile of C.)
+ * Rows/columns past the edge of A/B are packed as zeros, so the micro-kernel always computes a
+ * full MR x NR tile; edge tiles are written to a small local tile and only the valid part copied.
+ *
+ * The micro-kernel is chosen at compile time (AVX-512, AVX2+FMA, AArch64 NEON, else portable C);
+ * the portable one is always compiled and reachable through graphc_sgemm_portable, so one build
+ * tests both. Packing buffers are static thread-local arrays (no malloc per call, reentrant from
+ * several application threads); their size is set by the block sizes below (about 1.2 MB/thread).
+ * With OpenMP, one parallel region per call splits C between threads (see gemm_parallel).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "graphc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(GRAPHC_FORCE_PORTABLE)
+/* portable micro-kernel only */
+#elif defined(__AVX512F__)
+#define GRAPHC_SIMD_AVX512 1
+#include <immintrin.h>
+#elif defined(__AVX2__) && defined(__FMA__)
+#define GRAPHC_SIMD_AVX2 1
+#include <immintrin.h>
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#define GRAPHC_SIMD_NEON 1
+#include <arm_neon.h>
+#endif
+
+/* Cache blocks. Each path picks kc (<= KC_MAX) and mc (<= MC_MAX) so that a B micro-panel,
+ * kc * NR floats (24-32 KB), stays in L1 next to a streaming A micro-panel, and an A block, mc * kc
+ * floats (~170-220 KB), in L2 (512 KB-1 MB). A larger kc means fewer passes over C (each K block
+ * reads and writes all of C). NC * kc floats of B (1-1.5 MB) sit in L3. NC is a multiple of every
+ * NR, MC_MAX of every MR used. */
+#define KC_MAX 384
+#define NC 1024
+#define MC_MAX 168
+#define MR_MAX 16
+#define NR_MAX 32
+
+/* Below this many multiply-adds per thread one thread is faster: waking the team costs a few
+ * microseconds (measured on 2 cores: 48^3 gains nothing from a second thread, 64^3 = 2 * 2^17
+ * runs 1.3x faster, 80^3 1.5x). */
+#define PARALLEL_MIN_WORK (1L << 17)
+/* The unpacked few-rows path is bound by reading B from memory: a second thread only helped from
+ * about 3 x 4096 x 4096 on (measured on 2 cores; OpenBLAS's GEMV slowed down with 2 threads too). */
+#define PARALLEL_MIN_WORK_FEW_ROWS (1L << 24)
+#define MAX_GRID_THREADS 256
+
+#if defined(_MSC_VER)
+#define GRAPHC_TLS __declspec(thread)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define GRAPHC_TLS _Thread_local
+#else
+#define GRAPHC_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
+#endif
+
+/* +16 floats so the start can be rounded up to a 64-byte boundary (a cache line, one zmm). */
+static GRAPHC_TLS float a_pack_storage[MC_MAX * KC_MAX + 16];
+static GRAPHC_TLS float b_pack_storage[KC_MAX * NC + 16];
+
+static float *align64(float *p) { return (float *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u); }
+
+/* One micro-kernel: C[0..MR)[0..NR) = alpha * Ap^T Bp + beta * C over kc steps.
+ * beta == 0 means C is written without being read. */
+typedef void (*micro_kernel_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
+                                float beta);
+
+typedef struct {
+    int mr, nr;     /* register tile */
+    int mc, kc;     /* A block (mc a multiple of mr, <= MC_MAX; kc <= KC_MAX) */
+    micro_kernel_fn kernel;
+    const char *name;
+} gemm_impl;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Portable micro-kernel: 4 x 16. Plain loops the compiler can vectorize over j (16 = 2 AVX or 4
+ * SSE/NEON vectors, 4 x 16 accumulators stay in registers). */
+#define P_MR 4
+#define P_NR 16
+
+static void kernel_portable(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
+                            float beta)
+{
+    float acc[P_MR][P_NR] = {{0.0f}};
+    int i, j, k;
+    for (k = 0; k < kc; ++k) {
+        const float *a = Ap + (size_t)k * P_MR, *b = Bp + (size_t)k * P_NR;
+        for (i = 0; i < P_MR; ++i)
+            for (j = 0; j < P_NR; ++j)
+                acc[i][j] += a[i] * b[j];
+    }
+    for (i = 0; i < P_MR; ++i) {
+        float *c = C + (size_t)i * (size_t)ldc;
+        if (beta == 0.0f)
+            for (j = 0; j < P_NR; ++j)
+                c[j] = alpha * acc[i][j];
+        else
+            for (j = 0; j < P_NR; ++j)
+                c[j] = alpha * acc[i][j] + beta * c[j];
+    }
+}
+
+static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16"};
+
+/* ------------------------------------------------------------------------------------------------ */
+#if defined(GRAPHC_SIMD_AVX512)
+/* AVX-512: 14 x 32 tile = 28 zmm accumulators + 2 zmm of B + 1 broadcast of A = 31 of 32 registers.
+ * Per k: 2 loads of B, 14 broadcasts, 28 FMAs; two FMA pipes with 4-cycle latency need >= 8
+ * independent accumulators, 28 hides latency and amortizes the loads. */
+#define V_MR 14
+#define V_NR 32
+
+/* Accumulators are named variables, not an array: an array indexed in a loop makes GCC keep it in
+ * memory and store all of it on every k step. */
+static inline void store_row_avx512(float *r, __m512 lo, __m512 hi, __m512 va, __m512 vb, float beta)
+{
+    lo = _mm512_mul_ps(va, lo);
+    hi = _mm512_mul_ps(va, hi);
+    if (beta != 0.0f) {
+        lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), lo);
+        hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r + 16), hi);
+    }
+    _mm512_storeu_ps(r, lo);
+    _mm512_storeu_ps(r + 16, hi);
+}
+
+#define GRAPHC_ZERO_ROW(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps()
+#define GRAPHC_FMA_ROW(i)                                   \
+    do {                                                    \
+        const __m512 a = _mm512_set1_ps(Ap[i]);             \
+        c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);          \
+        c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);          \
+    } while (0)
+#define GRAPHC_STORE_ROW(i) store_row_avx512(C + (size_t)(i) * (size_t)ldc, c##i##0, c##i##1, va, vb, beta)
+
+static void kernel_avx512(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
+                          float beta)
+{
+    GRAPHC_ZERO_ROW(0); GRAPHC_ZERO_ROW(1); GRAPHC_ZERO_ROW(2); GRAPHC_ZERO_ROW(3); GRAPHC_ZERO_ROW(4);
+    GRAPHC_ZERO_ROW(5); GRAPHC_ZERO_ROW(6); GRAPHC_ZERO_ROW(7); GRAPHC_ZERO_ROW(8); GRAPHC_ZERO_ROW(9);
+    GRAPHC_ZERO_ROW(10); GRAPHC_ZERO_ROW(11); GRAPHC_ZERO_ROW(12); GRAPHC_ZERO_ROW(13);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int k;
+    for (k = 0; k < V_MR; ++k) { /* the C tile (128 B/row, 2-3 lines) arrives during the k loop */
+        const char *row = (const char *)(C + (size_t)k * (size_t)ldc);
+        _mm_prefetch(row, _MM_HINT_T0);
+        _mm_prefetch(row + 64, _MM_HINT_T0);
+        _mm_prefetch(row + 4 * V_NR - 4, _MM_HINT_T0);
+    }
+    for (k = 0; k < kc; ++k) {
+        const __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16); /* B[k][0..32) */
+        GRAPHC_FMA_ROW(0); GRAPHC_FMA_ROW(1); GRAPHC_FMA_ROW(2); GRAPHC_FMA_ROW(3); GRAPHC_FMA_ROW(4);
+        GRAPHC_FMA_ROW(5); GRAPHC_FMA_ROW(6); GRAPHC_FMA_ROW(7); GRAPHC_FMA_ROW(8); GRAPHC_FMA_ROW(9);
+        GRAPHC_FMA_ROW(10); GRAPHC_FMA_ROW(11); GRAPHC_FMA_ROW(12); GRAPHC_FMA_ROW(13);
+        Ap += V_MR;
+        Bp += V_NR;
+    }
+    GRAPHC_STORE_ROW(0); GRAPHC_STORE_ROW(1); GRAPHC_STORE_ROW(2); GRAPHC_STORE_ROW(3); GRAPHC_STORE_ROW(4);
+    GRAPHC_STORE_ROW(5); GRAPHC_STORE_ROW(6); GRAPHC_STORE_ROW(7); GRAPHC_STORE_ROW(8); GRAPHC_STORE_ROW(9);
+    GRAPHC_STORE_ROW(10); GRAPHC_STORE_ROW(11); GRAPHC_STORE_ROW(12); GRAPHC_STORE_ROW(13);
+}
+#undef GRAPHC_ZERO_ROW
+#undef GRAPHC_FMA_ROW
+#undef GRAPHC_STORE_ROW
+
+static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-512 14x32"};
+
+#elif defined(GRAPHC_SIMD_AVX2)
+/* AVX2 + FMA: 6 x 16 tile = 12 ymm accumulators + 2 ymm of B + 1 broadcast = 15 of 16 registers
+ * (the BLIS Haswell/Zen shape). Per k: 2 loads, 6 broadcasts, 12 FMAs; two FMA pipes with 4-5
+ * cycle latency need 8-10 independent accumulators. */
+#define V_MR 6
+#define V_NR 16
+
+/* Accumulators are named variables, not an array: an array indexed in a loop makes GCC keep it in
+ * memory and store all of it on every k step. */
+static inline void store_row_avx2(float *r, __m256 lo, __m256 hi, __m256 va, __m256 vb, float beta)
+{
+    lo = _mm256_mul_ps(va, lo);
+    hi = _mm256_mul_ps(va, hi);
+    if (beta != 0.0f) {
+        lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r), lo);
+        hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r + 8), hi);
+    }
+    _mm256_storeu_ps(r, lo);
+    _mm256_storeu_ps(r + 8, hi);
+}
+
+#define GRAPHC_ZERO_ROW(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps()
+#define GRAPHC_FMA_ROW(i)                                   \
+    do {                                                    \
+        const __m256 a = _mm256_broadcast_ss(Ap + (i));     \
+        c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);          \
+        c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);          \
+    } while (0)
+#define GRAPHC_STORE_ROW(i) store_row_avx2(C + (size_t)(i) * (size_t)ldc, c##i##0, c##i##1, va, vb, beta)
+
+static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha, float beta)
+{
+    GRAPHC_ZERO_ROW(0); GRAPHC_ZERO_ROW(1); GRAPHC_ZERO_ROW(2);
+    GRAPHC_ZERO_ROW(3); GRAPHC_ZERO_ROW(4); GRAPHC_ZERO_ROW(5);
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int k;
+    for (k = 0; k < V_MR; ++k) { /* the C tile (64 B/row, maybe 2 lines) arrives during the k loop */
+        _mm_prefetch((const char *)(C + (size_t)k * (size_t)ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + (size_t)k * (size_t)ldc + V_NR - 1), _MM_HINT_T0);
+    }
+    for (k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8); /* B[k][0..16) */
+        GRAPHC_FMA_ROW(0); GRAPHC_FMA_ROW(1); GRAPHC_FMA_ROW(2);
+        GRAPHC_FMA_ROW(3); GRAPHC_FMA_ROW(4); GRAPHC_FMA_ROW(5);
+        Ap += V_MR;
+        Bp += V_NR;
+    }
+    GRAPHC_STORE_ROW(0); GRAPHC_STORE_ROW(1); GRAPHC_STORE_ROW(2);
+    GRAPHC_STORE_ROW(3); GRAPHC_STORE_ROW(4); GRAPHC_STORE_ROW(5);
+}
+#undef GRAPHC_ZERO_ROW
+#undef GRAPHC_FMA_ROW
+#undef GRAPHC_STORE_ROW
+
+static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16"};
+
+#elif defined(GRAPHC_SIMD_NEON)
+/* AArch64 NEON: 8 x 12 tile = 24 q-register accumulators + 3 of B + 2 of A = 29 of 32 registers
+ * (the classic ARMv8 shape). FMA by lane takes A straight from a vector: no broadcasts. */
+#define V_MR 8
+#define V_NR 12
+
+static inline void store_row_neon(float *r, float32x4_t c0, float32x4_t c1, float32x4_t c2, float alpha,
+                                  float beta)
+{
+    c0 = vmulq_n_f32(c0, alpha);
+    c1 = vmulq_n_f32(c1, alpha);
+    c2 = vmulq_n_f32(c2, alpha);
+    if (beta != 0.0f) {
+        c0 = vfmaq_n_f32(c0, vld1q_f32(r), beta);
+        c1 = vfmaq_n_f32(c1, vld1q_f32(r + 4), beta);
+        c2 = vfmaq_n_f32(c2, vld1q_f32(r + 8), beta);
+    }
+    vst1q_f32(r, c0);
+    vst1q_f32(r + 4, c1);
+    vst1q_f32(r + 8, c2);
+}
+
+#define GRAPHC_ZERO_ROW(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0
+#define GRAPHC_FMA_ROW(i, a, lane)                          \
+    do {                                                    \
+        c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, lane);    \
+        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, lane);    \
+        c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, lane);    \
+    } while (0)
+#define GRAPHC_STORE_ROW(i) store_row_neon(C + (size_t)(i) * (size_t)ldc, c##i##0, c##i##1, c##i##2, alpha, beta)
+
+static void kernel_neon(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha, float beta)
+{
+    GRAPHC_ZERO_ROW(0); GRAPHC_ZERO_ROW(1); GRAPHC_ZERO_ROW(2); GRAPHC_ZERO_ROW(3);
+    GRAPHC_ZERO_ROW(4); GRAPHC_ZERO_ROW(5); GRAPHC_ZERO_ROW(6); GRAPHC_ZERO_ROW(7);
+    int k;
+    for (k = 0; k < V_MR; ++k) { /* the C tile (48 B/row) arrives during the k loop */
+        __builtin_prefetch(C + (size_t)k * (size_t)ldc);
+        __builtin_prefetch(C + (size_t)k * (size_t)ldc + V_NR - 1);
+    }
+    for (k = 0; k < kc; ++k) {
+        const float32x4_t b0 = vld1q_f32(Bp), b1 = vld1q_f32(Bp + 4), b2 = vld1q_f32(Bp + 8); /* B[k][0..12) */
+        const float32x4_t a0 = vld1q_f32(Ap), a1 = vld1q_f32(Ap + 4);                        /* A[0..8)[k] */
+        GRAPHC_FMA_ROW(0, a0, 0); GRAPHC_FMA_ROW(1, a0, 1); GRAPHC_FMA_ROW(2, a0, 2); GRAPHC_FMA_ROW(3, a0, 3);
+        GRAPHC_FMA_ROW(4, a1, 0); GRAPHC_FMA_ROW(5, a1, 1); GRAPHC_FMA_ROW(6, a1, 2); GRAPHC_FMA_ROW(7, a1, 3);
+        Ap += V_MR;
+        Bp += V_NR;
+    }
+    GRAPHC_STORE_ROW(0); GRAPHC_STORE_ROW(1); GRAPHC_STORE_ROW(2); GRAPHC_STORE_ROW(3);
+    GRAPHC_STORE_ROW(4); GRAPHC_STORE_ROW(5); GRAPHC_STORE_ROW(6); GRAPHC_STORE_ROW(7);
+}
+#undef GRAPHC_ZERO_ROW
+#undef GRAPHC_FMA_ROW
+#undef GRAPHC_STORE_ROW
+
+static const gemm_impl impl_simd = {V_MR, V_NR, 160, 256, kernel_neon, "NEON 8x12"};
+
+#else
+#define impl_simd impl_portable
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Packing. */
+
+/* One full micro-panel: mr rows of A (row stride lda) x kc -> Ap[k * mr + i]. k outer: Ap is written
+ * sequentially and each source row read sequentially. Inlined with a constant mr, the i loop unrolls
+ * (1.6x faster than a runtime mr). */
+static inline void pack_a_panel(int kc, int mr, const float *A, int lda, float *Ap)
+{
+    int i, k;
+    for (k = 0; k < kc; ++k)
+        for (i = 0; i < mr; ++i)
+            Ap[(size_t)k * mr + i] = A[(size_t)i * (size_t)lda + k];
+}
+
+/* A rows [0, mc) x cols [0, kc) -> micro-panels of mr rows, Ap[p][k][i]; rows past mc are zero. */
+static void pack_a(int mc, int kc, int mr, const float *A, int lda, float *Ap)
+{
+    int p, i, k;
+    for (p = 0; p + mr <= mc; p += mr) {
+        const float *a = A + (size_t)p * (size_t)lda;
+        switch (mr) { /* the micro-tile heights in use */
+        case 4: pack_a_panel(kc, 4, a, lda, Ap); break;
+        case 6: pack_a_panel(kc, 6, a, lda, Ap); break;
+        case 8: pack_a_panel(kc, 8, a, lda, Ap); break;
+        case 14: pack_a_panel(kc, 14, a, lda, Ap); break;
+        default: pack_a_panel(kc, mr, a, lda, Ap); break;
+        }
+        Ap += (size_t)mr * kc;
+    }
+    if (p < mc) { /* edge panel */
+        for (k = 0; k < kc; ++k)
+            for (i = 0; i < mr; ++i)
+                Ap[(size_t)k * mr + i] = p + i < mc ? A[(size_t)(p + i) * (size_t)lda + k] : 0.0f;
+    }
+}
+
+/* B rows [0, kc) x cols [0, nc) -> micro-panels of nr columns, Bp[p][k][j]; cols past nc are zero.
+ * k outer: each row of B is read once, front to back (prefetch-friendly), in nr-wide pieces. */
+static void pack_b(int kc, int nc, int nr, const float *B, int ldb, float *Bp)
+{
+    const size_t panel = (size_t)nr * kc;
+    int p, j, k;
+    for (k = 0; k < kc; ++k) {
+        const float *b = B + (size_t)k * (size_t)ldb;
+        float *d = Bp + (size_t)k * nr;
+        for (p = 0; p + nr <= nc; p += nr, d += panel)
+            for (j = 0; j < nr; ++j)
+                d[j] = b[p + j];
+        if (p < nc)
+            for (j = 0; j < nr; ++j)
+                d[j] = p + j < nc ? b[p + j] : 0.0f;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Epilogue: C[0..m)[0..n) = act(C + bias[0..n)), on a tile just finished (still in L1). */
+
+static float activate(float x, int act)
+{
+    switch (act) {
+    case GRAPHC_ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case GRAPHC_ACT_SIGMOID:
+        return 1.0f / (1.0f + expf(-x));
+    case GRAPHC_ACT_TANH:
+        return tanhf(x);
+    default:
+        return x;
+    }
+}
+
+static void epilogue(int m, int n, float *C, int ldc, const float *bias, int act)
+{
+    int i, j;
+    for (i = 0; i < m; ++i) {
+        float *c = C + (size_t)i * (size_t)ldc;
+        if (bias)
+            for (j = 0; j < n; ++j)
+                c[j] += bias[j];
+        if (act == GRAPHC_ACT_RELU)
+            for (j = 0; j < n; ++j)
+                c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+        else if (act != GRAPHC_ACT_NONE)
+            for (j = 0; j < n; ++j)
+                c[j] = activate(c[j], act);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Blocked GEMM. */
+
+typedef struct { /* one call's operands, as given to graphc_sgemm / graphc_sgemm_bias_act */
+    int M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+    const float *bias; /* N entries or NULL; with act, applied after the last K block */
+    int act;
+} gemm_args;
+
+/* The ic, jr, ir loops: C rows [m0, m1) x cols [jc, jc + nc) += A rows [m0, m1) x K block [pc, pc + kc)
+ * times the packed B block Bp (kc x nc). Packs A into this thread's buffer one MC block at a time. */
+static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, int jc, int nc, int pc, int kc,
+                       const float *Bp)
+{
+    float *Ap = align64(a_pack_storage);
+    float tile[MR_MAX * NR_MAX]; /* edge tiles land here first */
+    const int mr = g->mr, nr = g->nr;
+    const float alpha = p->alpha, beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
+    const int epilogue_now = pc + kc >= p->K && (p->bias != NULL || p->act != GRAPHC_ACT_NONE);
+    const int ldc = p->ldc;
+    int ic, jr, ir, i, j;
+
+    for (ic = m0; ic < m1; ic += g->mc) {
+        const int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
+        pack_a(mc, kc, mr, p->A + (size_t)ic * (size_t)p->lda + pc, p->lda, Ap);
+        for (jr = 0; jr < nc; jr += nr) {
+            const int n = nc - jr < nr ? nc - jr : nr;
+            const float *bp = Bp + (size_t)jr * kc;
+            for (ir = 0; ir < mc; ir += mr) {
+                const int m = mc - ir < mr ? mc - ir : mr;
+                const float *ap = Ap + (size_t)ir * kc;
+                float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
+                if (m == mr && n == nr) {
+                    g->kernel(kc, ap, bp, c, ldc, alpha, beta);
+                } else {
+                    g->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+                    for (i = 0; i < m; ++i) {
+                        float *cr = c + (size_t)i * (size_t)ldc;
+                        const float *t = tile + (size_t)i * nr;
+                        if (beta == 0.0f)
+                            for (j = 0; j < n; ++j)
+                                cr[j] = alpha * t[j];
+                        else
+                            for (j = 0; j < n; ++j)
+                                cr[j] = alpha * t[j] + beta * cr[j];
+                    }
+                }
+                if (epilogue_now)
+                    epilogue(m, n, c, ldc, p->bias ? p->bias + jc + jr : NULL, p->act);
+            }
+        }
+    }
+}
+
+/* Single thread: the jc, pc loops around gemm_macro, with this thread's B buffer. */
+static void gemm_serial(const gemm_impl *g, const gemm_args *p)
+{
+    float *Bp = align64(b_pack_storage);
+    int jc, pc;
+    for (jc = 0; jc < p->N; jc += NC) {
+        const int nc = p->N - jc < NC ? p->N - jc : NC;
+        for (pc = 0; pc < p->K; pc += g->kc) {
+            const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+            pack_b(kc, nc, g->nr, p->B + (size_t)pc * (size_t)p->ldb + jc, p->ldb, Bp);
+            gemm_macro(g, p, 0, p->M, jc, nc, pc, kc, Bp);
+        }
+    }
+}
+
+/* A few rows (M < SMALL_M, e.g. a Dense layer at batch 1): packing B would cost more than the
+ * product itself (each element of B is used M times), so B is streamed once, unpacked, row by row.
+ * C columns [j0, j1) are done in strips of SMALL_M_STRIP floats (16 KB per row, in L1/L2 while all
+ * of B's rows pass): long contiguous pieces of B's rows stream faster than short ones (measured:
+ * 512-float strips ran at half the speed). The j loops vectorize. */
+#define SMALL_M 4
+#define SMALL_M_STRIP 4096
+
+static void gemm_small_m(const gemm_args *p, int j0, int j1)
+{
+    int js, i, j, k;
+    for (js = j0; js < j1; js += SMALL_M_STRIP) {
+        const int n = j1 - js < SMALL_M_STRIP ? j1 - js : SMALL_M_STRIP;
+        for (i = 0; i < p->M; ++i) {
+            float *c = p->C + (size_t)i * (size_t)p->ldc + js;
+            for (j = 0; j < n; ++j)
+                c[j] = p->beta == 0.0f ? 0.0f : p->beta * c[j];
+        }
+        for (k = 0; k < p->K; ++k) {
+            const float *b = p->B + (size_t)k * (size_t)p->ldb + js;
+            for (i = 0; i < p->M; ++i) {
+                const float s = p->alpha * p->A[(size_t)i * (size_t)p->lda + k];
+                float *c = p->C + (size_t)i * (size_t)p->ldc + js;
+                for (j = 0; j < n; ++j)
+                    c[j] += s * b[j];
+            }
+        }
+        if (p->bias != NULL || p->act != GRAPHC_ACT_NONE)
+            epilogue(p->M, n, p->C + js, p->ldc, p->bias ? p->bias + js : NULL, p->act);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+#ifdef _OPENMP
+/* Threads. One parallel region per call; the team splits C into a tm x tn grid of rectangles of
+ * whole micro-tiles. A split over rows (tn == 1, the usual case) shares one packed B block: the team
+ * packs it together, then each thread multiplies its rows with it (two barriers per kc x NC block).
+ * A split over columns (wide, short C) gives each thread its own columns of B and its own copy of A,
+ * with no barriers. choose_grid balances the tiles and the packing per thread. */
+
+/* Per-thread time, in multiply-adds per k, of a tm x tn grid: its C rectangle (whole tiles, so the
+ * largest share counts) plus what it packs, weighted by PACK_COST (one packed element costs about
+ * as much as PACK_COST multiply-adds: a cache miss against many FMAs per cycle). */
+#define PACK_COST 30.0
+
+static void choose_grid(int threads, int M, int N, const gemm_impl *g, int *tm_out, int *tn_out)
+{
+    const int mt = (M + g->mr - 1) / g->mr, nt = (N + g->nr - 1) / g->nr; /* tiles per dimension */
+    int tm, tn, best_tm = 1, best_tn = 1;
+    double best_cost = -1.0;
+    for (tm = 1; tm <= threads && tm <= mt; ++tm) {
+        for (tn = 1; tm * tn <= threads && tn <= nt; ++tn) {
+            const double rows = (double)((mt + tm - 1) / tm) * g->mr, cols = (double)((nt + tn - 1) / tn) * g->nr;
+            const double b_cols = tn == 1 ? (double)N / threads : cols; /* tn == 1: B packed together */
+            const double cost = rows * cols + PACK_COST * (rows + b_cols);
+            if (best_cost < 0.0 || cost < best_cost) {
+                best_tm = tm;
+                best_tn = tn;
+                best_cost = cost;
+            }
+        }
+    }
+    *tm_out = best_tm;
+    *tn_out = best_tn;
+}
+
+/* How many threads a call should use: 1 inside a parallel region (nested calls run serially) and
+ * never so many that a thread gets less than min_work multiply-adds. */
+static int team_size(int M, int N, int K, double min_work)
+{
+    const double work = (double)M * N * K;
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (threads > MAX_GRID_THREADS)
+        threads = MAX_GRID_THREADS;
+    if (work < min_work * threads)
+        threads = (int)(work / min_work);
+    return threads < 1 ? 1 : threads;
+}
+
+/* [lo, hi) of the part-th of parts even shares of count tiles of size step, clipped to limit. */
+static void share(int count, int step, int limit, int part, int parts, int *lo, int *hi)
+{
+    *lo = (int)((long)count * part / parts) * step;
+    *hi = (int)((long)count * (part + 1) / parts) * step;
+    if (*hi > limit)
+        *hi = limit;
+}
+
+static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
+{
+    float *Bp_shared = align64(b_pack_storage); /* the calling thread's buffer, lent to the team */
+#pragma omp parallel num_threads(threads)
+    {
+        /* The runtime may give fewer threads than asked: plan the grid from the real team. */
+        const int team = omp_get_num_threads(), t = omp_get_thread_num();
+        const int mt = (p->M + g->mr - 1) / g->mr, nt = (p->N + g->nr - 1) / g->nr;
+        int tm, tn, m0, m1;
+        choose_grid(team, p->M, p->N, g, &tm, &tn);
+        if (tn == 1) {
+            int jc, pc;
+            share(mt, g->mr, p->M, t, tm, &m0, &m1); /* threads t >= tm (if any) only help pack */
+            for (jc = 0; jc < p->N; jc += NC) {
+                const int nc = p->N - jc < NC ? p->N - jc : NC, panels = (nc + g->nr - 1) / g->nr;
+                for (pc = 0; pc < p->K; pc += g->kc) {
+                    const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+                    int n0, n1;
+#pragma omp barrier /* everyone is done with the previous B block */
+                    share(panels, g->nr, nc, t, team, &n0, &n1);
+                    if (n1 > n0)
+                        pack_b(kc, n1 - n0, g->nr, p->B + (size_t)pc * (size_t)p->ldb + jc + n0, p->ldb,
+                               Bp_shared + (size_t)n0 * kc);
+#pragma omp barrier /* the B block is complete */
+                    if (m1 > m0)
+                        gemm_macro(g, p, m0, m1, jc, nc, pc, kc, Bp_shared);
+                }
+            }
+        } else if (t < tm * tn) {
+            gemm_args mine = *p;
+            int n0, n1;
+            share(mt, g->mr, p->M, t / tn, tm, &m0, &m1);
+            share(nt, g->nr, p->N, t % tn, tn, &n0, &n1);
+            if (m1 > m0 && n1 > n0) {
+                mine.M = m1 - m0;
+                mine.N = n1 - n0;
+                mine.A = p->A + (size_t)m0 * (size_t)p->lda;
+                mine.B = p->B + n0;
+                mine.C = p->C + (size_t)m0 * (size_t)p->ldc + n0;
+                mine.bias = p->bias ? p->bias + n0 : NULL;
+                gemm_serial(g, &mine);
+            }
+        }
+    }
+}
+#endif
+
+static void gemm_driver(const gemm_impl *g, int M, int N, int K, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc, const float *bias, int act)
+{
+    gemm_args p;
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0 || alpha == 0.0f) { /* C = beta * C (then the epilogue): A and B are not read */
+        int i, j;
+        for (i = 0; i < M; ++i) {
+            float *c = C + (size_t)i * (size_t)ldc;
+            for (j = 0; j < N; ++j)
+                c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        }
+        if (bias != NULL || act != GRAPHC_ACT_NONE)
+            epilogue(M, N, C, ldc, bias, act);
+        return;
+    }
+    p.M = M; p.N = N; p.K = K;
+    p.alpha = alpha; p.beta = beta;
+    p.A = A; p.B = B; p.C = C;
+    p.lda = lda; p.ldb = ldb; p.ldc = ldc;
+    p.bias = bias; p.act = act;
+    if (M < SMALL_M) {
+#ifdef _OPENMP
+        int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK_FEW_ROWS);
+        if (threads > N / 64) /* at least 64 columns (4 cache lines per row of B) each */
+            threads = N / 64;
+        if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+            {
+                int j0, j1;
+                share((N + 15) / 16, 16, N, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+                if (j1 > j0)
+                    gemm_small_m(&p, j0, j1);
+            }
+            return;
+        }
+#endif
+        gemm_small_m(&p, 0, N);
+        return;
+    }
+#ifdef _OPENMP
+    {
+        const int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK);
+        if (threads > 1) {
+            gemm_parallel(g, threads, &p);
+            return;
+        }
+    }
+#endif
+    gemm_serial(g, &p);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Public entry points. */
+
+void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc)
+{
+    gemm_driver(&impl_simd, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+}
+
+void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                           float beta, float *C, int ldc)
+{
+    gemm_driver(&impl_portable, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+}
+
+void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                           const float *bias, int act, float *C, int ldc)
+{
+    gemm_driver(&impl_simd, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+}
+
+void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    const float *bias, int act, float *C, int ldc)
+{
+    gemm_driver(&impl_portable, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+}
+
+const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }
