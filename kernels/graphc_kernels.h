@@ -30,7 +30,7 @@ void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *A, int lda,
  * Packed and cache-blocked with a SIMD micro-kernel chosen at compile time (AVX-512, AVX2+FMA,
  * AArch64 NEON, else portable C). Uses OpenMP threads (omp_get_max_threads()) when built with
  * OpenMP and the product is large enough; runs serially inside an enclosing parallel region.
- * Packing buffers are static thread-local arrays (about 1.2 MB per calling/worker thread, no malloc),
+ * Packing buffers are static thread-local arrays (about 1.8 MB per calling/worker thread, no malloc),
  * so concurrent calls from different threads are safe. Results may differ from graphc_sgemm_ref
  * in the last bits (different summation order and FMA rounding).
  */
