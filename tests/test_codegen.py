@@ -13,7 +13,7 @@ from graphc.ir import GraphBuilder, TensorType, reference
 from graphc.ir.ops.elementwise import C_EXPR, UNARY
 from graphc.runtime import compile_graph
 
-from c_check import check  # noqa: F401  (the compile-and-compare helper)
+from c_check import Weights, check  # noqa: F401  (the compile-and-compare helper)
 
 
 def test_every_unary_op(rng):
@@ -204,3 +204,32 @@ def test_float_to_int_cast_is_defined_for_nan_and_huge_values():
     program = compile_graph(b.finish([b.emit("cast", [x], dtype="int32")]))
     got = program.run([np.array([[np.nan, 3e12, -3e12, -2.7]], "float32")], [])[0]
     np.testing.assert_array_equal(got, [[-2 ** 31, 2 ** 31 - 1, -2 ** 31, -2]])
+
+
+def test_operands_of_inlined_ops_stay_alive_until_their_loop_runs(rng):
+    """exp(x) is computed inside the later add's loop, so x must not be overwritten by the matmul
+    scheduled in between, even though no op reads x after exp in program order."""
+    def build(b, x, p):
+        h = b.emit("matmul", [x[0], p((8, 8))])          # h: an intermediate buffer
+        e = b.emit("exp", [h])                           # inlined into the add below
+        m = b.emit("matmul", [x[0], p((8, 8))])          # scheduled between exp and add
+        return b.emit("add", [e, m])
+    check(build, [(8,)], rng, batches=(1, 7))
+
+
+def test_elementwise_loop_writes_in_place_when_its_input_dies(rng):
+    from graphc.codegen import generate_c
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 64)))
+    w = b.param(Weights(np.ones((64, 64), "float32")), "w", TensorType((64, 64)))
+    h = b.emit("matmul", [x, w])
+    h2 = b.emit("matmul", [h, w])
+    y = b.emit("add", [b.emit("tanh", [h2]), b.emit("sigmoid", [h])])  # both inputs die here
+    gen = generate_c(b.finish([y]))
+    add = next(op for op in gen.graph.ops if op.kind == "add")
+    offsets = gen.plan.scaled_offset
+    assert offsets[add.outputs[0].id] in [offsets[v.id] for v in add.inputs if v.id in offsets]
+    check(lambda b, x, p: b.emit("add", [b.emit("tanh", [b.emit("matmul", [b.emit("matmul", [x[0], p((64, 64))]),
+                                                                              p((64, 64))])]),
+                                        b.emit("sigmoid", [b.emit("matmul", [x[0], p((64, 64))])])]),
+          [(64,)], rng, low=-0.1, high=0.1)

@@ -20,7 +20,7 @@ from ..passes.bn_fold import fold_batch_norm
 from ..passes.conv_fusion import fuse_conv_epilogue
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
-from .pointwise import emit_pointwise, inlined_ops, is_pointwise
+from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots
 
 ARENA_ALIGN = 64
 
@@ -67,7 +67,10 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
         if any(d is None for d in v.type.shape[1:]):
             raise CodegenError(f"{v.name or v!r} has a dynamic non-batch dimension {v.type.shape}: "
                                "specialize the graph to concrete shapes before generating C")
-    plan = plan_memory(graph)
+    inlined = inlined_ops(graph)
+    plan = plan_memory(graph, run_at=loop_roots(graph),
+                       no_storage={op.outputs[0].id for op in graph.ops if id(op) in inlined},
+                       in_place={id(op) for op in graph.ops if is_pointwise(op) and id(op) not in inlined})
     rows = rows_factor(graph)
     ctx = Context(graph, plan, rows)
     constants = []
@@ -76,7 +79,6 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
         ctx.names[vid] = name
         constants.append(_constant_decl(name, array))
 
-    inlined = inlined_ops(graph)
     body = []
     for op in graph.ops:
         if op.kind == "reshape":

@@ -18,6 +18,20 @@ def is_pointwise(op) -> bool:
     return get_op(op.kind).c_expr is not None
 
 
+def loop_roots(graph) -> dict:
+    """id(op) -> index of the op whose loop computes it (itself, or the consumer it is inlined into)."""
+    inlined = inlined_ops(graph)
+    consumers = {}
+    for op in graph.ops:
+        for v in op.inputs:
+            consumers.setdefault(v.id, []).append(op)
+    index = {id(op): i for i, op in enumerate(graph.ops)}
+    at = {}
+    for op in reversed(graph.ops):
+        at[id(op)] = at[id(consumers[op.outputs[0].id][0])] if id(op) in inlined else index[id(op)]
+    return at
+
+
 def inlined_ops(graph) -> set:
     """Ops whose result is computed inside their (single, elementwise) consumer's loop."""
     consumers = {}

@@ -63,40 +63,57 @@ def _aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
+def plan_memory(graph: Graph, run_at=None, no_storage=(), in_place=()) -> MemoryPlan:
+    """Offsets for every op output.
+
+    run_at: id(op) -> position at which the op really runs (an op fused into a later loop runs there,
+    so its operands must stay alive until then); no_storage: value ids never written to memory (results
+    kept in a loop's registers); in_place: ids of elementwise ops whose loop may write its output over
+    an input of the same shape that is read for the last time there.
+    """
     rf = rows_factor(graph)
-    order = {op_index: op for op_index, op in enumerate(graph.ops)}
-    root = {}  # value id -> id of the value that owns its storage
+    run_at = run_at or {}
+    when = [run_at.get(id(op), i) for i, op in enumerate(graph.ops)]
+    root = {}  # value id -> id of the value whose storage it shares
 
     def owner(vid):
         while vid in root:
             vid = root[vid]
         return vid
 
+    produced = {out.id for op in graph.ops for out in op.outputs}
     values = {}
-    for op in graph.ops:
-        if op.kind in VIEW_OPS:
-            root[op.outputs[0].id] = owner(op.inputs[0].id)
-        for out in op.outputs:
-            if op.kind not in VIEW_OPS or owner(out.id) in values:
-                values[out.id] = out
-
     first, last = {}, {}
-    for i, op in order.items():
-        for out in op.outputs:
-            if out.id not in values:
-                continue  # a view of a graph input, parameter or constant: no storage of its own
-            o = owner(out.id)
-            first.setdefault(o, i)
-            last[o] = max(last.get(o, i), i)
-        for v in op.inputs:
-            if v.id in values:
-                o = owner(v.id)
-                last[o] = max(last.get(o, i), i)
     end = len(graph.ops)
-    for v in graph.outputs:  # outputs are read after the last op
-        if v.id in values:
-            last[owner(v.id)] = end
+    for i, op in enumerate(graph.ops):
+        for v in op.inputs:
+            if v.id in produced and v.id not in no_storage:
+                o = owner(v.id)
+                last[o] = max(last.get(o, when[i]), when[i])
+    for v in graph.outputs:
+        if v.id in produced:
+            last[owner(v.id)] = end  # read after the last op
+
+    outputs = {v.id for v in graph.outputs}
+    for i, op in enumerate(graph.ops):
+        for out in op.outputs:
+            if out.id in no_storage:
+                continue
+            src = op.inputs[0] if op.inputs else None
+            if op.kind in VIEW_OPS:
+                root[out.id] = owner(src.id)
+            elif id(op) in in_place:
+                donor = next((v for v in op.inputs if v.id in values and v.id not in outputs
+                              and v.type == out.type and rf.get(v.id) == rf.get(out.id)
+                              and last.get(owner(v.id)) == when[i]), None)
+                if donor is not None:
+                    root[out.id] = owner(donor.id)
+            if out.id in root and owner(out.id) not in values:
+                continue  # a view of a graph input, parameter or constant: no storage of its own
+            values[out.id] = out
+            o = owner(out.id)
+            first.setdefault(o, when[i])
+            last[o] = max(last.get(o, when[i]), last.get(out.id, when[i]), when[i])
 
     def size_bytes(vid):
         v = values[vid]
@@ -104,18 +121,16 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         n *= rf[vid] if rf.get(vid) is not None else 1
         return _aligned(n) * DTYPE_BYTES[v.dtype] if n else 0
 
-    plan = MemoryPlan(0, 0, rows={vid: rf.get(vid) for vid in values})
     owners = sorted({owner(v) for v in values}, key=lambda o: (-size_bytes(o), first[o]))
-    for region in ("fixed", "scaled"):
+    plan = MemoryPlan(0, 0, rows={vid: rf.get(vid) for vid in values})
+    for region, offsets in (("fixed", plan.fixed_offset), ("scaled", plan.scaled_offset)):
         placed = []  # (offset, size, first, last)
-        offsets = plan.fixed_offset if region == "fixed" else plan.scaled_offset
         for o in owners:
             if (rf.get(o) is None) != (region == "fixed"):
                 continue
             size = size_bytes(o)
-            busy = sorted((off, sz) for off, sz, f, l in placed if not (l < first[o] or last[o] < f))
             offset = 0
-            for off, sz in busy:
+            for off, sz in sorted((off, sz) for off, sz, f, l in placed if not (l < first[o] or last[o] < f)):
                 if offset + size <= off:
                     break
                 offset = max(offset, off + sz)
@@ -126,11 +141,10 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             plan.fixed_bytes = _aligned(total)
         else:
             plan.per_sample_bytes = total
-    for vid in values:
+    for vid in values:  # views and in-place results sit where their owner sits
         o = owner(vid)
-        if vid != o:
-            (plan.fixed_offset if o in plan.fixed_offset else plan.scaled_offset)[vid] = \
-                (plan.fixed_offset if o in plan.fixed_offset else plan.scaled_offset)[o]
+        (plan.fixed_offset if o in plan.fixed_offset else plan.scaled_offset)[vid] = \
+            (plan.fixed_offset if o in plan.fixed_offset else plan.scaled_offset)[o]
     scaled = [o for o in owners if rf.get(o) is not None]
     plan.total_per_sample = sum(size_bytes(o) for o in scaled)
     plan.peak_live_per_sample = max((sum(size_bytes(o) for o in scaled if first[o] <= i <= last[o])
