@@ -262,12 +262,14 @@ class Model(Layer):
     def _compiled(self, arrays):
         """The compiled C program for these inputs' shapes, or None where some op has no C lowering yet
         (the model then runs on the NumPy reference, with a warning naming the ops)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        if None in cache:  # no variable-length input: one program for every call
+            return cache[None]
         from .. import runtime
         from ..codegen import CodegenError
         from ..passes import needs_specialization, specialize
         graph = self.build_graph(False)
         key = tuple(a.shape[1:] for a in arrays) if needs_specialization(graph) else None
-        cache = self.__dict__.setdefault("_programs", {})
         if key not in cache:
             try:
                 cache[key] = runtime.compile_graph(specialize(graph, key) if key else graph,

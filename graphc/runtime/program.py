@@ -50,34 +50,47 @@ class CompiledGraph:
                 "all_intermediates_bytes": batch * plan.total_per_sample}
 
     def _arena(self, batch):
-        need = self.arena_bytes(batch) + 64
-        buf = getattr(self._local, "arena", None)
-        if buf is None or buf.nbytes < need:
-            buf = self._local.arena = np.empty(need, dtype=np.uint8)
-        offset = (-buf.ctypes.data) % 64  # 64-byte aligned start
-        return buf[offset:]
+        """This thread's arena as a cffi pointer, 64-byte aligned, grown only for a larger batch."""
+        need = self.arena_bytes(batch)
+        cached = self._local.__dict__.get("arena")
+        if cached is None or cached[0] < need:
+            buf = np.empty(need + 64, dtype=np.uint8)
+            aligned = buf[(-buf.ctypes.data) % 64:]
+            cached = self._local.arena = (need, aligned, self.ffi.from_buffer(aligned))
+        return cached[2]
+
+    def _param_pointers(self, param_arrays):
+        """The params pointer array, rebuilt only when the arrays are not those of the last call (weights
+        are updated in place by set_weights, so in steady state this is a lookup)."""
+        key = tuple(map(id, param_arrays))
+        cached = self._local.__dict__.get("params")
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        params = [np.ascontiguousarray(p, dtype=v.type.dtype) for p, v in zip(param_arrays, self.graph.params)]
+        ptrs = self.ffi.new("void *[]", [self.ffi.from_buffer(a) for a in params] or [self.ffi.NULL])
+        self._local.params = (key, ptrs, params)
+        return ptrs, params
 
     def run(self, arrays, param_arrays):
         ffi = self.ffi
         batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
         ins = []
         for a, v in zip(arrays, self.graph.inputs):
-            a = np.ascontiguousarray(a, dtype=v.type.dtype)
-            if a.shape[1:] != tuple(v.type.shape[1:]) or a.shape[0] != batch:
+            if not (isinstance(a, np.ndarray) and a.dtype == v.type.dtype and a.flags.c_contiguous):
+                a = np.ascontiguousarray(a, dtype=v.type.dtype)
+            if a.shape[1:] != v.type.shape[1:] or a.shape[0] != batch:
                 raise ValueError(f"input '{v.name}': expected shape {v.type.shape} with batch {batch}, got {a.shape}")
             ins.append(a)
-        params = [np.ascontiguousarray(p, dtype=v.type.dtype) for p, v in zip(param_arrays, self.graph.params)]
+        param_ptrs, params = self._param_pointers(param_arrays)
         outs = []
         for v, rf in zip(self.graph.outputs, self._out_rows):
             lead = batch * rf if rf is not None else v.type.shape[0]
-            outs.append(np.empty((lead,) + tuple(v.type.shape[1:]) if v.type.rank else (), dtype=v.type.dtype))
+            outs.append(np.empty((lead,) + v.type.shape[1:] if v.type.rank else (), dtype=v.type.dtype))
         arena = self._arena(batch)
-        keep = [ffi.from_buffer(a) for a in ins + params] + [ffi.from_buffer(o) for o in outs]
-        n_in, n_par = len(ins), len(params)
+        in_ptrs = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins] or [ffi.NULL])
+        out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs] or [ffi.NULL])
         with threads.share_of_threads():
-            rc = self._run(batch, ffi.new("void *[]", keep[:n_in] or [ffi.NULL]),
-                           ffi.new("void *[]", keep[n_in + n_par:] or [ffi.NULL]),
-                           ffi.new("void *[]", keep[n_in:n_in + n_par] or [ffi.NULL]), ffi.from_buffer(arena))
+            rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, arena)
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
             from ..ir.ops.gather import explain_bad_ids
             raise IdOutOfRangeError("compiled model returned error code 2: an id is out of range for an Embedding "

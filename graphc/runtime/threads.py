@@ -5,6 +5,7 @@ share the OpenMP runtime with the model modules), now or when one is loaded late
 the count is only recorded. By default OpenMP reads OMP_NUM_THREADS itself.
 """
 import contextlib
+import functools
 import ctypes
 import os
 import threading
@@ -19,6 +20,7 @@ def set_num_threads(n: int):
         raise ValueError(f"set_num_threads expects a positive int, received {n!r}")
     global _requested
     _requested = n
+    _applied.__dict__.clear()
     for lib in _libraries.values():
         lib.graphc_runtime_set_num_threads(n)
 
@@ -64,6 +66,12 @@ def attach(path):
 
 _active = 0
 _active_lock = threading.Lock()
+_applied = threading.local()  # the share last applied to this thread
+
+
+@functools.lru_cache(maxsize=None)
+def _default_threads():
+    return default_num_threads()
 
 
 @contextlib.contextmanager
@@ -76,10 +84,12 @@ def share_of_threads():
         _active += 1
         callers = _active
     try:
-        total = _requested if _requested is not None else default_num_threads()
+        total = _requested if _requested is not None else _default_threads()
         share = max(1, total // callers)
-        for lib in _libraries.values():
-            lib.graphc_runtime_set_num_threads(share)
+        if getattr(_applied, "share", None) != (share, len(_libraries)):  # OpenMP keeps it per thread
+            for lib in _libraries.values():
+                lib.graphc_runtime_set_num_threads(share)
+            _applied.share = (share, len(_libraries))
         yield
     finally:
         with _active_lock:
