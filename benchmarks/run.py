@@ -592,7 +592,7 @@ def render(report) -> str:
         return table(["model"] + [f"vs {TITLES[p]}" for p in peers if p != "graphc"], rows)
 
     out = [f"Run {report['started']} – {report['finished']}{' (--quick)' if report['quick'] else ''} on "
-           f"{report['machine']}; {THREADS} threads for every framework.",
+           f"{report['machine']}; {THREADS} threads for every framework.", "",
            "Versions: " + "; ".join(dict.fromkeys(p["version"] for p in peers.values() if p.get("version")))
            + f"; C compiler: {build['compiler']} ({build['flags']}).", ""]
     names = list(peers)
