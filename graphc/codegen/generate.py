@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import get_op
-from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_dense_epilogue, plan_memory,
+from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_epilogues, plan_memory,
                       simplify)
 from ..passes.bn_fold import fold_batch_norm
-from ..passes.conv_fusion import fuse_conv_epilogue
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
 from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots
@@ -38,7 +37,7 @@ def optimize(graph):
     """The inference pipeline of passes, in order."""
     graph = fold_batch_norm(simplify(graph))
     graph = fold_constants(eliminate_common_subexpressions(graph))
-    return fuse_conv_epilogue(fuse_dense_epilogue(graph))
+    return fuse_epilogues(graph)
 
 
 def missing_lowerings(graph) -> list:

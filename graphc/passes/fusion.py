@@ -1,21 +1,33 @@
-"""Epilogue fusion: matmul -> add(bias) -> activation becomes one ``dense`` op (one GEMM call whose
-epilogue adds the bias and applies the activation while the tile is still in registers)."""
+"""Epilogue fusion: a GEMM-like op -> add(bias) -> activation becomes one op whose kernel adds the bias and
+applies the activation to each block of outputs right after computing it, while it is still in cache.
+
+    matmul (2-D kernel) -> dense        conv -> conv_bias_act        conv_transpose -> conv_transpose_bias_act
+
+The bias is any value of shape (channels,) (a parameter, or the shift a folded BatchNormalization computes);
+either the bias or the activation may be missing. A value read by another op or returned by the graph
+stops the chain.
+"""
 from __future__ import annotations
+
+from functools import partial
 
 from ..ir import Graph, Op
 from ..ir.ops.linalg import DENSE_ACTIVATIONS
 
+EPILOGUES = {"matmul": "dense", "conv": "conv_bias_act", "conv_transpose": "conv_transpose_bias_act"}
 
-def _consumers(graph):
+
+def _fusable(op) -> bool:
+    if op.kind not in EPILOGUES or op.outputs[0].dtype != "float32":
+        return False
+    return op.kind != "matmul" or op.inputs[1].type.rank == 2  # a batched matmul has no GEMM epilogue
+
+
+def fuse_epilogues(graph: Graph, kinds=tuple(EPILOGUES)) -> Graph:
     users = {}
     for op in graph.ops:
         for v in op.inputs:
             users.setdefault(v.id, []).append(op)
-    return users
-
-
-def fuse_dense_epilogue(graph: Graph) -> Graph:
-    users = _consumers(graph)
     outputs = {v.id for v in graph.outputs}
 
     def only_user(v):
@@ -24,13 +36,14 @@ def fuse_dense_epilogue(graph: Graph) -> Graph:
 
     drop, replace = set(), {}
     for op in graph.ops:
-        if op.kind != "matmul" or op.inputs[1].type.rank != 2 or op.outputs[0].dtype != "float32":
+        if op.kind not in kinds or not _fusable(op):
             continue
+        y = op.outputs[0]
         chain, inputs, act = [op], list(op.inputs), "linear"
-        add = only_user(op.outputs[0])
-        if add is not None and add.kind == "add":
-            bias = next(v for v in add.inputs if v is not op.outputs[0])
-            if bias.shape == (op.inputs[1].shape[1],):  # static (N,): no batch axis, ready before the GEMM
+        add = only_user(y)
+        if add is not None and add.kind == "add" and add.outputs[0].type == y.type:
+            bias = add.inputs[1] if add.inputs[0] is y else add.inputs[0]
+            if bias is not y and bias.type.shape == (y.shape[-1],) and bias.dtype == "float32":
                 chain.append(add)
                 inputs.append(bias)
         nxt = only_user(chain[-1].outputs[0])
@@ -40,6 +53,11 @@ def fuse_dense_epilogue(graph: Graph) -> Graph:
         if len(chain) == 1:
             continue
         drop.update(id(c) for c in chain[:-1])
-        replace[id(chain[-1])] = Op("dense", inputs, {"activation": act}, [chain[-1].outputs[0]], scope=op.scope)
+        replace[id(chain[-1])] = Op(EPILOGUES[op.kind], inputs, {**op.attrs, "activation": act},
+                                    [chain[-1].outputs[0]], scope=op.scope)
     ops = [replace.get(id(op), op) for op in graph.ops if id(op) not in drop]
     return Graph(graph.inputs, graph.outputs, ops, graph.params, graph.param_keys, graph.constants)
+
+
+fuse_dense_epilogue = partial(fuse_epilogues, kinds=("matmul",))
+fuse_conv_epilogue = partial(fuse_epilogues, kinds=("conv", "conv_transpose"))

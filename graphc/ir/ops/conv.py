@@ -227,7 +227,7 @@ defop("max_pool", infer=_pool_type, reference=_max_pool_ref, num_inputs=1)
 defop("avg_pool", infer=_pool_type, reference=_avg_pool_ref, num_inputs=1)
 
 
-# --- conv / conv_transpose with the bias and activation fused into the kernel (made by passes/conv_fusion.py) ---
+# --- conv / conv_transpose with the bias and activation fused into the kernel (made by passes/fusion.py) ---
 def _fused_activation(activation):
     from .linalg import DENSE_ACTIVATIONS
     if activation not in DENSE_ACTIVATIONS:
