@@ -11,25 +11,9 @@ import graphc as keras
 from graphc import layers, ops, serialization
 from graphc.models import load_model, model_from_json, saving
 
+from seed_layers import CustomDense  # noqa: E402  (the seed's custom layer)
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-
-
-class CustomDense(layers.Layer):
-    """Seed 002, section 9, with graphc.ops.matmul in place of tf.matmul."""
-
-    def __init__(self, units=32):
-        super(CustomDense, self).__init__()
-        self.units = units
-
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True)
-        self.b = self.add_weight(shape=(self.units,), initializer="random_normal", trainable=True)
-
-    def call(self, inputs):
-        return ops.matmul(inputs, self.w) + self.b
-
-    def get_config(self):
-        return {"units": self.units}
 
 
 class Block(layers.Layer):
