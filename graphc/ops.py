@@ -50,6 +50,7 @@ def _binary(kind):
 add, subtract, multiply, divide = (_binary(k) for k in ("add", "subtract", "multiply", "divide"))
 maximum, minimum, power = (_binary(k) for k in ("maximum", "minimum", "power"))
 greater, less, equal = (_binary(k) for k in ("greater", "less", "equal"))
+greater_equal, less_equal = (_binary(k) for k in ("greater_equal", "less_equal"))
 
 
 def _unary(kind, name=None):
@@ -61,7 +62,7 @@ def _unary(kind, name=None):
 
 negative = _unary("neg", "negative")
 abs = _unary("abs")
-square, sqrt, rsqrt, exp, log = (_unary(k) for k in ("square", "sqrt", "rsqrt", "exp", "log"))
+square, sqrt, rsqrt, exp, log, erf = (_unary(k) for k in ("square", "sqrt", "rsqrt", "exp", "log", "erf"))
 sigmoid, tanh, selu, silu = (_unary(k) for k in ("sigmoid", "tanh", "selu", "silu"))
 softplus, softsign, hard_sigmoid, relu6 = (_unary(k) for k in ("softplus", "softsign", "hard_sigmoid", "relu6"))
 swish = silu

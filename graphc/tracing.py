@@ -119,6 +119,23 @@ def emit(kind: str, *inputs, **attrs):
     return tuple(Tensor(v) for v in out) if isinstance(out, tuple) else Tensor(out)
 
 
+def add_update(variable, new_value) -> None:
+    """Record that a training step writes ``new_value`` into ``variable`` (e.g. BatchNormalization's moving
+    statistics). Outside a training trace it is ignored."""
+    b = current_builder()
+    if b is not None:
+        b.updates.append((variable, to_value(new_value)))
+
+
+def rng_counter() -> Tensor:
+    """The int32 scalar that numbers the random draws of this call (one per training step): random ops take
+    it as an input, so a step's masks are reproducible and differ from step to step."""
+    b = current_builder()
+    if b.rng_counter is None:
+        b.rng_counter = b.input("rng_counter", TensorType((), "int32"))
+    return Tensor(b.rng_counter)
+
+
 def _is_literal(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -158,4 +175,4 @@ def eager(fn, *args):
 
 
 __all__ = ["Tensor", "TensorOperators", "tracing", "scope", "emit", "to_value", "eager",
-           "current_builder", "ShapeError"]
+           "current_builder", "ShapeError", "add_update", "rng_counter"]

@@ -24,6 +24,12 @@ from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots
 ARENA_ALIGN = 64
 
 
+def kernel_headers() -> list:
+    """Every kernels/graphc_*.h, so an op family's new kernels are visible to generated code."""
+    from ..runtime.kernels import kernels_dir
+    return sorted(p.name for p in kernels_dir().glob("graphc_*.h"))
+
+
 @dataclass
 class GeneratedC:
     source: str
@@ -108,10 +114,7 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
               f"(all intermediates: {plan.total_per_sample} per sample; peak live {plan.peak_live_per_sample})",
               " */",
               "#include <math.h>", "#include <stdint.h>", "#include <stddef.h>", "#include <string.h>",
-              '#include "graphc_kernels.h"', '#include "graphc_nn.h"',
-              '#include "graphc_rnn.h"',
-              '#include "graphc_norm.h"',
-              '#include "graphc_conv.h"', ""]
+              *[f'#include "{h}"' for h in kernel_headers()], ""]
     lines = [*header, *constants, *([""] if constants else []),
              f"{sig_arena} {{",
              f"    return (size_t){plan.fixed_bytes} + (size_t)batch * {plan.per_sample_bytes};", "}", "",

@@ -83,6 +83,8 @@ class GraphBuilder:
         self._param_by_key: dict = {}
         self.constants: dict = {}
         self.scope: str = ""
+        self.updates: list = []       # (variable, Value): state a training step writes back (BN statistics)
+        self.rng_counter = None       # int32 scalar input: the training step's random stream (Dropout)
 
     def input(self, name: str, type: TensorType) -> Value:
         v = Value(type, "input", name)

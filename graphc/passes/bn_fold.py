@@ -62,7 +62,7 @@ def _match(bn, producer, users, outputs, rows):
     if lin is None or lin.kind not in FOLDABLE or not sole_reader(x, reader):
         return None
     kernel = lin.inputs[1]
-    if rows.get(kernel.id) is not None or (lin.kind == "matmul" and kernel.type.rank != 2):
+    if rows.get(kernel.id) is not None or (lin.kind == "matmul" and (kernel.type.rank != 2 or lin.attrs)):
         return None
     return lin, bias
 

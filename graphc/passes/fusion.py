@@ -20,6 +20,8 @@ EPILOGUES = {"matmul": "dense", "conv": "conv_bias_act", "conv_transpose": "conv
 def _fusable(op) -> bool:
     if op.kind not in EPILOGUES or op.outputs[0].dtype != "float32":
         return False
+    if op.attrs.get("transpose_a") or op.attrs.get("transpose_b"):
+        return False  # dense's kernel takes plain operands
     return op.kind != "matmul" or op.inputs[1].type.rank == 2  # a batched matmul has no GEMM epilogue
 
 

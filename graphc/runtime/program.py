@@ -71,21 +71,32 @@ class CompiledGraph:
         self._local.params = (key, ptrs, params)
         return ptrs, params
 
-    def run(self, arrays, param_arrays):
+    def run(self, arrays, param_arrays, outputs=None):
+        """Run on ``arrays`` (graph input order); ``outputs``, if given, are the arrays to write the results
+        into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
         ffi = self.ffi
-        batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
+        batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
+        batch = next((int(np.shape(a)[0]) for a, b in zip(arrays, batched) if b), 1)
         ins = []
-        for a, v in zip(arrays, self.graph.inputs):
+        for a, v, b in zip(arrays, self.graph.inputs, batched):
             if not (isinstance(a, np.ndarray) and a.dtype == v.type.dtype and a.flags.c_contiguous):
                 a = np.ascontiguousarray(a, dtype=v.type.dtype)
-            if a.shape[1:] != v.type.shape[1:] or a.shape[0] != batch:
+            if (a.shape[1:] != v.type.shape[1:] or a.shape[0] != batch) if b else a.shape != v.type.shape:
                 raise ValueError(f"input '{v.name}': expected shape {v.type.shape} with batch {batch}, got {a.shape}")
             ins.append(a)
         param_ptrs, params = self._param_pointers(param_arrays)
         outs = []
-        for v, rf in zip(self.graph.outputs, self._out_rows):
-            lead = batch * rf if rf is not None else v.type.shape[0]
-            outs.append(np.empty((lead,) + v.type.shape[1:] if v.type.rank else (), dtype=v.type.dtype))
+        for k, (v, rf) in enumerate(zip(self.graph.outputs, self._out_rows)):
+            shape = ((batch * rf if rf is not None else v.type.shape[0]),) + v.type.shape[1:] if v.type.rank else ()
+            if outputs is not None and outputs[k] is not None:
+                o = outputs[k]
+                if not (isinstance(o, np.ndarray) and o.dtype == v.type.dtype and o.shape == shape
+                        and o.flags.c_contiguous and o.flags.writeable):
+                    raise ValueError(f"output {k}: expected a writeable C-contiguous {v.type.dtype} array of "
+                                     f"shape {shape}")
+                outs.append(o)
+            else:
+                outs.append(np.empty(shape, dtype=v.type.dtype))
         arena = self._arena(batch)
         in_ptrs = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins] or [ffi.NULL])
         out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs] or [ffi.NULL])

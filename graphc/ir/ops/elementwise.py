@@ -47,6 +47,7 @@ UNARY = {
     "softsign": lambda x: x / (1 + np.abs(x)),
     "hard_sigmoid": lambda x: np.clip(x / 6 + 0.5, 0, 1),
     "clip": lambda x, min_value, max_value: np.clip(x, min_value, max_value),
+    "erf": lambda x: _erf(x.astype(np.float64)).astype(np.float64),
 }
 
 BINARY = {
@@ -63,6 +64,8 @@ COMPARE = {
     "greater": np.greater,
     "less": np.less,
     "equal": np.equal,
+    "greater_equal": np.greater_equal,
+    "less_equal": np.less_equal,
 }
 
 
@@ -115,6 +118,16 @@ def _where_type(cond, a, b):
 
 
 defop("where", infer=_where_type, reference=np.where, num_inputs=3)
+
+
+# ``a`` repeated to the shape of ``a`` broadcast with ``like`` (whose values are not read): how gradients spread
+# a reduced result back over a tensor whose batch size is only known at run time.
+def _broadcast_like_ref(a, like):
+    return np.broadcast_to(a, np.broadcast_shapes(a.shape, like.shape)).copy()
+
+
+defop("broadcast_like", infer=lambda a, like: TensorType(broadcast_shapes(a.shape, like.shape), a.dtype),
+      reference=_broadcast_like_ref, num_inputs=2)
 defop("cast", infer=lambda x, dtype: TensorType(x.shape, dtype),
       reference=lambda x, dtype: x.astype(dtype), num_inputs=1)
 
@@ -159,7 +172,11 @@ C_EXPR = {
     "greater": lambda a: f"({a[0]} > {a[1]})",
     "less": lambda a: f"({a[0]} < {a[1]})",
     "equal": lambda a: f"({a[0]} == {a[1]})",
+    "greater_equal": lambda a: f"({a[0]} >= {a[1]})",
+    "less_equal": lambda a: f"({a[0]} <= {a[1]})",
+    "erf": lambda a: f"erff({a[0]})",
     "where": lambda a: f"({a[0]} ? {a[1]} : {a[2]})",
+    "broadcast_like": lambda a: a[0],
 }
 
 for _name, _expr in C_EXPR.items():

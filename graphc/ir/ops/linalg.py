@@ -8,38 +8,52 @@ from ..types import ShapeError, TensorType, dims_compatible
 from .elementwise import broadcast_shapes
 
 
-def _matmul_type(a, b):
+def _swap(shape):
+    return tuple(shape[:-2]) + (shape[-1], shape[-2])
+
+
+def _matmul_type(a, b, transpose_a=False, transpose_b=False):
+    """op(a) @ op(b), op transposing the last two axes where asked (how gradients avoid a transpose copy)."""
     if a.rank < 2 or b.rank < 2:
         raise ShapeError(f"matmul needs operands of rank >= 2, received shapes {a.shape} and {b.shape}")
     if a.dtype != b.dtype:
         raise ShapeError(f"matmul operands have different dtypes: {a.dtype} and {b.dtype}")
-    if not dims_compatible(a.shape[-1], b.shape[-2]):
+    sa = _swap(a.shape) if transpose_a else a.shape
+    sb = _swap(b.shape) if transpose_b else b.shape
+    if not dims_compatible(sa[-1], sb[-2]):
         raise ShapeError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape} "
-                         f"({a.shape[-1]} != {b.shape[-2]})")
-    lead = broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    return TensorType(lead + (a.shape[-2], b.shape[-1]), a.dtype)
+                         f"({sa[-1]} != {sb[-2]})")
+    lead = broadcast_shapes(sa[:-2], sb[:-2])
+    return TensorType(lead + (sa[-2], sb[-1]), a.dtype)
 
 
-defop("matmul", infer=_matmul_type, reference=np.matmul, num_inputs=2)
+def _matmul_ref(a, b, transpose_a=False, transpose_b=False):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
+
+
+defop("matmul", infer=_matmul_type, reference=_matmul_ref, num_inputs=2)
 
 
 def _matmul_c(ctx, op):
-    """A (..., M, K) @ B (..., K, N): one GEMM when B is a plain matrix (leading axes of A fold into M),
-    else one GEMM per broadcast batch index."""
+    """op(A) (..., M, K) @ op(B) (..., K, N): one GEMM when B is a plain matrix (leading axes of A fold into
+    M), else one GEMM per broadcast batch index."""
     a, b = op.inputs
     out = op.outputs[0]
-    K, N = a.shape[-1], b.shape[-1]
-    if b.type.rank == 2:
-        M = ctx.prod(a, 0, -1)
-        return [f"graphc_sgemm((int)({M}), {N}, {K}, 1.0f, {ctx.ptr(a)}, {K}, {ctx.ptr(b)}, {N}, 0.0f, "
-                f"{ctx.ptr(out)}, {N});"]
-    M = a.shape[-2]
+    ta, tb = int(op.attrs.get("transpose_a", False)), int(op.attrs.get("transpose_b", False))
+    M, N = out.shape[-2], out.shape[-1]
+    K = a.shape[-2] if ta else a.shape[-1]
+    lda, ldb = a.shape[-1], b.shape[-1]
+    if b.type.rank == 2 and (a.type.rank == 2 or not ta):
+        M = ctx.prod(a, 0, -1) if not ta else ctx.dim(a, -1)
+        K = ctx.dim(a, 0) if ta else K
+        return [f"graphc_sgemm_ex({ta}, {tb}, (int)({M}), {N}, (int)({K}), 1.0f, {ctx.ptr(a)}, {lda}, "
+                f"{ctx.ptr(b)}, {ldb}, 0.0f, {ctx.ptr(out)}, {N});"]
     lead = out.type.rank - 2
     pa = (1,) * (out.type.rank - a.type.rank) + tuple(a.shape)
     pb = (1,) * (out.type.rank - b.type.rank) + tuple(b.shape)
     # Only axis 0 may be symbolic and it is outermost, so every stride is a static integer.
     lines = [f"for (int64_t m = 0; m < {ctx.prod(out, 0, lead)}; m++) {{", "    int64_t rest = m, a_off = 0, b_off = 0;"]
-    stride_a, stride_b = M * K, K * N
+    stride_a, stride_b = a.shape[-2] * a.shape[-1], b.shape[-2] * b.shape[-1]
     for axis in range(lead - 1, -1, -1):
         coord = "rest" if axis == 0 else f"(rest % {out.shape[axis]})"
         if pa[axis] != 1:
@@ -50,8 +64,8 @@ def _matmul_c(ctx, op):
             stride_b *= pb[axis] or 1
         if axis:
             lines.append(f"    rest /= {out.shape[axis]};")
-    lines += [f"    graphc_sgemm({M}, {N}, {K}, 1.0f, {ctx.ptr(a)} + a_off, {K}, {ctx.ptr(b)} + b_off, {N}, 0.0f,",
-              f"                 {ctx.ptr(out)} + m * {M * N}, {N});", "}"]
+    lines += [f"    graphc_sgemm_ex({ta}, {tb}, {M}, {N}, {K}, 1.0f, {ctx.ptr(a)} + a_off, {lda}, {ctx.ptr(b)} + b_off, "
+              f"{ldb}, 0.0f,", f"                    {ctx.ptr(out)} + m * {M * N}, {N});", "}"]
     return lines
 
 

@@ -34,6 +34,12 @@ def _argmax_type(x, axis):
     return TensorType([d for i, d in enumerate(x.shape) if i != axis % x.rank], "int32")
 
 
+# The number of elements of ``x`` over ``axes`` as a float32 scalar (the batch is known only at run time):
+# what a mean divides by, in gradients and losses.
+defop("count", infer=lambda x, axes: TensorType((), x.dtype if x.dtype.startswith("float") else "float32"),
+      num_inputs=1,
+      reference=lambda x, axes: np.float32(np.prod([x.shape[a] for a in axes])))
+
 defop("argmax", infer=_argmax_type, num_inputs=1, reference=lambda x, axis: np.argmax(x, axis=axis))
 
 
@@ -44,6 +50,8 @@ _KIND = {"reduce_sum": "GRAPHC_REDUCE_SUM", "reduce_mean": "GRAPHC_REDUCE_MEAN",
 
 def _outer_n_inner(ctx, x, axes):
     ax = _axes(x.type.rank, axes)
+    if not ax:  # nothing reduced: a copy
+        return ctx.numel(x), 1, 1
     if list(ax) != list(range(ax[0], ax[-1] + 1)):
         raise ShapeError(f"C reductions need contiguous axes, received {ax}")
     return ctx.prod(x, 0, ax[0]), ctx.prod(x, ax[0], ax[-1] + 1), ctx.prod(x, ax[-1] + 1)
@@ -63,6 +71,14 @@ def _argmax_c(ctx, op):
     return [f"graphc_argmax({ctx.ptr(x)}, {ctx.ptr(y)}, {outer}, {n}, {inner});"]
 
 
+def _count_c(ctx, op):
+    x = op.inputs[0]
+    factors = [ctx.dim(x, a) for a in sorted(a % x.type.rank for a in op.attrs["axes"])] or ["1"]
+    y = op.outputs[0]
+    return [f"{ctx.ptr(y)}[0] = ({ctx.ctype(y)})({' * '.join(f'({f})' for f in factors)});"]
+
+
+OPS["count"].lower_c = _count_c
 for _name in REDUCTIONS:
     OPS[_name].lower_c = _reduce_c
 OPS["argmax"].lower_c = _argmax_c

@@ -12,7 +12,7 @@ def _reshape_type(x, shape):
     batch can be kept, folded into (N*T, ...) or unfolded from it, as ``reshape(x, (-1, ...))`` does."""
     if any(d is None for d in shape[1:]):
         raise ShapeError(f"reshape target {shape} may leave only axis 0 unknown")
-    if shape[0] is not None:
+    if not shape or shape[0] is not None:
         a, b = known_size(x.shape), known_size(shape)
         if a is not None and a != b:
             raise ShapeError(f"cannot reshape a tensor of shape {x.shape} ({a} elements) into shape {shape} "
@@ -29,7 +29,7 @@ def _reshape_type(x, shape):
 
 
 def _reshape_ref(x, shape):
-    return x.reshape((-1 if shape[0] is None else shape[0],) + tuple(shape[1:]))
+    return x.reshape((-1 if shape[0] is None else shape[0],) + tuple(shape[1:]) if shape else ())
 
 
 def _transpose_type(x, perm):
