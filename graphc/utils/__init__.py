@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .progbar import Progbar  # noqa: F401
 from .random import set_random_seed  # noqa: F401
 
 
