@@ -14,6 +14,7 @@ from ..layers.input_spec import InputSpec
 from ..layers.node import KerasTensor, flatten, map_structure, pack_like
 from ..serialization import register
 from ..tracing import Tensor, tracing
+from ..training import Trainer
 
 
 def map_graph(inputs, outputs):
@@ -86,7 +87,7 @@ def _check_structure(what, structure):
 
 
 @register("models")
-class Model(Layer):
+class Model(Trainer, Layer):
     """A functional model: ``Model(inputs, outputs, name=...)``, usable as a layer in other models.
 
     As in Keras 3, ``Model(inputs, outputs)`` returns a ``Functional`` (a subclass of Model).
@@ -322,13 +323,6 @@ class Model(Layer):
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False):
         from .summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
-
-    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, **kwargs):
-        """Record the training configuration (it is saved with the model); training itself runs in C
-        once the training stage lands."""
-        self._compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
-                                "metrics": metrics, **kwargs}
-        self.compiled = True
 
     def save(self, filepath, overwrite=True):
         from .saving import save_model

@@ -80,7 +80,7 @@ class CompiledGraph:
         ins = []
         for a, v, b in zip(arrays, self.graph.inputs, batched):
             if not (isinstance(a, np.ndarray) and a.dtype == v.type.dtype and a.flags.c_contiguous):
-                a = np.ascontiguousarray(a, dtype=v.type.dtype)
+                a = np.asarray(a, dtype=v.type.dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
             if (a.shape[1:] != v.type.shape[1:] or a.shape[0] != batch) if b else a.shape != v.type.shape:
                 raise ValueError(f"input '{v.name}': expected shape {v.type.shape} with batch {batch}, got {a.shape}")
             ins.append(a)

@@ -1,0 +1,126 @@
+"""The training and evaluation steps of a compiled model: each one IR graph, compiled to one C function.
+
+A train step's graph takes the model inputs, one target and one sample-weight vector per output, the
+optimizer's scalars for this step (learning rate, bias corrections) and the random counter (Dropout);
+its parameters are the weights and the optimizer's slots. It returns the total loss, each output's loss,
+each metric's (weighted total, count), and the new value of every variable the step changes. Those
+outputs are written straight into the variables' storage when the step ends: the generated C copies
+outputs after every other statement, so each op still reads the old values.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..autodiff import gradients
+from ..ir import GraphBuilder, TensorType, reference
+from ..layers.node import flatten, pack_like
+from ..tracing import Tensor, to_value, tracing
+
+
+@dataclass
+class StepGraph:
+    graph: object
+    feeds: list                 # per graph input: ("x", i) | ("y", k) | ("sw", k) | ("hyper", name) | ("rng",)
+    n_losses: int               # outputs 0..n_losses-1: total loss, then per-output losses (if several outputs)
+    metric_slots: list          # (output index k, metric) per (total, count) pair of outputs that follow
+    updated: list = field(default_factory=list)   # Variables whose new values are the last outputs
+    program: object = None
+
+
+def build_step(model, spec, train: bool, input_shapes, target_shapes) -> StepGraph:
+    """Trace ``model`` with its losses and metrics (``spec``: the compiled configuration) into one graph;
+    with ``train``, add the backward pass and the optimizer's update."""
+    b = GraphBuilder()
+    feeds = []
+    with tracing(b):
+        ins = []
+        for i, t in enumerate(model.inputs):
+            shape = (None,) + tuple(input_shapes[i][1:])  # variable-length axes take this batch's sizes
+            ins.append(Tensor(b.input(t._history[0].name, TensorType(shape, t.dtype))))
+            feeds.append(("x", i))
+        struct = model._input_struct
+        call_in = dict(zip(model.input_names, ins)) if isinstance(struct, dict) else pack_like(struct, ins)
+        outs = flatten(model.call(call_in, training=train))
+        bn_updates = list(b.updates)
+
+        total, per_output, metric_slots, sums = None, [], [], []
+        for k, out in enumerate(outs):
+            loss = spec.losses[k]
+            if loss is None:
+                continue
+            name = spec.output_names[k]
+            y = Tensor(b.input(f"target_{name}", TensorType((None,) + tuple(target_shapes[k][1:]), loss.target_dtype)))
+            feeds.append(("y", k))
+            sw = Tensor(b.input(f"sample_weight_{name}", TensorType((None,), "float32")))
+            feeds.append(("sw", k))
+            value = loss(y, out, sample_weight=sw)
+            per_output.append(value)
+            weighted = value * spec.loss_weights[k] if spec.loss_weights[k] != 1 else value
+            total = weighted if total is None else total + weighted
+            for metric in spec.metrics[k]:
+                metric_slots.append((k, metric))
+                sums.extend(metric.graph_sums(y, out, sw))
+        if total is None:
+            raise ValueError(f"Model '{model.name}': no output has a loss; give compile() a loss")
+
+        updated, new_values = [], []
+        if train:
+            variables = model.trainable_weights
+            grads = gradients(total, [to_value(v) for v in variables])
+            missing = [v.path for v, g in zip(variables, grads) if g is None]
+            if missing:
+                warnings.warn(f"Model '{model.name}': gradients do not exist for {missing} (the loss does not "
+                              "depend on them); they are left unchanged", stacklevel=4)
+            pairs = [(v, g) for v, g in zip(variables, grads) if g is not None]
+            opt = spec.optimizer
+            opt.build(variables)  # slots for every trainable variable, aligned with it (as Keras builds)
+            slot_of = {id(v): s for v, s in zip(variables, opt.slots)}
+            hyper = {}
+            for name in sorted(opt.hyperparameters()):
+                hyper[name] = Tensor(b.input(f"hyper_{name}", TensorType((), "float32")))
+                feeds.append(("hyper", name))
+            slots = [slot_of[id(v)] for v, _ in pairs]
+            new_params, new_slots = opt.update([Tensor(to_value(v)) for v, _ in pairs], [g for _, g in pairs],
+                                               slots, hyper)
+            for (v, _), p in zip(pairs, new_params):
+                updated.append(v), new_values.append(p)
+            for old, new in zip(slots, new_slots):
+                for s, n in zip(old, new):
+                    updated.append(s), new_values.append(n)
+            for var, value in bn_updates:
+                updated.append(var), new_values.append(Tensor(value))
+        if b.rng_counter is not None:
+            feeds.insert([v.id for v in b.inputs].index(b.rng_counter.id), ("rng",))
+        losses = [total] + (per_output if len(per_output) > 1 else [])
+        graph = b.finish([to_value(t) for t in losses + sums + new_values])
+    return StepGraph(graph, feeds, len(losses), metric_slots, updated)
+
+
+def run_step(step: StepGraph, model, feed_values: dict, title: str):
+    """Run one step: compiled C when every op lowers (else the NumPy reference, with a warning once), then
+    write the updated variables. Returns the scalar outputs (losses, metric sums) as floats."""
+    arrays = [feed_values[f] for f in step.feeds]
+    n_scalars = len(step.graph.outputs) - len(step.updated)
+    if step.program is None and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
+        from .. import runtime
+        from ..codegen import CodegenError
+        try:
+            step.program = runtime.compile_graph(step.graph, title=title)
+        except CodegenError as e:
+            warnings.warn(f"Model '{model.name}': the {title} runs on the NumPy reference executor: {e}",
+                          stacklevel=3)
+            step.program = False
+    if step.program:
+        targets = [None] * n_scalars + [v.value for v in step.updated]
+        results = step.program.run(arrays, [w.value for w in step.program.param_keys], outputs=targets)
+    else:
+        g = step.graph
+        results = reference.run(g, {v.id: a for v, a in zip(g.inputs, arrays)},
+                                {v.id: g.param_keys[v.id].value for v in g.params})
+        for var, new in zip(step.updated, results[n_scalars:]):
+            var.value[...] = new
+    return [float(np.asarray(r)) for r in results[:n_scalars]]
