@@ -138,7 +138,8 @@ def test_missing_lowering_is_reported():
 def test_every_pointwise_entry_has_a_reference():
     for name in C_EXPR:
         assert name in UNARY or name in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
-                                         "greater", "less", "equal", "where")
+                                         "greater", "less", "equal", "greater_equal", "less_equal", "where",
+                                         "broadcast_like")
 
 
 # --- random small DAGs ---------------------------------------------------------------------------------------

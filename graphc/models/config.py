@@ -8,6 +8,7 @@ Node indices count only the nodes that belong to the model being serialized, as 
 from __future__ import annotations
 
 import copy
+import warnings
 import inspect
 
 import numpy as np
@@ -227,7 +228,11 @@ def deserialize_layer(entry, custom_objects=None):
         raise ValueError(f"Saved class '{entry['class_name']}' rebuilt a {type(instance).__name__}, not a layer")
     compile_config = entry.get("compile_config")
     if isinstance(instance, Model) and compile_config:
-        instance.compile(**deserialize_compile_config(compile_config, custom_objects))
+        try:
+            instance.compile(**deserialize_compile_config(compile_config, custom_objects))
+        except (ValueError, TypeError) as e:  # e.g. a custom loss or metric not given in custom_objects
+            warnings.warn(f"Model '{instance.name}' was loaded but not compiled: {e}. Pass the custom objects "
+                          "to load_model(custom_objects=...), or call compile() yourself", stacklevel=3)
     return instance
 
 
@@ -362,7 +367,8 @@ def deserialize_compile_config(config, custom_objects=None) -> dict:
         if not isinstance(v, dict):
             return v
         if v.get("class_name") == "function":
-            return v.get("config")
+            name = v.get("config")
+            return custom_objects[name] if custom_objects and name in custom_objects else name
         if "class_name" in v and "config" in v:
             name = v.get("registered_name") or v["class_name"]
             if custom_objects and name in custom_objects:

@@ -328,6 +328,16 @@ class Model(Trainer, Layer):
         from .saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 
+    def save_weights(self, filepath, overwrite=True):
+        from .saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        from .saving import load_weights
+        if skip_mismatch:
+            raise ValueError("load_weights(skip_mismatch=True) is not supported: graphc loads all weights or none")
+        load_weights(self, filepath)
+
     def to_json(self, **kwargs):
         from .saving import model_to_json
         return model_to_json(self, **kwargs)

@@ -103,7 +103,7 @@ def _variables_path(layer, path):
     return _join(_join(path, sub) if sub else path, "vars")
 
 
-def _weights_h5(model) -> bytes:
+def _weights_h5(model, with_optimizer=True) -> bytes:
     import h5py  # imported here so that ``import graphc`` does not need it
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
@@ -116,6 +116,11 @@ def _weights_h5(model) -> bytes:
                 group.attrs["name"] = f"{to_snake_case(type(layer).__name__)}_{sub}"
             for i, variable in enumerate(_own_variables(layer)):
                 group.create_dataset(str(i), data=variable.numpy())
+        optimizer = getattr(model, "optimizer", None) if with_optimizer else None
+        if optimizer is not None:  # Keras 3 keeps the optimizer's state beside the layers
+            group = f.create_group("optimizer/vars")
+            group.attrs["name"] = optimizer.name
+            optimizer.save_own_variables(group)
     return buffer.getvalue()
 
 
@@ -135,10 +140,16 @@ def _load_weights(model, data: bytes, filepath):
     try:
         with f:
             assignments = _read_weights(model, f, filepath)
+            group = f.get("optimizer/vars")
+            optimizer_state = None if group is None else {k: np.asarray(group[k][()]) for k in group.keys()}
     except (OSError, KeyError) as e:  # damage inside the HDF5 file itself
         raise ValueError(f"Cannot load '{filepath}': {WEIGHTS_FILE} is corrupted ({e})") from None
     for variable, value in assignments:  # only once everything fits
         variable.assign(value)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer_state is not None and optimizer is not None:  # training resumes where it stopped
+        optimizer.build(model.trainable_weights)
+        optimizer.load_own_variables(optimizer_state)
 
 
 def _read_weights(model, f, filepath):
@@ -329,3 +340,28 @@ def model_from_json(json_string, custom_objects=None):
     except (TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"model_from_json: not a valid JSON string ({e})") from None
     return _model_from_entry(entry, custom_objects, True, "model_from_json")
+
+
+# --- weights only (.weights.h5) ---------------------------------------------------------------------------------
+def _check_weights_path(filepath):
+    path = os.fspath(filepath)
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"The filename must end in `.weights.h5`. Received: filepath={path}")
+    return path
+
+
+def save_weights(model, filepath, overwrite=True):
+    """``model.save_weights``: the layers' weights in Keras 3's HDF5 layout, written atomically."""
+    path = _check_weights_path(filepath)
+    if not overwrite and os.path.exists(path):
+        raise ValueError(f"File '{path}' already exists and overwrite=False")
+    _atomic_write(path, _weights_h5(model, with_optimizer=False))
+
+
+def load_weights(model, filepath):
+    """``model.load_weights``: every weight is checked against the file before any is assigned."""
+    path = _check_weights_path(filepath)
+    if not os.path.isfile(path):
+        raise ValueError(f"File not found: filepath={path}")
+    with open(path, "rb") as f:
+        _load_weights(model, f.read(), path)

@@ -6,9 +6,17 @@ import math
 import numpy as np
 
 
+def output_keys(model):
+    """The names that key per-output arguments: a dict of outputs' own keys, else the output layers' names."""
+    struct = model._output_struct
+    if isinstance(struct, dict) and all(not isinstance(v, (dict, list, tuple)) for v in struct.values()):
+        return list(struct)
+    return model.output_names
+
+
 def per_output(model, value, what, allow_single=True):
     """``value`` (one item, a list in output order, or a dict keyed by output names) -> list per output."""
-    names = model.output_names
+    names = output_keys(model)
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(names))
         if unknown:
@@ -19,6 +27,8 @@ def per_output(model, value, what, allow_single=True):
             raise ValueError(f"Model '{model.name}' has {len(names)} outputs {names}; {what} has {len(value)} "
                              "entries. Give one per output (a list in output order, or a dict keyed by name)")
         return list(value)
+    if isinstance(value, (list, tuple)) and len(names) == 1 and len(value) == 1:
+        return [value[0]]  # [item] for a single output
     if len(names) > 1 and not allow_single:
         raise ValueError(f"Model '{model.name}' has {len(names)} outputs {names}; give {what} as a list "
                          "or a dict keyed by output names")
@@ -29,7 +39,7 @@ def targets(model, spec, y, n):
     """Target arrays per output (None for outputs without a loss), checked against the losses."""
     if y is None:
         raise ValueError(f"Model '{model.name}': targets (y) are required to compute the loss")
-    names = model.output_names
+    names = output_keys(model)
     if isinstance(y, dict):
         missing = [nm for nm, loss in zip(names, spec.losses) if loss is not None and nm not in y]
         if missing:
@@ -52,13 +62,16 @@ def targets(model, spec, y, n):
             raise ValueError(f"Model '{model.name}': the target for output '{names[k]}' has shape {t.shape}, "
                              f"but the inputs have {n} samples")
         loss.check_target_shape(t.shape, tuple(kt.shape), names[k])
-        out.append(np.ascontiguousarray(t, dtype=loss.target_dtype))
+        t = np.ascontiguousarray(t, dtype=loss.target_dtype)
+        loss.check_target_values(t, tuple(kt.shape), names[k])
+        out.append(t)
     return out
 
 
 def sample_weights(model, spec, sample_weight, class_weight, ys, n):
-    """float32 weights of shape (n,) per output with a loss (ones where none are given)."""
-    names = model.output_names
+    """float32 weights of shape (n,) per output with a loss; None where none are given (Keras's losses then
+    see no weights at all)."""
+    names = output_keys(model)
     sws = per_output(model, sample_weight, "sample_weight") if sample_weight is not None else [None] * len(names)
     out = []
     for k, (sw, t) in enumerate(zip(sws, ys)):
@@ -66,7 +79,7 @@ def sample_weights(model, spec, sample_weight, class_weight, ys, n):
             out.append(None)
             continue
         if sw is None:
-            sw = np.ones(n, np.float32)
+            sw = np.ones(n, np.float32) if class_weight is not None else None
         else:
             sw = np.asarray(sw, dtype=np.float32)
             if sw.ndim == 2 and sw.shape[1] == 1:
@@ -74,7 +87,7 @@ def sample_weights(model, spec, sample_weight, class_weight, ys, n):
             if sw.shape != (n,):
                 raise ValueError(f"Model '{model.name}': sample_weight for output '{names[k]}' must have shape "
                                  f"({n},), received {sw.shape}")
-        out.append(np.ascontiguousarray(sw))
+        out.append(None if sw is None else np.ascontiguousarray(sw))
     if class_weight is not None:
         live = [k for k, t in enumerate(ys) if t is not None]
         if len(live) != 1:

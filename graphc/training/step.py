@@ -31,9 +31,10 @@ class StepGraph:
     program: object = None
 
 
-def build_step(model, spec, train: bool, input_shapes, target_shapes) -> StepGraph:
+def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) -> StepGraph:
     """Trace ``model`` with its losses and metrics (``spec``: the compiled configuration) into one graph;
-    with ``train``, add the backward pass and the optimizer's update."""
+    with ``train``, add the backward pass and the optimizer's update. ``weighted[k]``: output k's loss
+    takes sample weights."""
     b = GraphBuilder()
     feeds = []
     with tracing(b):
@@ -55,15 +56,17 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes) -> StepGra
             name = spec.output_names[k]
             y = Tensor(b.input(f"target_{name}", TensorType((None,) + tuple(target_shapes[k][1:]), loss.target_dtype)))
             feeds.append(("y", k))
-            sw = Tensor(b.input(f"sample_weight_{name}", TensorType((None,), "float32")))
-            feeds.append(("sw", k))
+            sw = None
+            if weighted[k]:  # without sample or class weights Keras's loss sees none (sequence outputs differ)
+                sw = Tensor(b.input(f"sample_weight_{name}", TensorType((None,), "float32")))
+                feeds.append(("sw", k))
             value = loss(y, out, sample_weight=sw)
             per_output.append(value)
-            weighted = value * spec.loss_weights[k] if spec.loss_weights[k] != 1 else value
-            total = weighted if total is None else total + weighted
-            for metric in spec.metrics[k]:
+            term = value * spec.loss_weights[k] if spec.loss_weights[k] != 1 else value
+            total = term if total is None else total + term
+            for metric in spec.metrics[k]:  # Keras weighs plain metrics equally (only weighted_metrics use sw)
                 metric_slots.append((k, metric))
-                sums.extend(metric.graph_sums(y, out, sw))
+                sums.extend(metric.graph_sums(y, out, None))
         if total is None:
             raise ValueError(f"Model '{model.name}': no output has a loss; give compile() a loss")
 
@@ -77,8 +80,12 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes) -> StepGra
                               "depend on them); they are left unchanged", stacklevel=4)
             pairs = [(v, g) for v, g in zip(variables, grads) if g is not None]
             opt = spec.optimizer
-            opt.build(variables)  # slots for every trainable variable, aligned with it (as Keras builds)
-            slot_of = {id(v): s for v, s in zip(variables, opt.slots)}
+            opt.build(variables)  # slots for every trainable variable, once (as Keras builds)
+            slot_of = {id(v): s for v, s in zip(opt._trainable_variables, opt.slots)}
+            unknown = [v.path for v, _ in pairs if id(v) not in slot_of]
+            if unknown:
+                raise ValueError(f"Model '{model.name}': weights {unknown} became trainable after the optimizer "
+                                 "was built; compile() again with a new optimizer to train them")
             hyper = {}
             for name in sorted(opt.hyperparameters()):
                 hyper[name] = Tensor(b.input(f"hyper_{name}", TensorType((), "float32")))

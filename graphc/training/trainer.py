@@ -28,7 +28,7 @@ def _resolve_compile(model, optimizer, loss, loss_weights, metrics):
     from .. import losses as losses_mod
     from .. import metrics as metrics_mod
     from .. import optimizers
-    names = model.output_names
+    names = data.output_keys(model)
     opt = optimizers.get(optimizer)
     if loss is None:
         raise ValueError(f"Model '{model.name}': compile() needs a loss (e.g. loss='mse'); "
@@ -57,7 +57,7 @@ def _resolve_compile(model, optimizer, loss, loss_weights, metrics):
         for m in ids:
             if isinstance(m, str) and m not in ("accuracy", "acc"):
                 metrics_mod.get(m)
-    return CompileSpec(opt, per_loss, weights, per_metric, list(names))
+    return CompileSpec(opt, per_loss, weights, per_metric, data.output_keys(model))
 
 
 class Trainer:
@@ -120,19 +120,20 @@ class Trainer:
         return {k: float(v) for k, v in logs.items()}
 
     # --- one step -------------------------------------------------------------------------------------------
-    def _step_graph(self, train, xs, ys):
-        """The step for these per-sample shapes (variable-length inputs get a graph per length), rebuilt when
-        the set of trainable weights changes."""
+    def _step_graph(self, train, xs, ys, sws):
+        """The step for these per-sample shapes (variable-length inputs get a graph per length) and weighting,
+        rebuilt when the set of trainable weights changes."""
+        weighted = [s is not None for s in sws]
         key = (train, tuple(a.shape[1:] for a in xs), tuple(None if y is None else y.shape[1:] for y in ys),
-               tuple(id(v) for v in self.trainable_weights) if train else ())
+               tuple(weighted), tuple(id(v) for v in self.trainable_weights) if train else ())
         if key not in self._steps:
             self._steps[key] = build_step(self, self._spec, train, [a.shape for a in xs],
-                                          [None if y is None else y.shape for y in ys])
+                                          [None if y is None else y.shape for y in ys], weighted)
         return self._steps[key]
 
     def _run_batch(self, train, xs, ys, sws):
         self._resolve_metrics(ys)
-        step = self._step_graph(train, xs, ys)
+        step = self._step_graph(train, xs, ys, sws)
         feeds = {("x", i): a for i, a in enumerate(xs)}
         feeds.update({("y", k): y for k, y in enumerate(ys) if y is not None})
         feeds.update({("sw", k): s for k, s in enumerate(sws) if s is not None})
@@ -146,10 +147,10 @@ class Trainer:
             self.optimizer.finish_step()
         n = len(xs[0])
         live = [k for k, lo in enumerate(self._spec.losses) if lo is not None]
-        self._loss_tracker.update_state(results[0], sample_weight=n)
+        self._loss_tracker.accumulate(results[0] * n, n)  # Keras weighs each batch's loss by its size
         if step.n_losses > 1:
             for k, value in zip(live, results[1:step.n_losses]):
-                self._output_loss_trackers[k].update_state(value, sample_weight=n)
+                self._output_loss_trackers[k].accumulate(value * n, n)
         sums = results[step.n_losses:]
         for j, (k, metric) in enumerate(step.metric_slots):
             metric.accumulate(sums[2 * j], sums[2 * j + 1])
