@@ -14,7 +14,7 @@ class Variable(TensorOperators):
 
     def __init__(self, value, name: str, *, trainable: bool = True, dtype="float32", path: str = ""):
         self.dtype = normalize_dtype(dtype)
-        self._value = np.array(value, dtype=self.dtype)
+        self._value = np.array(value, dtype=self.dtype, order="C")  # compiled code reads it in place
         self.name = name
         self.path = path or name
         self.trainable = trainable

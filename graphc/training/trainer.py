@@ -149,8 +149,9 @@ class Trainer:
         live = [k for k, lo in enumerate(self._spec.losses) if lo is not None]
         self._loss_tracker.accumulate(results[0] * n, n)  # Keras weighs each batch's loss by its size
         if step.n_losses > 1:
+            # Keras on TensorFlow weighs these by a batch size its traced step does not know, i.e. equally.
             for k, value in zip(live, results[1:step.n_losses]):
-                self._output_loss_trackers[k].accumulate(value * n, n)
+                self._output_loss_trackers[k].accumulate(value, 1)
         sums = results[step.n_losses:]
         for j, (k, metric) in enumerate(step.metric_slots):
             metric.accumulate(sums[2 * j], sums[2 * j + 1])
@@ -171,12 +172,14 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimizer step on one batch; returns the loss (and metrics, accumulated since the last reset)."""
+        """One optimizer step on one batch; returns this batch's loss (and metrics)."""
         self._require_compiled("train_on_batch")
+        self.reset_metrics()  # Keras 3 reports this batch alone
         return self._returned(self._run_batch(True, *self._prepare(x, y, sample_weight, class_weight)), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
+        self.reset_metrics()
         return self._returned(self._run_batch(False, *self._prepare(x, y, sample_weight, None)), return_dict)
 
     # --- loops ----------------------------------------------------------------------------------------------

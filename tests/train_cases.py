@@ -1,0 +1,101 @@
+"""Training cases shared by the Keras golden generator (tools/make_train_goldens.py) and graphc's test
+(tests/test_training_goldens.py): the same builder makes the Keras and the graphc model.
+
+Each case: ``build(k)`` -> model, ``data(rng)`` -> (x, y) with a fixed number of samples, and compile
+arguments (everything but the optimizer, which the test varies: SGD with momentum and Adam).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_SAMPLES, BATCH = 40, 16  # 3 steps per epoch, the last one short
+
+
+def _onehot(rng, n, c):
+    return np.eye(c, dtype=np.float32)[rng.integers(0, c, n)]
+
+
+def mlp(k):  # seed 003's MLP, narrower
+    x = k.Input(shape=(20,))
+    h = k.layers.Dense(16, activation="relu")(x)
+    h = k.layers.Dense(12, activation="relu")(h)
+    return k.Model(x, k.layers.Dense(4, activation="softmax")(h))
+
+
+def cnn(k):
+    x = k.Input(shape=(10, 10, 1))
+    h = k.layers.Conv2D(4, 3, activation="relu")(x)
+    h = k.layers.MaxPooling2D(2)(h)
+    h = k.layers.Conv2D(6, 3, padding="same", activation="relu")(h)
+    h = k.layers.Flatten()(h)
+    return k.Model(x, k.layers.Dense(3)(h))
+
+
+def cnn_bn(k):
+    x = k.Input(shape=(8, 8, 2))
+    h = k.layers.Conv2D(4, 3, use_bias=False)(x)  # a bias before BN gets ~0 gradients, which Adam amplifies
+    h = k.layers.BatchNormalization()(h)
+    h = k.layers.Activation("relu")(h)
+    h = k.layers.GlobalAveragePooling2D()(h)
+    return k.Model(x, k.layers.Dense(3, activation="softmax")(h))
+
+
+def lstm(k):
+    x = k.Input(shape=(6, 3))
+    h = k.layers.LSTM(8)(x)
+    return k.Model(x, k.layers.Dense(3, activation="softmax")(h))
+
+
+def multi_io(k):  # seed 001/002 style: two inputs, two named outputs with their own losses and weights
+    a = k.Input(shape=(7,), name="a")
+    b = k.Input(shape=(5,), name="b")
+    h = k.layers.concatenate([k.layers.Dense(6, activation="tanh")(a), b])
+    h = k.layers.Dense(8, activation="relu")(h)
+    score = k.layers.Dense(1, name="score")(h)
+    cls = k.layers.Dense(3, activation="softmax", name="cls")(h)
+    return k.Model([a, b], [score, cls])
+
+
+CASES = {
+    "mlp": (mlp, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 20)).astype(np.float32), _onehot(rng, N_SAMPLES, 4)),
+            dict(loss="categorical_crossentropy", metrics=["accuracy"])),
+    "cnn": (cnn, lambda rng: (rng.uniform(0, 1, (N_SAMPLES, 10, 10, 1)).astype(np.float32),
+                              rng.integers(0, 3, N_SAMPLES).astype(np.int32)),
+            dict(loss="sparse_categorical_crossentropy_logits", metrics=["accuracy"])),
+    "cnn_bn": (cnn_bn, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 8, 8, 2)).astype(np.float32),
+                                    _onehot(rng, N_SAMPLES, 3)),
+               dict(loss="categorical_crossentropy")),
+    "lstm": (lstm, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 6, 3)).astype(np.float32), _onehot(rng, N_SAMPLES, 3)),
+             dict(loss="categorical_crossentropy", metrics=["accuracy"])),
+    "multi_io": (multi_io, lambda rng: ({"a": rng.uniform(-1, 1, (N_SAMPLES, 7)).astype(np.float32),
+                                         "b": rng.uniform(-1, 1, (N_SAMPLES, 5)).astype(np.float32)},
+                                        {"score": rng.uniform(-1, 1, (N_SAMPLES, 1)).astype(np.float32),
+                                         "cls": _onehot(rng, N_SAMPLES, 3)}),
+                 dict(loss={"score": "mse", "cls": "categorical_crossentropy"}, loss_weights={"score": 0.5, "cls": 2.0},
+                      metrics={"cls": ["accuracy"]})),
+}
+
+OPTIMIZERS = {"sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9)), "adam": ("Adam", dict(learning_rate=0.01))}
+
+
+def compile_args(k, case, optimizer):
+    """compile() keyword arguments for module ``k`` (keras or graphc)."""
+    args = dict(CASES[case][2])
+    if args["loss"] == "sparse_categorical_crossentropy_logits":
+        args["loss"] = k.losses.SparseCategoricalCrossentropy(from_logits=True)
+    cls, kwargs = OPTIMIZERS[optimizer]
+    return dict(optimizer=getattr(k.optimizers, cls)(**kwargs), **args)
+
+
+def initial_weights(model, rng):
+    """Weights in a trainable regime (kernels scaled by fan-in), the same for both libraries."""
+    out = []
+    for w in model.get_weights():
+        fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 0
+        if fan_in:
+            out.append(rng.uniform(-1, 1, w.shape).astype(np.float32) * np.float32(np.sqrt(3.0 / fan_in)))
+        elif np.all(w == 1):  # BN gamma / moving variance
+            out.append(np.ones_like(w))
+        else:
+            out.append(rng.uniform(-0.1, 0.1, w.shape).astype(np.float32) if np.any(w) or w.ndim else w)
+    return out
