@@ -41,6 +41,7 @@ class Context:
         self.names = {}
         self.decls = []          # pointer declarations at the top of the run function
         self.view_of = {}        # value id -> value id whose storage it shares (reshape)
+        self.direct = {}         # value id -> index of the graph output buffer it is computed in
         self._used = set()
         for i, v in enumerate(graph.inputs):
             self._declare(v, f"in_{c_ident(v.name)}", f"inputs[{i}]")
@@ -70,7 +71,9 @@ class Context:
             src = self.view_of[v.id]
             self.names[v.id] = self.names[src]
             return
-        if v.id in self.plan.fixed_offset:
+        if v.id in self.direct:
+            where = f"outputs[{self.direct[v.id]}]"
+        elif v.id in self.plan.fixed_offset:
             where = f"arena + {self.plan.fixed_offset[v.id]}"
         else:
             where = f"arena + {self.plan.fixed_bytes} + (size_t)batch * {self.plan.scaled_offset[v.id]}"

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ir import get_op
 from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_epilogues, plan_memory,
-                      simplify)
+                      rematerialize, simplify)
 from ..passes.bn_fold import fold_batch_norm
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
@@ -43,7 +43,7 @@ def optimize(graph):
     """The inference pipeline of passes, in order."""
     graph = fold_batch_norm(simplify(graph))
     graph = fold_constants(eliminate_common_subexpressions(graph))
-    return fuse_epilogues(graph)
+    return fuse_epilogues(rematerialize(graph))
 
 
 def missing_lowerings(graph) -> list:
@@ -62,7 +62,34 @@ def _constant_decl(name, array):
     return f"static const {ctype} {name}[{max(flat.size, 1)}] = {{{values or '0'}}};"
 
 
-def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> GeneratedC:
+def direct_outputs(graph, aliases, run_at, inlined) -> dict:
+    """Outputs that may be computed straight into their caller's buffer although that buffer is also a
+    parameter's (a training step's new weights): value id -> output index. Safe when the value comes from an
+    elementwise loop and every read of the parameter happens before that loop, or inside it at the same
+    element."""
+    producer = {v.id: op for op in graph.ops for v in op.outputs}
+    root = {}
+    for op in graph.ops:
+        if op.kind == "reshape":
+            root[op.outputs[0].id] = root.get(op.inputs[0].id, op.inputs[0].id)
+    param_of = {id(key): vid for vid, key in graph.param_keys.items()}
+    direct = {}
+    for k, key in aliases.items():
+        v = graph.outputs[k]
+        op = producer.get(v.id)
+        if (op is None or not is_pointwise(op) or id(op) in inlined or v.id in root
+                or sum(o.id == v.id for o in graph.outputs) > 1):
+            continue
+        at, pid = run_at[id(op)], param_of.get(id(key))
+        reads = [(run_at[id(r)], x) for r in graph.ops for x in r.inputs if root.get(x.id, x.id) == pid]
+        if all(r_at < at or (r_at == at and x.type.shape == v.type.shape) for r_at, x in reads):
+            direct[v.id] = k
+    return direct
+
+
+def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_aliases=None) -> GeneratedC:
+    """``output_aliases``: {output index: parameter key} for outputs whose buffer the caller will pass is
+    that parameter's storage (a training step writing new weights in place)."""
     prefix = c_ident(prefix, 60)
     graph = optimize(graph)
     missing = missing_lowerings(graph)
@@ -73,11 +100,14 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
             raise CodegenError(f"{v.name or v!r} has a dynamic non-batch dimension {v.type.shape}: "
                                "specialize the graph to concrete shapes before generating C")
     inlined = inlined_ops(graph)
-    plan = plan_memory(graph, run_at=loop_roots(graph),
-                       no_storage={op.outputs[0].id for op in graph.ops if id(op) in inlined},
+    run_at = loop_roots(graph)
+    direct = direct_outputs(graph, output_aliases or {}, run_at, inlined)
+    plan = plan_memory(graph, run_at=run_at,
+                       no_storage={op.outputs[0].id for op in graph.ops if id(op) in inlined} | set(direct),
                        in_place={id(op) for op in graph.ops if is_pointwise(op) and id(op) not in inlined})
     rows = rows_factor(graph)
     ctx = Context(graph, plan, rows)
+    ctx.direct = direct
     constants = []
     for i, (vid, array) in enumerate(graph.constants.items()):
         name = f"const_{i}"
@@ -100,7 +130,8 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "") -> Generate
         body += lines
     body.append("/* graph outputs */")
     for i, v in enumerate(graph.outputs):
-        body.append(f"memcpy(outputs[{i}], {ctx.ptr(v)}, (size_t)({ctx.numel(v)}) * sizeof({ctx.ctype(v)}));")
+        if direct.get(v.id) != i:
+            body.append(f"memcpy(outputs[{i}], {ctx.ptr(v)}, (size_t)({ctx.numel(v)}) * sizeof({ctx.ctype(v)}));")
 
     fixed = -(-plan.fixed_bytes // ARENA_ALIGN) * ARENA_ALIGN
     plan.fixed_bytes = fixed

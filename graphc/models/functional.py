@@ -280,12 +280,15 @@ class Model(Trainer, Layer):
                 cache[key] = None
         return cache[key]
 
-    def memory_report(self, batch_size=1, input_shapes=None):
+    def memory_report(self, batch_size=1, input_shapes=None, training=False):
         """Arena bytes of the compiled model for ``batch_size`` against the peak bytes of intermediates
         alive at once (the arena can't be smaller) and the sum of all intermediates (no reuse).
-        ``input_shapes`` (per sample, without the batch axis) fix variable-length inputs."""
+        ``input_shapes`` (per sample, without the batch axis) fix variable-length inputs. With
+        ``training=True`` (after compile()), the figures are those of one training step: forward, loss,
+        backward and optimizer update, activations kept for the backward pass included."""
         shapes = input_shapes or [t.shape[1:] for t in self.inputs]
-        program = self._compiled([np.zeros((1,) + tuple(s), t.dtype) for s, t in zip(shapes, self.inputs)])
+        samples = [np.zeros((1,) + tuple(s), t.dtype) for s, t in zip(shapes, self.inputs)]
+        program = self._training_program(samples) if training else self._compiled(samples)
         if program is None:
             raise ValueError(f"Model '{self.name}' does not compile to C yet (see the warning above)")
         return program.memory_report(batch_size)

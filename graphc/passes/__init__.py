@@ -5,3 +5,4 @@ from .fusion import fuse_conv_epilogue, fuse_dense_epilogue, fuse_epilogues  # n
 from .specialize import specialize, needs_specialization  # noqa: F401
 from .cse import eliminate_common_subexpressions, fold_constants  # noqa: F401
 from .bn_fold import fold_batch_norm  # noqa: F401
+from .remat import rematerialize  # noqa: F401

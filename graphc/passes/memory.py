@@ -54,6 +54,12 @@ class MemoryPlan:
     rows: dict = field(default_factory=dict)           # value id -> rows factor (None: no batch axis)
     peak_live_per_sample: int = 0                      # largest sum of live values, per sample (bytes)
     total_per_sample: int = 0                          # sum of all planned values, per sample (bytes)
+    peak_live_fixed: int = 0                           # the same for values without a batch axis (bytes)
+    total_fixed: int = 0
+
+    def peak_live_bytes(self, batch: int) -> int:
+        """Largest sum of intermediates alive at once (an upper bound when both regions peak apart)."""
+        return self.peak_live_fixed + batch * self.peak_live_per_sample
 
     def arena_bytes(self, batch: int) -> int:
         return self.fixed_bytes + batch * self.per_sample_bytes
@@ -149,4 +155,8 @@ def plan_memory(graph: Graph, run_at=None, no_storage=(), in_place=()) -> Memory
     plan.total_per_sample = sum(size_bytes(o) for o in scaled)
     plan.peak_live_per_sample = max((sum(size_bytes(o) for o in scaled if first[o] <= i <= last[o])
                                      for i in range(end + 1)), default=0)
+    fixed = [o for o in owners if rf.get(o) is None]
+    plan.total_fixed = sum(size_bytes(o) for o in fixed)
+    plan.peak_live_fixed = max((sum(size_bytes(o) for o in fixed if first[o] <= i <= last[o])
+                                for i in range(end + 1)), default=0)
     return plan

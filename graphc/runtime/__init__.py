@@ -17,9 +17,10 @@ __all__ = ["CompileError", "CompiledModule", "Toolchain", "cache_dir", "compile_
 from .program import CompiledGraph  # noqa: E402
 
 
-def compile_graph(graph, name: str = "graphc_model", title: str = "") -> CompiledGraph:
-    """The front end's one entry: an IR graph -> a callable compiled C program."""
-    return CompiledGraph(graph, prefix=name, title=title)
+def compile_graph(graph, name: str = "graphc_model", title: str = "", output_aliases=None) -> CompiledGraph:
+    """The front end's one entry: an IR graph -> a callable compiled C program. ``output_aliases``
+    ({output index: parameter key}) marks outputs the caller passes the parameter's own storage for."""
+    return CompiledGraph(graph, prefix=name, title=title, output_aliases=output_aliases)
 
 
 __all__ += ["CompiledGraph", "compile_graph"]

@@ -21,9 +21,9 @@ class IdOutOfRangeError(RuntimeError, ValueError):
 
 
 class CompiledGraph:
-    def __init__(self, graph, prefix: str = "graphc_model", title: str = ""):
+    def __init__(self, graph, prefix: str = "graphc_model", title: str = "", output_aliases=None):
         from .build import compile_module
-        generated = generate_c(graph, prefix, title)
+        generated = generate_c(graph, prefix, title, output_aliases)
         self.generated = generated
         self.graph = generated.graph
         self.module = compile_module(generated.source, generated.cdef, name=generated.prefix)
@@ -46,8 +46,8 @@ class CompiledGraph:
         """Bytes of the arena for ``batch`` against the peak of simultaneously live intermediates."""
         plan = self.generated.plan
         return {"batch": batch, "arena_bytes": self.arena_bytes(batch),
-                "peak_live_bytes": batch * plan.peak_live_per_sample,
-                "all_intermediates_bytes": batch * plan.total_per_sample}
+                "peak_live_bytes": plan.peak_live_bytes(batch),
+                "all_intermediates_bytes": plan.total_fixed + batch * plan.total_per_sample}
 
     def _arena(self, batch):
         """This thread's arena as a cffi pointer, 64-byte aligned, grown only for a larger batch."""

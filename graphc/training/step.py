@@ -116,7 +116,8 @@ def run_step(step: StepGraph, model, feed_values: dict, title: str):
         from .. import runtime
         from ..codegen import CodegenError
         try:
-            step.program = runtime.compile_graph(step.graph, title=title)
+            aliases = {n_scalars + u: var for u, var in enumerate(step.updated)}
+            step.program = runtime.compile_graph(step.graph, title=title, output_aliases=aliases)
         except CodegenError as e:
             warnings.warn(f"Model '{model.name}': the {title} runs on the NumPy reference executor: {e}",
                           stacklevel=3)

@@ -82,7 +82,8 @@ class Trainer:
 
     def _require_compiled(self, what):
         if not getattr(self, "_spec", None):
-            raise ValueError(f"Model '{self.name}': you must call compile() before {what}()")
+            raise ValueError(f"Model '{self.name}': you must call compile() before {what}"
+                             f"{'' if ' ' in what else '()'}")
 
     def _resolve_metrics(self, ys):
         from .. import metrics as metrics_mod
@@ -130,6 +131,21 @@ class Trainer:
             self._steps[key] = build_step(self, self._spec, train, [a.shape for a in xs],
                                           [None if y is None else y.shape for y in ys], weighted)
         return self._steps[key]
+
+    def _training_program(self, xs):
+        """The compiled train step for inputs shaped like ``xs`` (targets shaped as the losses expect)."""
+        from .. import runtime
+        self._require_compiled("memory_report(training=True) needs")
+        ys = [None if lo is None else np.zeros((1,) if lo.target_dtype == "int32" else (1,) + tuple(t.shape[1:]),
+                                                lo.target_dtype)
+              for lo, t in zip(self._spec.losses, self.outputs)]
+        self._resolve_metrics(ys)
+        step = self._step_graph(True, xs, ys, [None] * len(ys))
+        if not step.program:
+            n = len(step.graph.outputs) - len(step.updated)
+            step.program = runtime.compile_graph(step.graph, title="train step",
+                                                 output_aliases={n + u: v for u, v in enumerate(step.updated)})
+        return step.program
 
     def _run_batch(self, train, xs, ys, sws):
         self._resolve_metrics(ys)
