@@ -142,7 +142,14 @@ class BaseRNN(Layer):
         if states:
             self._check_states(sequence, states)
         params = [self.kernel, self.recurrent_kernel] + ([self.bias] if self.use_bias else [])
-        outputs = emit(self.op_kind, sequence, *params, *states, **self._op_attrs())
+        # Training emits the op's training form, which also returns the per-step tensors that backprop
+        # through time reads (graphc/ir/ops/rnn_grad.py), so the backward does not rerun the recurrence.
+        if training and (self.dropout or self.recurrent_dropout):
+            raise ValueError(f"{type(self).__name__} '{self.name}': training with dropout={self.dropout} / "
+                             f"recurrent_dropout={self.recurrent_dropout} is not supported by graphc yet; set "
+                             "both to 0 (or put a Dropout layer before the recurrent layer)")
+        op_kind = f"{self.op_kind}_train" if training else self.op_kind
+        outputs = emit(op_kind, sequence, *params, *states, **self._op_attrs())[:1 + CELLS[self.op_kind][1]]
         return list(outputs) if self.return_state else outputs[0]
 
     def _check_states(self, sequence, states):

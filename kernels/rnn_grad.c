@@ -1,0 +1,520 @@
+/* Training forward and backprop through time of the recurrent layers (see graphc_rnn_grad.h).
+ *
+ * Forward: zs = x @ kernel + bias for every timestep in one GEMM, then per step zs[t] += h @ recurrent and
+ * the gates; zs keeps the pre-activations, hp the state entering each step, cs the LSTM cell state.
+ * Backward: per step (processing order reversed) the gate gradients dzs[t] from the saved tensors, then
+ * dh_prev = dzs[t] @ recurrent^T. The recurrence only involves the samples' own rows, so threads split the
+ * batch and run BPTT without a barrier; afterwards the gradients that sum over timesteps are single GEMMs
+ * with the batch and time folded into the inner dimension: dx = dzs @ kernel^T, dkernel = x^T @ dzs,
+ * drecurrent = hp^T @ dzs (hp is time-aligned with dzs, so no shifting), dbias = column sums of dzs.
+ * Activation values are recomputed from the saved pre-activations with the forward kernel's own code.
+ */
+#include "graphc_rnn_grad.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "graphc_kernels.h"
+#include "graphc_nn.h"
+#include "graphc_rnn.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* As kernels/rnn.c: let GCC vectorize the selects and contract a * b + c. */
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
+#endif
+
+#if defined(_MSC_VER)
+#define GRAD_TLS __declspec(thread)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define GRAD_TLS _Thread_local
+#else
+#define GRAD_TLS __thread
+#endif
+
+#define SCRATCH GRAPHC_RNN_GRAD_SCRATCH_FLOATS
+#define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which the recurrence stays on one thread */
+
+static GRAD_TLS float scratch_storage[SCRATCH + 16];
+
+typedef struct {
+    int cell, features, units, gates, act, ract, backwards, reset_after, sequences;
+    int64_t batch, steps;
+    const float *x, *kernel, *recurrent, *bias, *h0, *c0;
+    /* the forward's results and saved tensors (written by the forward, read by the backward) */
+    float *seq, *h, *c, *hp, *cs, *zs, *aux;
+    const float *dout, *dh, *dc;
+    float *dh0, *dc0, *dzs, *daux, *dx, *dkernel, *drecurrent, *dbias;
+} problem;
+
+static float *scratch(void) { return (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u); }
+
+static int per_sample(const problem *p) { return (p->gates + 4) * p->units; }
+
+/* C (+)= A @ op(B): op(B) = B^T when transb (B stored n x k). */
+static void gemm(int transb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
+                 float *C, int ldc)
+{
+    graphc_sgemm_ex(0, transb, m, n, k, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+void graphc_rnn_activate_grad(int activation, const float *x, const float *y, float *g, int64_t n)
+{
+    int64_t i;
+    switch (activation) {
+    case GRAPHC_RNN_ACT_TANH:
+        for (i = 0; i < n; i++) g[i] *= 1.0f - y[i] * y[i];
+        break;
+    case GRAPHC_RNN_ACT_SIGMOID:
+        for (i = 0; i < n; i++) g[i] *= y[i] * (1.0f - y[i]);
+        break;
+    case GRAPHC_RNN_ACT_HARD_SIGMOID:
+        for (i = 0; i < n; i++) g[i] = x[i] > -3.0f && x[i] < 3.0f ? g[i] * (1.0f / 6.0f) : 0.0f;
+        break;
+    case GRAPHC_RNN_ACT_RELU:
+        for (i = 0; i < n; i++) g[i] = x[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case GRAPHC_RNN_ACT_RELU6:
+        for (i = 0; i < n; i++) g[i] = x[i] > 0.0f && x[i] < 6.0f ? g[i] : 0.0f;
+        break;
+    case GRAPHC_RNN_ACT_EXP:
+        for (i = 0; i < n; i++) g[i] *= y[i];
+        break;
+    case GRAPHC_RNN_ACT_ELU:
+        for (i = 0; i < n; i++) g[i] = x[i] > 0.0f ? g[i] : g[i] * (y[i] + 1.0f);
+        break;
+    case GRAPHC_RNN_ACT_SELU:
+        for (i = 0; i < n; i++)
+            g[i] = x[i] > 0.0f ? g[i] * 1.0507009873554805f
+                               : g[i] * (y[i] + 1.0507009873554805f * 1.6732632423543772f);
+        break;
+    case GRAPHC_RNN_ACT_SOFTPLUS:
+        for (i = 0; i < n; i++) g[i] /= 1.0f + expf(-x[i]);
+        break;
+    case GRAPHC_RNN_ACT_SOFTSIGN:
+        for (i = 0; i < n; i++) {
+            const float d = 1.0f + fabsf(x[i]);
+            g[i] /= d * d;
+        }
+        break;
+    case GRAPHC_RNN_ACT_SILU:
+        for (i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + expf(-x[i]));
+            g[i] *= s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case GRAPHC_RNN_ACT_GELU:
+        for (i = 0; i < n; i++)
+            g[i] *= 0.5f * (1.0f + erff(x[i] * 0.7071067811865476f))
+                    + x[i] * expf(-0.5f * x[i] * x[i]) * 0.3989422804014327f;
+        break;
+    case GRAPHC_RNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) g[i] = x[i] >= 0.0f ? g[i] : 0.2f * g[i];
+        break;
+    default: /* identity */
+        break;
+    }
+}
+
+/* a = the gates' activations of the pre-activations z (one sample's row of G). */
+static void activate_gates(const problem *p, const float *z, float *a)
+{
+    const int u = p->units;
+    memcpy(a, z, (size_t)p->gates * u * sizeof(float));
+    switch (p->cell) {
+    case GRAPHC_RNN_CELL_LSTM:
+        graphc_rnn_activate(p->ract, a, 2 * (int64_t)u); /* i, f */
+        graphc_rnn_activate(p->act, a + 2 * u, u);       /* candidate */
+        graphc_rnn_activate(p->ract, a + 3 * u, u);      /* o */
+        break;
+    case GRAPHC_RNN_CELL_GRU:
+        graphc_rnn_activate(p->ract, a, 2 * (int64_t)u); /* z, r */
+        graphc_rnn_activate(p->act, a + 2 * u, u);       /* candidate */
+        break;
+    default:
+        graphc_rnn_activate(p->act, a, u);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Forward for samples [r0, r1): zs already holds x @ kernel + bias. */
+
+static void train_rows(const problem *p, int64_t r0, int64_t r1)
+{
+    const int u = p->units, G = p->gates * u;
+    const int64_t T = p->steps;
+    const int ldz = (int)(T * G), ldh = (int)(T * u);
+    const float *R = p->recurrent;
+    const float *rb = p->cell == GRAPHC_RNN_CELL_GRU && p->reset_after && p->bias != NULL ? p->bias + G : NULL;
+    const int64_t block = SCRATCH / per_sample(p);
+    float *a = scratch(); /* (m, G): activations, or a GRU's recurrent projection */
+    int64_t n0, s;
+    int i, j;
+
+    for (n0 = r0; n0 < r1; n0 += block) {
+        const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
+        float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
+        if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+        else memset(h, 0, (size_t)m * u * sizeof(float));
+        if (c != NULL) {
+            if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+            else memset(c, 0, (size_t)m * u * sizeof(float));
+        }
+        for (s = 0; s < T; s++) {
+            const int64_t t = p->backwards ? T - 1 - s : s;
+            float *z = p->zs + ((size_t)n0 * T + t) * G, *hp = p->hp + ((size_t)n0 * T + t) * u;
+            float *aux = p->aux != NULL ? p->aux + ((size_t)n0 * T + t) * u : NULL;
+            for (i = 0; i < m; i++) memcpy(hp + (size_t)i * ldh, h + (size_t)i * u, (size_t)u * sizeof(float));
+            if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
+                gemm(0, m, u, u, h, u, R, u, 1.0f, z, ldz);
+                for (i = 0; i < m; i++) {
+                    memcpy(h + (size_t)i * u, z + (size_t)i * ldz, (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->act, h + (size_t)i * u, u);
+                }
+            } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
+                gemm(0, m, G, u, h, u, R, G, 1.0f, z, ldz);
+                for (i = 0; i < m; i++) {
+                    float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
+                    float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
+                    activate_gates(p, z + (size_t)i * ldz, ai);
+                    for (j = 0; j < u; j++) {
+                        ci[j] = ai[u + j] * ci[j] + ai[j] * ai[2 * u + j];
+                        csi[j] = hi[j] = ci[j];
+                    }
+                    graphc_rnn_activate(p->act, hi, u);
+                    for (j = 0; j < u; j++) hi[j] *= ai[3 * u + j];
+                }
+            } else if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_rh)) */
+                gemm(0, m, G, u, h, u, R, G, 0.0f, a, G);
+                for (i = 0; i < m; i++) {
+                    float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
+                    float *hi = h + (size_t)i * u;
+                    if (rb != NULL)
+                        for (j = 0; j < G; j++) wi[j] += rb[j];
+                    for (j = 0; j < 2 * u; j++) zi[j] += wi[j];
+                    memcpy(auxi, wi + 2 * u, (size_t)u * sizeof(float));
+                    memcpy(wi, zi, 2 * (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->ract, wi, 2 * (int64_t)u);
+                    for (j = 0; j < u; j++) zi[2 * u + j] += wi[u + j] * auxi[j];
+                    memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->act, wi + 2 * u, u);
+                    for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
+                }
+            } else { /* candidate = act(x_h + (r * h) @ U_h) */
+                gemm(0, m, 2 * u, u, h, u, R, G, 1.0f, z, ldz);
+                for (i = 0; i < m; i++) {
+                    float *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
+                    const float *hi = h + (size_t)i * u;
+                    memcpy(wi, z + (size_t)i * ldz, 2 * (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->ract, wi, 2 * (int64_t)u);
+                    for (j = 0; j < u; j++) auxi[j] = wi[u + j] * hi[j];
+                }
+                gemm(0, m, u, u, aux, ldh, R + 2 * u, G, 1.0f, z + 2 * u, ldz);
+                for (i = 0; i < m; i++) {
+                    float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *hi = h + (size_t)i * u;
+                    memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->act, wi + 2 * u, u);
+                    for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
+                }
+            }
+            if (p->seq != NULL)
+                for (i = 0; i < m; i++)
+                    memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)s) * u, h + (size_t)i * u,
+                           (size_t)u * sizeof(float));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Backward for samples [r0, r1): fills dzs (and daux) and dh0 / dc0. */
+
+static void grad_rows(const problem *p, int64_t r0, int64_t r1)
+{
+    const int u = p->units, G = p->gates * u;
+    const int64_t T = p->steps;
+    const int ldz = (int)(T * G), ldh = (int)(T * u);
+    const float *R = p->recurrent;
+    const int64_t block = SCRATCH / per_sample(p);
+    int64_t n0, s;
+    int i, j;
+
+    for (n0 = r0; n0 < r1; n0 += block) {
+        const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
+        float *a = scratch(), *dh = a + (size_t)m * G, *dc = dh + (size_t)m * u;
+        float *w1 = dc + (size_t)m * u, *w2 = w1 + (size_t)m * u;
+        memcpy(dh, p->dh + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+        if (!p->sequences)
+            for (j = 0; j < m * u; j++) dh[j] += p->dout[(size_t)n0 * u + j];
+        if (p->cell == GRAPHC_RNN_CELL_LSTM) memcpy(dc, p->dc + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+
+        for (s = T - 1; s >= 0; s--) {
+            const int64_t t = p->backwards ? T - 1 - s : s, tp = p->backwards ? t + 1 : t - 1;
+            const size_t row = (size_t)n0 * T + t;
+            const float *z = p->zs + row * G, *hp = p->hp + row * u;
+            float *dz = p->dzs + row * G;
+            if (p->sequences)
+                for (i = 0; i < m; i++) {
+                    const float *g = p->dout + ((size_t)(n0 + i) * T + s) * u;
+                    for (j = 0; j < u; j++) dh[(size_t)i * u + j] += g[j];
+                }
+            for (i = 0; i < m; i++) activate_gates(p, z + (size_t)i * ldz, a + (size_t)i * G);
+
+            if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
+                for (i = 0; i < m; i++) {
+                    float *dzi = dz + (size_t)i * ldz;
+                    memcpy(dzi, dh + (size_t)i * u, (size_t)u * sizeof(float));
+                    graphc_rnn_activate_grad(p->act, z + (size_t)i * ldz, a + (size_t)i * G, dzi, u);
+                }
+                gemm(1, m, u, u, dz, ldz, R, u, 0.0f, dh, u);
+            } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
+                for (i = 0; i < m; i++) {
+                    const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
+                    const float *ci = p->cs + ((size_t)(n0 + i) * T + t) * u;
+                    const float *cp = s > 0 ? p->cs + ((size_t)(n0 + i) * T + tp) * u
+                                            : p->c0 != NULL ? p->c0 + (size_t)(n0 + i) * u : NULL;
+                    float *dzi = dz + (size_t)i * ldz, *dhi = dh + (size_t)i * u, *dci = dc + (size_t)i * u;
+                    float *tc = w1 + (size_t)i * u, *g = w2 + (size_t)i * u;
+                    memcpy(tc, ci, (size_t)u * sizeof(float));
+                    graphc_rnn_activate(p->act, tc, u);
+                    for (j = 0; j < u; j++) g[j] = dhi[j] * ai[3 * u + j];
+                    graphc_rnn_activate_grad(p->act, ci, tc, g, u);
+                    for (j = 0; j < u; j++) {
+                        const float d = dci[j] + g[j];
+                        dzi[j] = d * ai[2 * u + j];
+                        dzi[u + j] = cp != NULL ? d * cp[j] : 0.0f;
+                        dzi[2 * u + j] = d * ai[j];
+                        dzi[3 * u + j] = dhi[j] * tc[j];
+                        dci[j] = d * ai[u + j];
+                    }
+                    graphc_rnn_activate_grad(p->ract, zi, ai, dzi, 2 * (int64_t)u);
+                    graphc_rnn_activate_grad(p->act, zi + 2 * u, ai + 2 * u, dzi + 2 * u, u);
+                    graphc_rnn_activate_grad(p->ract, zi + 3 * u, ai + 3 * u, dzi + 3 * u, u);
+                }
+                gemm(1, m, u, G, dz, ldz, R, G, 0.0f, dh, u);
+            } else {
+                const float *aux = p->aux + row * u;
+                float *daux = p->daux != NULL ? p->daux + row * u : NULL;
+                for (i = 0; i < m; i++) {
+                    const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G, *hpi = hp + (size_t)i * ldh;
+                    float *dzi = dz + (size_t)i * ldz, *dhi = dh + (size_t)i * u, *direct = w1 + (size_t)i * u;
+                    for (j = 0; j < u; j++) {
+                        dzi[j] = dhi[j] * (hpi[j] - ai[2 * u + j]);
+                        dzi[2 * u + j] = dhi[j] * (1.0f - ai[j]);
+                        direct[j] = dhi[j] * ai[j];
+                    }
+                    graphc_rnn_activate_grad(p->ract, zi, ai, dzi, u);
+                    graphc_rnn_activate_grad(p->act, zi + 2 * u, ai + 2 * u, dzi + 2 * u, u);
+                    if (p->reset_after) {
+                        const float *auxi = aux + (size_t)i * ldh;
+                        float *dauxi = daux + (size_t)i * ldh;
+                        for (j = 0; j < u; j++) {
+                            dzi[u + j] = dzi[2 * u + j] * auxi[j];
+                            dauxi[j] = dzi[2 * u + j] * ai[u + j];
+                        }
+                        graphc_rnn_activate_grad(p->ract, zi + u, ai + u, dzi + u, u);
+                    }
+                }
+                if (p->reset_after) { /* dh = [dz, dr] @ [U_z U_r]^T + daux @ U_h^T */
+                    gemm(1, m, u, 2 * u, dz, ldz, R, G, 0.0f, dh, u);
+                    gemm(1, m, u, u, daux, ldh, R + 2 * u, G, 1.0f, dh, u);
+                } else { /* d(r * h) = dcandidate @ U_h^T, then through r and h */
+                    gemm(1, m, u, u, dz + 2 * u, ldz, R + 2 * u, G, 0.0f, w2, u);
+                    for (i = 0; i < m; i++) {
+                        const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
+                        const float *hpi = hp + (size_t)i * ldh, *drh = w2 + (size_t)i * u;
+                        float *dzi = dz + (size_t)i * ldz, *direct = w1 + (size_t)i * u;
+                        for (j = 0; j < u; j++) {
+                            dzi[u + j] = drh[j] * hpi[j];
+                            direct[j] += drh[j] * ai[u + j];
+                        }
+                        graphc_rnn_activate_grad(p->ract, zi + u, ai + u, dzi + u, u);
+                    }
+                    gemm(1, m, u, 2 * u, dz, ldz, R, G, 0.0f, dh, u);
+                }
+                for (j = 0; j < m * u; j++) dh[j] += w1[j];
+            }
+        }
+        if (p->dh0 != NULL) memcpy(p->dh0 + (size_t)n0 * u, dh, (size_t)m * u * sizeof(float));
+        if (p->dc0 != NULL) memcpy(p->dc0 + (size_t)n0 * u, dc, (size_t)m * u * sizeof(float));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+/* out[j] = sum of the rows of A (rows x cols, leading dimension lda). */
+static void column_sums(int64_t rows, int cols, const float *A, int lda, float *out)
+{
+    int j0, j;
+    int64_t r;
+    for (j0 = 0; j0 < cols; j0 += 64) {
+        const int n = cols - j0 < 64 ? cols - j0 : 64;
+        float acc[64];
+        for (j = 0; j < n; j++) acc[j] = 0.0f;
+        for (r = 0; r < rows; r++) {
+            const float *a = A + (size_t)r * lda + j0;
+            for (j = 0; j < n; j++) acc[j] += a[j];
+        }
+        for (j = 0; j < n; j++) out[j0 + j] = acc[j];
+    }
+}
+
+/* [lo, hi) of part `part` of `parts` even shares of count, in multiples of step. */
+static void share(int64_t count, int64_t step, int part, int parts, int64_t *lo, int64_t *hi)
+{
+    const int64_t units = (count + step - 1) / step;
+    *lo = units * part / parts * step;
+    *hi = units * (part + 1) / parts * step;
+    *lo = *lo < count ? *lo : count;
+    *hi = *hi < count ? *hi : count;
+}
+
+/* x @ kernel + bias for the timesteps of samples [r0, r1): rows r0 * T .. r1 * T of zs. A GRU with
+ * reset_after adds its input bias (the first row of its (2, G) bias) here. */
+static void project(const problem *p, int64_t r0, int64_t r1)
+{
+    const int G = p->gates * p->units;
+    graphc_sgemm_bias_act((int)((r1 - r0) * p->steps), G, p->features, p->x + (size_t)r0 * p->steps * p->features,
+                          p->features, p->kernel, G, p->bias, GRAPHC_ACT_NONE, p->zs + (size_t)r0 * p->steps * G, G);
+}
+
+/* The gradients that sum over samples and timesteps, as GEMMs over all rows of dzs: thread `part` of
+ * `parts` takes a share of the G columns of dkernel, drecurrent and dbias and of the rows of dx, so the
+ * team needs no barrier (a team of one leaves the threading to the GEMMs). */
+static void weight_grads(const problem *p, int part, int parts)
+{
+    const int u = p->units, G = p->gates * u, F = p->features;
+    const int rows = (int)(p->batch * p->steps);
+    const float *hp = p->hp, *dzs = p->dzs;
+    int64_t j0, j1, r0, r1;
+    share(G, 16, part, parts, &j0, &j1);
+    share(rows, 16, part, parts, &r0, &r1);
+    if (p->dx != NULL && r1 > r0)
+        gemm(1, (int)(r1 - r0), F, G, dzs + (size_t)r0 * G, G, p->kernel, G, 0.0f, p->dx + (size_t)r0 * F, F);
+    if (j1 <= j0) return;
+    graphc_sgemm_ex(1, 0, F, (int)(j1 - j0), rows, 1.0f, p->x, F, dzs + j0, G, 0.0f, p->dkernel + j0, G);
+    if (p->dbias != NULL) column_sums(rows, (int)(j1 - j0), dzs + j0, G, p->dbias + j0);
+    if (p->cell != GRAPHC_RNN_CELL_GRU) {
+        graphc_sgemm_ex(1, 0, u, (int)(j1 - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G);
+        return;
+    }
+    { /* GRU: the z and r columns as above; the candidate's from r * dcandidate (reset_after), or with
+       * (r * h_prev) as the product's input */
+        const int64_t split = j1 < 2 * u ? j1 : j0 > 2 * u ? j0 : 2 * u;
+        if (split > j0)
+            graphc_sgemm_ex(1, 0, u, (int)(split - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G);
+        if (j1 > split && p->reset_after)
+            graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, hp, u, p->daux + (split - 2 * u), u, 0.0f,
+                            p->drecurrent + split, G);
+        else if (j1 > split)
+            graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, p->aux, u, dzs + split, G, 0.0f,
+                            p->drecurrent + split, G);
+        if (p->dbias != NULL && p->reset_after) { /* (2, G): the recurrent bias's row */
+            if (split > j0) memcpy(p->dbias + G + j0, p->dbias + j0, (size_t)(split - j0) * sizeof(float));
+            if (j1 > split)
+                column_sums(rows, (int)(j1 - split), p->daux + (split - 2 * u), u, p->dbias + G + split);
+        }
+    }
+}
+
+static void train_part(const problem *p, int part, int parts)
+{
+    int64_t r0, r1;
+    share(p->batch, 1, part, parts, &r0, &r1);
+    if (r1 <= r0) return;
+    project(p, r0, r1);
+    train_rows(p, r0, r1);
+}
+
+static void grad_part(const problem *p, int part, int parts)
+{
+    int64_t r0, r1;
+    share(p->batch, 1, part, parts, &r0, &r1);
+    if (r1 > r0) grad_rows(p, r0, r1);
+    GRAPHC_OMP(omp barrier) /* dzs is complete */
+    weight_grads(p, part, parts);
+}
+
+/* Runs body(p, part, parts) on a team that splits the batch (each thread runs the recurrence of its own
+ * samples, without barriers per step), when the call is large enough; else on the calling thread. */
+static void run_team(const problem *p, void (*body)(const problem *, int, int))
+{
+    int threads = 1;
+    (void)threads; /* only read by the OpenMP clause */
+#ifdef _OPENMP
+    {
+        const double work = (double)p->batch * (double)p->steps * (double)p->gates * p->units *
+                            (double)(p->units + p->features);
+        if (!omp_in_parallel() && p->batch > 1 && work > (double)PARALLEL_MIN) {
+            threads = omp_get_max_threads();
+            threads = threads < p->batch ? threads : (int)p->batch;
+        }
+    }
+#endif
+    if (threads == 1) {
+        body(p, 0, 1);
+        return;
+    }
+    GRAPHC_OMP(omp parallel num_threads(threads))
+    {
+        int t = 0, team = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        team = omp_get_num_threads();
+#endif
+        body(p, t, team);
+    }
+}
+
+static int setup(problem *p, int cell, int64_t batch, int64_t steps, int features, int units, int activation,
+                 int recurrent_activation, int go_backwards, int reset_after, int return_sequences)
+{
+    memset(p, 0, sizeof *p);
+    p->cell = cell, p->batch = batch, p->steps = steps, p->features = features, p->units = units;
+    p->gates = cell == GRAPHC_RNN_CELL_LSTM ? 4 : cell == GRAPHC_RNN_CELL_GRU ? 3 : 1;
+    p->act = activation, p->ract = recurrent_activation, p->backwards = go_backwards;
+    p->reset_after = reset_after, p->sequences = return_sequences;
+    return per_sample(p) <= SCRATCH ? 0 : -1;
+}
+
+int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
+                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
+                     const float *x, const float *kernel, const float *recurrent, const float *bias,
+                     const float *h0, const float *c0, float *seq, float *h, float *c,
+                     float *hp, float *cs, float *zs, float *aux)
+{
+    problem p;
+    if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
+              reset_after, return_sequences) != 0)
+        return -1;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
+    p.seq = seq, p.h = h, p.c = c, p.hp = hp, p.cs = cs, p.zs = zs, p.aux = aux;
+    if (batch > 0) run_team(&p, train_part);
+    return 0;
+}
+
+int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
+                    int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
+                    const float *x, const float *kernel, const float *recurrent, const float *c0,
+                    const float *hp, const float *cs, const float *zs, const float *aux,
+                    const float *dout, const float *dh, const float *dc,
+                    float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
+                    float *dzs, float *daux)
+{
+    problem p;
+    if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
+              reset_after, return_sequences) != 0)
+        return -1;
+    /* the saved tensors are only read here: the const casts let one struct serve both directions */
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.c0 = c0;
+    p.hp = (float *)hp, p.cs = (float *)cs, p.zs = (float *)zs, p.aux = (float *)aux;
+    p.dout = dout, p.dh = dh, p.dc = dc, p.dh0 = dh0, p.dc0 = dc0, p.dzs = dzs, p.daux = daux;
+    p.dx = dx, p.dkernel = dkernel, p.drecurrent = drecurrent, p.dbias = dbias;
+    run_team(&p, grad_part);
+    return 0;
+}
