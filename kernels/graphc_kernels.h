@@ -18,6 +18,17 @@ extern "C" {
 void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
 
+/*
+ * The same with transposed operands, as BLAS sgemm (row-major):
+ *     C = alpha * op(A) @ op(B) + beta * C,   op(A) is M x K, op(B) is K x N.
+ * transa == 0: A is stored M x K, lda >= K;  transa != 0: A is stored K x M (op(A) = A^T), lda >= M.
+ * transb == 0: B is stored K x N, ldb >= N;  transb != 0: B is stored N x K (op(B) = B^T), ldb >= K.
+ * Same contract otherwise (beta == 0 never reads C, A and B not read when alpha == 0 or K == 0, no overlap).
+ * graphc_sgemm_ref(...) is graphc_sgemm_ref_ex(0, 0, ...).
+ */
+void graphc_sgemm_ref_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc);
+
 /* Activations of the fused GEMM epilogue (graphc_sgemm_bias_act). */
 #define GRAPHC_ACT_NONE 0
 #define GRAPHC_ACT_RELU 1
@@ -37,16 +48,25 @@ void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *A, int lda,
 void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc);
 
+/* graphc_sgemm with transposed operands (transa/transb, layouts as in graphc_sgemm_ref_ex), e.g. the
+ * weight gradient X^T @ dY (transa) and the input gradient dY @ W^T (transb). The transposition is done
+ * while packing, so every case runs at about the speed of the plain product. graphc_sgemm(...) is
+ * graphc_sgemm_ex(0, 0, ...). */
+void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc);
+
 /* C = act(A @ B + bias): the fused epilogue of Dense/convolution layers. A, B, C as in graphc_sgemm
  * (alpha = 1, beta = 0, so C is only written); bias has N elements or is NULL; act is one of
  * GRAPHC_ACT_*. With K == 0, C = act(bias) (or act(0)). */
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                            const float *bias, int act, float *C, int ldc);
 
-/* The same two functions forced onto the portable C micro-kernel (same blocking and threading):
+/* The same three functions forced onto the portable C micro-kernel (same blocking and threading):
  * always available, so one build can test both paths. */
 void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                            float beta, float *C, int ldc);
+void graphc_sgemm_ex_portable(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                              const float *B, int ldb, float beta, float *C, int ldc);
 void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     const float *bias, int act, float *C, int ldc);
 

@@ -1,6 +1,6 @@
 /* Fast SGEMM (see graphc_kernels.h): packed, cache-blocked, register-blocked, as in BLIS/GotoBLAS.
  *
- * Row-major C (M x N) = alpha * A (M x K) @ B (K x N) + beta * C, computed in five loops:
+ * Row-major C (M x N) = alpha * op(A) (M x K) @ op(B) (K x N) + beta * C, computed in five loops:
  *
  *   jc: N in blocks of NC   -- B block (KC x NC) packed once, read from L3 by every A block
  *    pc: K in blocks of KC  --   "
@@ -9,9 +9,12 @@
  *       ir: MC in steps of MR -- micro-kernel: MR x NR tile of C held in registers over KC
  *
  * Packing layout (what the micro-kernel reads, both contiguous and in the order it reads them):
- *   A micro-panel: MR rows x kc, stored column by column:  Ap[k * MR + i] = A[i][k]
- *   B micro-panel: kc x NR, stored row by row:             Bp[k * NR + j] = B[k][j]
+ *   A micro-panel: MR rows x kc, stored column by column:  Ap[k * MR + i] = op(A)[i][k]
+ *   B micro-panel: kc x NR, stored row by row:             Bp[k * NR + j] = op(B)[k][j]
  * (alpha and beta are applied when the micro-kernel writes its tile of C.)
+ * Transposed operands (graphc_sgemm_ex's transa/transb) only change how packing reads them, so all
+ * four layouts share the micro-kernels, blocking and threading. Packing a transposed A is a plain
+ * copy; a transposed B goes through 8 x 8 SIMD block transposes where available.
  * Rows/columns past the edge of A/B are packed as zeros, so the micro-kernel always computes a
  * full MR x NR tile; edge tiles are written to a small local tile and only the valid part copied.
  *
@@ -326,29 +329,52 @@ static inline void pack_a_panel(int kc, int mr, const float *A, int lda, float *
             Ap[(size_t)k * mr + i] = A[(size_t)i * (size_t)lda + k];
 }
 
-/* A rows [0, mc) x cols [0, kc) -> micro-panels of mr rows, Ap[p][k][i]; rows past mc are zero. */
-static void pack_a(int mc, int kc, int mr, const float *A, int lda, float *Ap)
+/* The same from a transposed A (op(A)[i][k] = A[k][i]): each k is mr contiguous floats, a plain copy. */
+static inline void pack_at_panel(int kc, int mr, const float *A, int lda, float *Ap)
+{
+    int i, k;
+    for (k = 0; k < kc; ++k)
+        for (i = 0; i < mr; ++i)
+            Ap[(size_t)k * mr + i] = A[(size_t)k * (size_t)lda + i];
+}
+
+/* op(A) rows [0, mc) x cols [0, kc) -> micro-panels of mr rows, Ap[p][k][i]; rows past mc are zero.
+ * A points at op(A)[0][0]; trans: op(A) is stored transposed (element (i, k) at A[k * lda + i]). */
+static void pack_a(int mc, int kc, int mr, const float *A, int lda, int trans, float *Ap)
 {
     int p, i, k;
     for (p = 0; p + mr <= mc; p += mr) {
-        const float *a = A + (size_t)p * (size_t)lda;
-        switch (mr) { /* the micro-tile heights in use */
-        case 4: pack_a_panel(kc, 4, a, lda, Ap); break;
-        case 6: pack_a_panel(kc, 6, a, lda, Ap); break;
-        case 8: pack_a_panel(kc, 8, a, lda, Ap); break;
-        case 14: pack_a_panel(kc, 14, a, lda, Ap); break;
-        default: pack_a_panel(kc, mr, a, lda, Ap); break;
+        if (trans) {
+            const float *a = A + p;
+            switch (mr) { /* the micro-tile heights in use */
+            case 4: pack_at_panel(kc, 4, a, lda, Ap); break;
+            case 6: pack_at_panel(kc, 6, a, lda, Ap); break;
+            case 8: pack_at_panel(kc, 8, a, lda, Ap); break;
+            case 14: pack_at_panel(kc, 14, a, lda, Ap); break;
+            default: pack_at_panel(kc, mr, a, lda, Ap); break;
+            }
+        } else {
+            const float *a = A + (size_t)p * (size_t)lda;
+            switch (mr) {
+            case 4: pack_a_panel(kc, 4, a, lda, Ap); break;
+            case 6: pack_a_panel(kc, 6, a, lda, Ap); break;
+            case 8: pack_a_panel(kc, 8, a, lda, Ap); break;
+            case 14: pack_a_panel(kc, 14, a, lda, Ap); break;
+            default: pack_a_panel(kc, mr, a, lda, Ap); break;
+            }
         }
         Ap += (size_t)mr * kc;
     }
     if (p < mc) { /* edge panel */
         for (k = 0; k < kc; ++k)
             for (i = 0; i < mr; ++i)
-                Ap[(size_t)k * mr + i] = p + i < mc ? A[(size_t)(p + i) * (size_t)lda + k] : 0.0f;
+                Ap[(size_t)k * mr + i] = p + i >= mc ? 0.0f
+                                         : trans ? A[(size_t)k * (size_t)lda + p + i]
+                                                 : A[(size_t)(p + i) * (size_t)lda + k];
     }
 }
 
-/* B rows [0, kc) x cols [0, nc) -> micro-panels of nr columns, Bp[p][k][j]; cols past nc are zero.
+/* op(B) rows [0, kc) x cols [0, nc) -> micro-panels of nr columns, Bp[p][k][j]; cols past nc are zero.
  * k outer: each row of B is read once, front to back (prefetch-friendly), in nr-wide pieces. */
 static void pack_b(int kc, int nc, int nr, const float *B, int ldb, float *Bp)
 {
@@ -363,6 +389,65 @@ static void pack_b(int kc, int nc, int nr, const float *B, int ldb, float *Bp)
         if (p < nc)
             for (j = 0; j < nr; ++j)
                 d[j] = p + j < nc ? b[p + j] : 0.0f;
+    }
+}
+
+#if defined(__AVX2__) && !defined(GRAPHC_FORCE_PORTABLE)
+#include <immintrin.h>
+/* d[t * ldd + r] = s[r * lds + t] for an 8 x 8 block: 8 loads, 24 shuffles, 8 stores (the scalar
+ * transpose is one load and one store per element). */
+static inline void transpose8x8(const float *s, size_t lds, float *d, size_t ldd)
+{
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds), r2 = _mm256_loadu_ps(s + 2 * lds),
+           r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+           r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    r0 = _mm256_shuffle_ps(t0, t2, 0x44); r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r2 = _mm256_shuffle_ps(t1, t3, 0x44); r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    r4 = _mm256_shuffle_ps(t4, t6, 0x44); r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    r6 = _mm256_shuffle_ps(t5, t7, 0x44); r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(r0, r4, 0x20));
+    _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(r1, r5, 0x20));
+    _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(r2, r6, 0x20));
+    _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(r3, r7, 0x20));
+    _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(r0, r4, 0x31));
+    _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(r1, r5, 0x31));
+    _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(r2, r6, 0x31));
+    _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+#define GRAPHC_TRANSPOSE8 1
+#endif
+
+/* The same from a transposed B (op(B)[k][j] = B[j][k]): micro-panel p gathers nr rows of B, each read
+ * front to back along k. Full panels go through 8 x 8 block transposes where available. */
+static void pack_bt(int kc, int nc, int nr, const float *B, int ldb, float *Bp)
+{
+    int p, j, k;
+    for (p = 0; p < nc; p += nr, Bp += (size_t)nr * kc) {
+        const int w = nc - p < nr ? nc - p : nr;
+        k = 0;
+#ifdef GRAPHC_TRANSPOSE8
+        if (w == nr && nr % 8 == 0) {
+            for (; k + 8 <= kc; k += 8)
+                for (j = 0; j < nr; j += 8)
+                    transpose8x8(B + (size_t)(p + j) * (size_t)ldb + k, (size_t)ldb, Bp + (size_t)k * nr + j,
+                                 (size_t)nr);
+        }
+#endif
+        for (j = 0; j < nr; ++j) {
+            float *d = Bp + j;
+            int kk;
+            if (j < w) {
+                const float *b = B + (size_t)(p + j) * (size_t)ldb;
+                for (kk = k; kk < kc; ++kk)
+                    d[(size_t)kk * nr] = b[kk];
+            } else {
+                for (kk = k; kk < kc; ++kk)
+                    d[(size_t)kk * nr] = 0.0f;
+            }
+        }
     }
 }
 
@@ -403,7 +488,8 @@ static void epilogue(int m, int n, float *C, int ldc, const float *bias, int act
 /* ------------------------------------------------------------------------------------------------ */
 /* Blocked GEMM. */
 
-typedef struct { /* one call's operands, as given to graphc_sgemm / graphc_sgemm_bias_act */
+typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sgemm_bias_act */
+    int transa, transb; /* A stored K x M, B stored N x K (see graphc_sgemm_ref_ex) */
     int M, N, K;
     float alpha, beta;
     const float *A, *B;
@@ -412,6 +498,26 @@ typedef struct { /* one call's operands, as given to graphc_sgemm / graphc_sgemm
     const float *bias; /* N entries or NULL; with act, applied after the last K block */
     int act;
 } gemm_args;
+
+/* Where op(A)[i][k] and op(B)[k][j] are stored. */
+static const float *a_at(const gemm_args *p, int i, int k)
+{
+    return p->transa ? p->A + (size_t)k * (size_t)p->lda + i : p->A + (size_t)i * (size_t)p->lda + k;
+}
+
+static const float *b_at(const gemm_args *p, int k, int j)
+{
+    return p->transb ? p->B + (size_t)j * (size_t)p->ldb + k : p->B + (size_t)k * (size_t)p->ldb + j;
+}
+
+/* op(B) rows [pc, pc + kc) x cols [jc, jc + nc) -> Bp (see pack_b). */
+static void pack_b_block(const gemm_args *p, int pc, int kc, int jc, int nc, int nr, float *Bp)
+{
+    if (p->transb)
+        pack_bt(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
+    else
+        pack_b(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
+}
 
 /* The ic, jr, ir loops: C rows [m0, m1) x cols [jc, jc + nc) += A rows [m0, m1) x K block [pc, pc + kc)
  * times the packed B block Bp (kc x nc). Packs A into this thread's buffer one MC block at a time. */
@@ -428,7 +534,7 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
 
     for (ic = m0; ic < m1; ic += g->mc) {
         const int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-        pack_a(mc, kc, mr, p->A + (size_t)ic * (size_t)p->lda + pc, p->lda, Ap);
+        pack_a(mc, kc, mr, a_at(p, ic, pc), p->lda, p->transa, Ap);
         for (jr = 0; jr < nc; jr += nr) {
             const int n = nc - jr < nr ? nc - jr : nr;
             const float *bp = Bp + (size_t)jr * kc;
@@ -467,14 +573,15 @@ static void gemm_serial(const gemm_impl *g, const gemm_args *p)
         const int nc = p->N - jc < NC ? p->N - jc : NC;
         for (pc = 0; pc < p->K; pc += g->kc) {
             const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
-            pack_b(kc, nc, g->nr, p->B + (size_t)pc * (size_t)p->ldb + jc, p->ldb, Bp);
+            pack_b_block(p, pc, kc, jc, nc, g->nr, Bp);
             gemm_macro(g, p, 0, p->M, jc, nc, pc, kc, Bp);
         }
     }
 }
 
-/* A few rows (M < SMALL_M, e.g. a Dense layer at batch 1): packing B would cost more than the
- * product itself (each element of B is used M times), so B is streamed once, unpacked, row by row.
+/* A few rows (M < SMALL_M, e.g. a Dense layer at batch 1; B not transposed): packing B would cost
+ * more than the product itself (each element of B is used M times), so B is streamed once, unpacked,
+ * row by row (op(A) is read in place either way).
  * C columns [j0, j1) are done in strips of SMALL_M_STRIP floats (16 KB per row, in L1/L2 while all
  * of B's rows pass): long contiguous pieces of B's rows stream faster than short ones (measured:
  * 512-float strips ran at half the speed). The j loops vectorize. */
@@ -483,19 +590,21 @@ static void gemm_serial(const gemm_impl *g, const gemm_args *p)
 
 static void gemm_small_m(const gemm_args *p, int j0, int j1)
 {
+    const size_t lda = (size_t)p->lda, ldb = (size_t)p->ldb, ldc = (size_t)p->ldc;
+    const size_t a_row = p->transa ? 1 : lda, a_col = p->transa ? lda : 1; /* op(A)[i][k] = A[i*a_row + k*a_col] */
     int js, i, j, k;
     for (js = j0; js < j1; js += SMALL_M_STRIP) {
         const int n = j1 - js < SMALL_M_STRIP ? j1 - js : SMALL_M_STRIP;
         for (i = 0; i < p->M; ++i) {
-            float *c = p->C + (size_t)i * (size_t)p->ldc + js;
+            float *c = p->C + (size_t)i * ldc + js;
             for (j = 0; j < n; ++j)
                 c[j] = p->beta == 0.0f ? 0.0f : p->beta * c[j];
         }
         for (k = 0; k < p->K; ++k) {
-            const float *b = p->B + (size_t)k * (size_t)p->ldb + js;
+            const float *b = p->B + (size_t)k * ldb + js;
             for (i = 0; i < p->M; ++i) {
-                const float s = p->alpha * p->A[(size_t)i * (size_t)p->lda + k];
-                float *c = p->C + (size_t)i * (size_t)p->ldc + js;
+                const float s = p->alpha * p->A[(size_t)i * a_row + (size_t)k * a_col];
+                float *c = p->C + (size_t)i * ldc + js;
                 for (j = 0; j < n; ++j)
                     c[j] += s * b[j];
             }
@@ -503,6 +612,126 @@ static void gemm_small_m(const gemm_args *p, int j0, int j1)
         if (p->bias != NULL || p->act != GRAPHC_ACT_NONE)
             epilogue(p->M, n, p->C + js, p->ldc, p->bias ? p->bias + js : NULL, p->act);
     }
+}
+
+/* A few rows times a transposed B (stored N x K, e.g. dY @ W^T at batch 1-3): C[i][j] is the dot
+ * product of op(A)'s row i and B's row j, both contiguous (op(A)'s rows are copied first when transa),
+ * so B is still streamed once, front to back. K runs in chunks of SMALL_M_KCHUNK: the M rows of A
+ * stay in L1 while the rows of B pass, each read once for all M dot products. */
+#define SMALL_M_KCHUNK 2048
+
+/* out[i] = sum_k a[i * lda + k] * b[k] for i < m <= 3 (m constant once inlined). */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(GRAPHC_FORCE_PORTABLE)
+/* 4 vectors of partial sums per row: independent FMA chains (in plain C, GCC vectorized this loop
+ * across k with permutes and ran at a tenth of the speed). */
+static inline float hsum_avx(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+#define GRAPHC_DOT_STEP(r, ar)                                                                   \
+    do {                                                                                         \
+        r##0 = _mm256_fmadd_ps(_mm256_loadu_ps(ar + k), b0, r##0);                               \
+        r##1 = _mm256_fmadd_ps(_mm256_loadu_ps(ar + k + 8), b1, r##1);                           \
+        r##2 = _mm256_fmadd_ps(_mm256_loadu_ps(ar + k + 16), b2, r##2);                          \
+        r##3 = _mm256_fmadd_ps(_mm256_loadu_ps(ar + k + 24), b3, r##3);                          \
+    } while (0)
+#define GRAPHC_DOT_SUM(r) hsum_avx(_mm256_add_ps(_mm256_add_ps(r##0, r##1), _mm256_add_ps(r##2, r##3)))
+
+static inline void dots(int m, int kc, const float *a, int lda, const float *b, float *out)
+{
+    const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * (size_t)lda : a;
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00,
+           s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00;
+    float t0, t1 = 0.0f, t2 = 0.0f;
+    int k;
+    for (k = 0; k + 32 <= kc; k += 32) {
+        const __m256 b0 = _mm256_loadu_ps(b + k), b1 = _mm256_loadu_ps(b + k + 8), b2 = _mm256_loadu_ps(b + k + 16),
+                     b3 = _mm256_loadu_ps(b + k + 24);
+        GRAPHC_DOT_STEP(s0, a0);
+        if (m > 1)
+            GRAPHC_DOT_STEP(s1, a1);
+        if (m > 2)
+            GRAPHC_DOT_STEP(s2, a2);
+    }
+    t0 = GRAPHC_DOT_SUM(s0);
+    if (m > 1)
+        t1 = GRAPHC_DOT_SUM(s1);
+    if (m > 2)
+        t2 = GRAPHC_DOT_SUM(s2);
+    for (; k < kc; ++k) {
+        t0 += a0[k] * b[k];
+        t1 += a1[k] * b[k];
+        t2 += a2[k] * b[k];
+    }
+    out[0] = t0;
+    out[1] = t1;
+    out[2] = t2;
+}
+#undef GRAPHC_DOT_STEP
+#undef GRAPHC_DOT_SUM
+#else
+static inline void dots(int m, int kc, const float *a, int lda, const float *b, float *out)
+{
+    const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * (size_t)lda : a;
+    float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f;
+    int k;
+    for (k = 0; k < kc; ++k) {
+        t0 += a0[k] * b[k];
+        t1 += a1[k] * b[k];
+        t2 += a2[k] * b[k];
+    }
+    out[0] = t0;
+    out[1] = t1;
+    out[2] = t2;
+}
+#endif
+
+static void gemm_small_m_bt(const gemm_args *p, int j0, int j1)
+{
+    float *abuf = align64(a_pack_storage); /* op(A)'s rows of one K chunk, when transa */
+    const int M = p->M;
+    int k0, i, j, k;
+    for (k0 = 0; k0 < p->K; k0 += SMALL_M_KCHUNK) {
+        const int kc = p->K - k0 < SMALL_M_KCHUNK ? p->K - k0 : SMALL_M_KCHUNK;
+        const float *a = p->A + k0;
+        int lda = p->lda;
+        if (p->transa) {
+            for (k = 0; k < kc; ++k)
+                for (i = 0; i < M; ++i)
+                    abuf[(size_t)i * kc + k] = *a_at(p, i, k0 + k);
+            a = abuf;
+            lda = kc;
+        }
+        for (j = j0; j < j1; ++j) {
+            const float *b = p->B + (size_t)j * (size_t)p->ldb + k0;
+            float d[3];
+            switch (M) {
+            case 1: dots(1, kc, a, lda, b, d); break;
+            case 2: dots(2, kc, a, lda, b, d); break;
+            default: dots(3, kc, a, lda, b, d); break;
+            }
+            for (i = 0; i < M; ++i) {
+                float *c = p->C + (size_t)i * (size_t)p->ldc + j;
+                const float v = p->alpha * d[i];
+                *c = k0 > 0 ? *c + v : p->beta == 0.0f ? v : v + p->beta * *c; /* later chunks accumulate */
+            }
+        }
+    }
+    if (p->bias != NULL || p->act != GRAPHC_ACT_NONE)
+        epilogue(M, j1 - j0, p->C + j0, p->ldc, p->bias ? p->bias + j0 : NULL, p->act);
+}
+
+/* Few-rows product of C columns [j0, j1). */
+static void gemm_few_rows(const gemm_args *p, int j0, int j1)
+{
+    if (p->transb)
+        gemm_small_m_bt(p, j0, j1);
+    else
+        gemm_small_m(p, j0, j1);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -582,8 +811,7 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
 #pragma omp barrier /* everyone is done with the previous B block */
                     share(panels, g->nr, nc, t, team, &n0, &n1);
                     if (n1 > n0)
-                        pack_b(kc, n1 - n0, g->nr, p->B + (size_t)pc * (size_t)p->ldb + jc + n0, p->ldb,
-                               Bp_shared + (size_t)n0 * kc);
+                        pack_b_block(p, pc, kc, jc + n0, n1 - n0, g->nr, Bp_shared + (size_t)n0 * kc);
 #pragma omp barrier /* the B block is complete */
                     if (m1 > m0)
                         gemm_macro(g, p, m0, m1, jc, nc, pc, kc, Bp_shared);
@@ -597,8 +825,8 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
             if (m1 > m0 && n1 > n0) {
                 mine.M = m1 - m0;
                 mine.N = n1 - n0;
-                mine.A = p->A + (size_t)m0 * (size_t)p->lda;
-                mine.B = p->B + n0;
+                mine.A = a_at(p, m0, 0);
+                mine.B = b_at(p, 0, n0);
                 mine.C = p->C + (size_t)m0 * (size_t)p->ldc + n0;
                 mine.bias = p->bias ? p->bias + n0 : NULL;
                 gemm_serial(g, &mine);
@@ -608,8 +836,9 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
 }
 #endif
 
-static void gemm_driver(const gemm_impl *g, int M, int N, int K, float alpha, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc, const float *bias, int act)
+static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                        const float *bias, int act)
 {
     gemm_args p;
     if (M <= 0 || N <= 0)
@@ -625,6 +854,7 @@ static void gemm_driver(const gemm_impl *g, int M, int N, int K, float alpha, co
             epilogue(M, N, C, ldc, bias, act);
         return;
     }
+    p.transa = transa != 0; p.transb = transb != 0;
     p.M = M; p.N = N; p.K = K;
     p.alpha = alpha; p.beta = beta;
     p.A = A; p.B = B; p.C = C;
@@ -641,12 +871,12 @@ static void gemm_driver(const gemm_impl *g, int M, int N, int K, float alpha, co
                 int j0, j1;
                 share((N + 15) / 16, 16, N, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
                 if (j1 > j0)
-                    gemm_small_m(&p, j0, j1);
+                    gemm_few_rows(&p, j0, j1);
             }
             return;
         }
 #endif
-        gemm_small_m(&p, 0, N);
+        gemm_few_rows(&p, 0, N);
         return;
     }
 #ifdef _OPENMP
@@ -664,28 +894,41 @@ static void gemm_driver(const gemm_impl *g, int M, int N, int K, float alpha, co
 /* ------------------------------------------------------------------------------------------------ */
 /* Public entry points. */
 
+void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_driver(&impl_simd, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+}
+
+void graphc_sgemm_ex_portable(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_driver(&impl_portable, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL,
+                GRAPHC_ACT_NONE);
+}
+
 void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc)
 {
-    gemm_driver(&impl_simd, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+    graphc_sgemm_ex(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                            float beta, float *C, int ldc)
 {
-    gemm_driver(&impl_portable, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+    graphc_sgemm_ex_portable(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                            const float *bias, int act, float *C, int ldc)
 {
-    gemm_driver(&impl_simd, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+    gemm_driver(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
 }
 
 void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     const float *bias, int act, float *C, int ldc)
 {
-    gemm_driver(&impl_portable, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+    gemm_driver(&impl_portable, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
 }
 
 const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }

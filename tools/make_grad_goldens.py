@@ -55,8 +55,8 @@ def make(keras, tf, name, build):
         for i, g in enumerate(grads[:n_tw]):
             arrays[f"gw{i}_b{batch}"] = np.zeros(model.trainable_weights[i].shape, np.float32) if g is None \
                 else np.asarray(tf.convert_to_tensor(g), np.float32)
-        for j, g in enumerate(grads[n_tw:]):
-            arrays[f"gx{j}_b{batch}"] = np.asarray(g, np.float32)
+        for j, (g, x) in enumerate(zip(grads[n_tw:], float_xs)):  # None: not differentiable (float ids)
+            arrays[f"gx{j}_b{batch}"] = np.zeros(x.shape, np.float32) if g is None else np.asarray(g, np.float32)
     np.savez_compressed(os.path.join(OUT_DIR, f"{name}.npz"), **arrays)
 
 

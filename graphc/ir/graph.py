@@ -63,6 +63,7 @@ class Graph:
     params: list                 # Values of kind "param"
     param_keys: dict             # param Value.id -> key of the owner's storage (e.g. a Variable)
     constants: dict              # const Value.id -> ndarray
+    rng_counter: object = None   # the input numbering random draws (training-mode Dropout), if any
 
     def __str__(self):
         lines = [f"graph({', '.join(f'{v.name}: {v!r}' for v in self.inputs)})"]
@@ -123,4 +124,4 @@ class GraphBuilder:
 
     def finish(self, outputs) -> Graph:
         return Graph(list(self.inputs), list(outputs), list(self.ops), list(self.params),
-                     dict(self.param_keys), dict(self.constants))
+                     dict(self.param_keys), dict(self.constants), self.rng_counter)

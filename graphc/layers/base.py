@@ -250,6 +250,9 @@ class Layer:
                 return Tensor(v)
             out = self._traced_call(map_structure(placeholder, arrays), *extra, **kwargs)
             graph = builder.finish([t.value for t in flatten(out)])
+        if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
+            from ..utils.random import global_rng
+            feeds[graph.rng_counter.id] = np.int32(global_rng().integers(2 ** 31))
         params = {v.id: graph.param_keys[v.id].value for v in graph.params}
         return pack_like(out, reference.run(graph, feeds, params))
 

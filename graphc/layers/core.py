@@ -81,11 +81,32 @@ class Dropout(Layer):
         if not 0 <= rate <= 1:
             raise ValueError(f"Dropout '{self.name}': rate must be in [0, 1], received rate={rate}")
         self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
+        if seed is None and 0 < rate < 1:  # drawn now, as Keras's SeedGenerator: set_random_seed fixes it
+            from ..utils.random import global_rng
+            self._drawn_seed = int(global_rng().integers(0, 2**31 - 1))
 
     def call(self, inputs, training=None):
-        from ..tracing import emit
-        return emit("dropout", inputs, rate=self.rate, seed=self.seed,
-                    noise_shape=None if self.noise_shape is None else tuple(self.noise_shape))
+        """Training (as Keras on TensorFlow): keep where uniform(noise_shape) >= rate, scaled by
+        1 / (1 - rate); rate 1 gives zeros, rate 0 the inputs. The uniforms are the op random_uniform on the
+        step's rng_counter, with the layer's seed (or one drawn from graphc's global generator when the layer was
+        made, so graphc.utils.set_random_seed makes training reproducible) and a stream number that tells apart
+        repeated calls of a shared layer."""
+        from ..tracing import current_builder, emit, rng_counter
+        noise_shape = None if self.noise_shape is None else tuple(self.noise_shape)
+        if not training or self.rate == 0.0:
+            return emit("dropout", inputs, rate=self.rate, seed=self.seed, noise_shape=noise_shape)
+        if self.rate == 1.0:
+            return emit("broadcast_like", 0.0, inputs)
+        if noise_shape is not None:
+            ok = len(noise_shape) == len(inputs.shape) and all(
+                n is None or n == 1 or n == d for n, d in zip(noise_shape, inputs.shape))
+            if not ok:
+                raise ValueError(f"Dropout '{self.name}': noise_shape {noise_shape} does not broadcast to the input "
+                                 f"shape {tuple(inputs.shape)} (each entry must be None, 1 or the input's size)")
+        seed = int(self.seed if self.seed is not None else self._drawn_seed)
+        stream = sum(1 for op in current_builder().ops if op.kind == "random_uniform" and op.attrs["seed"] == seed)
+        noise = emit("random_uniform", inputs, rng_counter(), seed=seed, stream=stream, shape=noise_shape)
+        return ops.where(ops.greater_equal(noise, self.rate), inputs * (1.0 / (1.0 - self.rate)), 0.0)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}

@@ -74,8 +74,13 @@ class BatchNormalization(Layer):
         gamma = self.gamma if self.scale else np.ones(channels, self.dtype)
         beta = self.beta if self.center else np.zeros(channels, self.dtype)
         if training and self.trainable:
-            # Outputs 1 and 2 (batch mean and biased variance) feed the moving-average update of training.
-            y, _, _ = emit("batch_norm_train", x, gamma, beta, axis=axis, epsilon=self.epsilon)
+            from ..tracing import add_update
+            # Normalize with the batch's mean and biased variance, and record Keras 3's moving-average updates:
+            # moving = moving * momentum + batch_statistic * (1 - momentum).
+            y, mean, variance = emit("batch_norm_train", x, gamma, beta, axis=axis, epsilon=self.epsilon)
+            for moving, batch_stat in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                add_update(moving, ops.add(ops.multiply(moving, self.momentum),
+                                           ops.multiply(batch_stat, 1.0 - self.momentum)))
             return y
         return emit("batch_norm", x, self.moving_mean, self.moving_variance, gamma, beta,
                     axis=axis, epsilon=self.epsilon)

@@ -299,7 +299,10 @@ class Model(Trainer, Layer):
             if program is not None:
                 return program.run(arrays, [w.value for w in program.param_keys])
         graph = self.build_graph(training)
-        feeds = {v.id: a for v, a in zip(graph.inputs, arrays)}
+        feeds = {v.id: a for v, a in zip([v for v in graph.inputs if v is not graph.rng_counter], arrays)}
+        if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
+            from ..utils.random import global_rng
+            feeds[graph.rng_counter.id] = np.int32(global_rng().integers(2 ** 31))
         params = {v.id: graph.param_keys[v.id].value for v in graph.params}
         return reference.run(graph, feeds, params)
 

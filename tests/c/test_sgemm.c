@@ -1,7 +1,8 @@
-/* Checks the fast SGEMM (SIMD micro-kernel and the portable one) and its fused bias/activation
- * epilogue against graphc_sgemm_ref (itself checked against a double-precision triple loop by
- * test_sgemm_ref) on edge tiles, block boundaries, padded leading dimensions, alpha/beta, NaN in C
- * with beta == 0, several thread counts and concurrent callers. Prints "N passed, N failed". */
+/* Checks the fast SGEMM (SIMD micro-kernel and the portable one) in all four transa/transb layouts
+ * and its fused bias/activation epilogue against graphc_sgemm_ref_ex (itself checked against a
+ * double-precision triple loop by test_sgemm_ref) on edge tiles, block boundaries, padded leading
+ * dimensions (NaN in the padding of A and B: reading it fails), alpha/beta, NaN in C with beta == 0,
+ * several thread counts and concurrent callers. Prints "N passed, N failed". */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,16 +18,19 @@
 #define SENTINEL (-12345.0f)
 
 typedef void (*sgemm_fn)(int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*sgemm_ex_fn)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                            int);
 typedef void (*bias_act_fn)(int, int, int, const float *, int, const float *, int, const float *, int, float *,
                             int);
 
 static const struct {
     const char *name;
     sgemm_fn gemm;
+    sgemm_ex_fn gemm_ex;
     bias_act_fn bias_act;
 } paths[] = {
-    {"simd", graphc_sgemm, graphc_sgemm_bias_act},
-    {"portable", graphc_sgemm_portable, graphc_sgemm_bias_act_portable},
+    {"simd", graphc_sgemm, graphc_sgemm_ex, graphc_sgemm_bias_act},
+    {"portable", graphc_sgemm_portable, graphc_sgemm_ex_portable, graphc_sgemm_bias_act_portable},
 };
 #define NPATHS ((int)(sizeof paths / sizeof paths[0]))
 
@@ -69,38 +73,48 @@ static double act_ref(double x, int act)
     }
 }
 
-/* Problem data: A (M x lda), B (K x ldb), C_in (M x ldc) with SENTINEL in the row padding, plus the
- * reference result and a per-element error bound, both from graphc_sgemm_ref. */
+/* Problem data: A (M x lda, or K x lda when ta), B (K x ldb, or N x ldb when tb) with NaN in their row
+ * padding, C_in (M x ldc) with SENTINEL in its row padding, plus the reference result and a
+ * per-element error bound, both from graphc_sgemm_ref_ex. */
 struct problem {
+    int ta, tb;
     int M, N, K, lda, ldb, ldc;
     float alpha, beta;
     float *A, *B, *C_in, *expect, *bound;
 };
 
-static void make_problem(struct problem *p, int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha,
-                         float beta, int nan_in_c)
+static void make_problem(struct problem *p, int ta, int tb, int M, int N, int K, int pad_a, int pad_b, int pad_c,
+                         float alpha, float beta, int nan_in_c)
 {
+    const int rows_a = ta ? K : M, cols_a = ta ? M : K, rows_b = tb ? N : K, cols_b = tb ? K : N;
     size_t na, nb, nc, i;
     float *absA, *absB, *absC;
     int r, j;
+    p->ta = ta; p->tb = tb;
     p->M = M; p->N = N; p->K = K;
-    p->lda = K + pad_a; p->ldb = N + pad_b; p->ldc = N + pad_c;
+    p->lda = cols_a + pad_a; p->ldb = cols_b + pad_b; p->ldc = N + pad_c;
     p->alpha = alpha; p->beta = beta;
-    na = (size_t)M * p->lda; nb = (size_t)K * p->ldb; nc = (size_t)M * p->ldc;
+    na = (size_t)rows_a * p->lda; nb = (size_t)rows_b * p->ldb; nc = (size_t)M * p->ldc;
     p->A = xmalloc(na * sizeof(float)); p->B = xmalloc(nb * sizeof(float));
     p->C_in = xmalloc(nc * sizeof(float)); p->expect = xmalloc(nc * sizeof(float));
     p->bound = xmalloc(nc * sizeof(float));
     absA = xmalloc(na * sizeof(float)); absB = xmalloc(nb * sizeof(float)); absC = xmalloc(nc * sizeof(float));
-    for (i = 0; i < na; ++i) { p->A[i] = rand_float(); absA[i] = fabsf(p->A[i]); }
-    for (i = 0; i < nb; ++i) { p->B[i] = rand_float(); absB[i] = fabsf(p->B[i]); }
+    for (i = 0; i < na; ++i) {
+        p->A[i] = (int)(i % (size_t)p->lda) < cols_a ? rand_float() : NAN; /* padding: must not be read */
+        absA[i] = fabsf(p->A[i]);
+    }
+    for (i = 0; i < nb; ++i) {
+        p->B[i] = (int)(i % (size_t)p->ldb) < cols_b ? rand_float() : NAN;
+        absB[i] = fabsf(p->B[i]);
+    }
     for (r = 0; r < M; ++r)
         for (j = 0; j < p->ldc; ++j)
             p->C_in[(size_t)r * p->ldc + j] = j >= N ? SENTINEL : nan_in_c ? NAN : rand_float();
     memcpy(p->expect, p->C_in, nc * sizeof(float));
-    graphc_sgemm_ref(M, N, K, alpha, p->A, p->lda, p->B, p->ldb, beta, p->expect, p->ldc);
+    graphc_sgemm_ref_ex(ta, tb, M, N, K, alpha, p->A, p->lda, p->B, p->ldb, beta, p->expect, p->ldc);
     /* Bound: both results lie within about (K + 2) eps * (|alpha| |A| |B| + |beta| |C|) of the exact one. */
     for (i = 0; i < nc; ++i) absC[i] = beta == 0.0f ? 0.0f : fabsf(p->C_in[i]);
-    graphc_sgemm_ref(M, N, K, fabsf(alpha), absA, p->lda, absB, p->ldb, fabsf(beta), absC, p->ldc);
+    graphc_sgemm_ref_ex(ta, tb, M, N, K, fabsf(alpha), absA, p->lda, absB, p->ldb, fabsf(beta), absC, p->ldc);
     for (i = 0; i < nc; ++i) p->bound[i] = (float)(2.0 * (K + 4) * FLT_EPSILON * absC[i]) + 1e-30f;
     free(absA); free(absB); free(absC);
 }
@@ -143,32 +157,68 @@ static void record(int ok)
     else ++failed;
 }
 
-/* One GEMM problem through every path. corrupt: perturb one element, the checker must notice. */
-static void gemm_case(int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha, float beta, int nan_in_c,
-                      int corrupt)
+/* One GEMM problem in layout (ta, tb) through every path: graphc_sgemm_ex, and graphc_sgemm too for
+ * (0, 0). corrupt: perturb one element, the checker must notice. */
+static void gemm_case_t(int ta, int tb, int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha, float beta,
+                        int nan_in_c, int corrupt)
 {
     struct problem p;
     float *C;
-    char what[200];
+    char what[220];
+    int path, api;
+    make_problem(&p, ta, tb, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c);
+    C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+    for (path = 0; path < NPATHS; ++path) {
+        for (api = 0; api < (ta || tb ? 1 : 2); ++api) {
+            memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
+            if (api == 0)
+                paths[path].gemm_ex(ta, tb, M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
+            else
+                paths[path].gemm(M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
+            snprintf(what, sizeof what, "%s%s ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s",
+                     paths[path].name, api ? " (graphc_sgemm)" : "", ta, tb, M, N, K, p.lda, p.ldb, p.ldc,
+                     (double)alpha, (double)beta, nan_in_c ? " (NaN in C)" : "");
+            if (corrupt) {
+                C[(size_t)(M / 2) * p.ldc + N / 2] += 0.5f;
+                if (!check(&p, C, p.expect, 0.0, what, 0)) {
+                    printf("FAIL %s: the checker missed a wrong element\n", what);
+                    record(0);
+                } else {
+                    record(1);
+                }
+            } else {
+                record(!check(&p, C, p.expect, 0.0, what, 1));
+            }
+        }
+    }
+    free(C);
+    free_problem(&p);
+}
+
+/* The same problem in all four layouts. */
+static void gemm_case(int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha, float beta, int nan_in_c,
+                      int corrupt)
+{
+    int trans;
+    for (trans = 0; trans < 4; ++trans)
+        gemm_case_t(trans >> 1, trans & 1, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c, corrupt);
+}
+
+/* alpha == 0 or K == 0: A and B must not be read, so NULL operands are fine; C = beta * C. */
+static void null_operands_case(int ta, int tb, int M, int N, int K, float alpha, float beta)
+{
+    struct problem p;
+    float *C;
+    char what[160];
     int path;
-    make_problem(&p, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c);
+    make_problem(&p, ta, tb, M, N, K, 1, 1, 2, alpha, beta, beta == 0.0f);
     C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
     for (path = 0; path < NPATHS; ++path) {
         memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
-        paths[path].gemm(M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
-        snprintf(what, sizeof what, "%s M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s", paths[path].name,
-                 M, N, K, p.lda, p.ldb, p.ldc, (double)alpha, (double)beta, nan_in_c ? " (NaN in C)" : "");
-        if (corrupt) {
-            C[(size_t)(M / 2) * p.ldc + N / 2] += 0.5f;
-            if (!check(&p, C, p.expect, 0.0, what, 0)) {
-                printf("FAIL %s: the checker missed a wrong element\n", what);
-                record(0);
-            } else {
-                record(1);
-            }
-        } else {
-            record(!check(&p, C, p.expect, 0.0, what, 1));
-        }
+        paths[path].gemm_ex(ta, tb, M, N, K, alpha, NULL, p.lda, NULL, p.ldb, beta, C, p.ldc);
+        snprintf(what, sizeof what, "%s NULL A/B ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g", paths[path].name, ta,
+                 tb, M, N, K, (double)alpha, (double)beta);
+        record(!check(&p, C, p.expect, 0.0, what, 1));
     }
     free(C);
     free_problem(&p);
@@ -181,7 +231,7 @@ static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
     float *C, *bias = NULL, *expect;
     char what[200];
     int path, i, j;
-    make_problem(&p, M, N, K, pad, pad, pad, 1.0f, 0.0f, 1);
+    make_problem(&p, 0, 0, M, N, K, pad, pad, pad, 1.0f, 0.0f, 1);
     expect = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
     C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
     if (with_bias) {
@@ -244,6 +294,19 @@ static void gemm_cases(void)
     gemm_case(40, 700, 90, 0, 0, 0, 1.0f, 0.0f, 0, 0);   /* threaded */
     gemm_case(5, 1500, 120, 1, 3, 2, 1.0f, 0.5f, 0, 0);  /* threaded, one tile row: columns split */
     gemm_case(333, 333, 333, 5, 5, 5, 0.75f, 0.0f, 0, 0);
+    /* every size 1..37 in each dimension (edge tiles of every micro-kernel, in all four layouts) */
+    for (i = 1; i <= 37; ++i)
+        gemm_case(i, (i * 11) % 37 + 1, (i * 7) % 37 + 1, i % 4, (i + 1) % 3, i % 5, alphas[i % 3], betas[i % 4],
+                  i % 8 == 0, 0);
+    gemm_case(2, 100, 4500, 1, 2, 0, 1.0f, 0.5f, 0, 0);  /* few rows, K over several chunks (transb: 2048) */
+    gemm_case(1, 37, 2049, 3, 0, 1, -1.0f, 0.0f, 1, 0);  /* few rows, one step into the second chunk */
+    gemm_case(150, 100, 64, 3, 5, 1, 1.0f, 1.0f, 0, 0);  /* weight-gradient shape (K = batch), accumulated */
+    gemm_case(64, 150, 260, 0, 3, 2, 1.0f, 0.0f, 1, 0);  /* input-gradient shape */
+    for (i = 0; i < 4; ++i) { /* alpha == 0 or K == 0: A and B not read */
+        null_operands_case(i >> 1, i & 1, 7, 19, 5, 0.0f, 0.5f);
+        null_operands_case(i >> 1, i & 1, 2, 19, 0, 1.0f, 0.0f);
+        null_operands_case(i >> 1, i & 1, 30, 40, 0, 2.0f, -1.0f);
+    }
     for (i = 0; i < 40; ++i) /* random shapes */
         gemm_case(rand_int(1, 80), rand_int(1, 80), rand_int(1, 80), rand_int(0, 5), rand_int(0, 5),
                   rand_int(0, 5), alphas[rand_int(0, 2)], betas[rand_int(0, 3)], 0, 0);
@@ -272,7 +335,7 @@ static void concurrent_case(void)
     float *C[2];
     int t, ok = 1;
     for (t = 0; t < 2; ++t) {
-        make_problem(&p[t], 150 + 7 * t, 170 - 5 * t, 520, 1, 1, 1, 1.0f, 0.0f, 1);
+        make_problem(&p[t], t, 1 - t, 150 + 7 * t, 170 - 5 * t, 520, 1, 1, 1, 1.0f, 0.0f, 1);
         C[t] = xmalloc((size_t)p[t].M * p[t].ldc * sizeof(float));
         memcpy(C[t], p[t].C_in, (size_t)p[t].M * p[t].ldc * sizeof(float));
     }
@@ -281,8 +344,8 @@ static void concurrent_case(void)
         int rep, me;
         for (rep = 0; rep < 3; ++rep)
             for (me = omp_get_thread_num(); me < 2; me += omp_get_num_threads())
-                graphc_sgemm(p[me].M, p[me].N, p[me].K, 1.0f, p[me].A, p[me].lda, p[me].B, p[me].ldb, 0.0f,
-                             C[me], p[me].ldc);
+                graphc_sgemm_ex(p[me].ta, p[me].tb, p[me].M, p[me].N, p[me].K, 1.0f, p[me].A, p[me].lda, p[me].B,
+                                p[me].ldb, 0.0f, C[me], p[me].ldc);
     }
     for (t = 0; t < 2; ++t) {
         if (check(&p[t], C[t], p[t].expect, 0.0, "concurrent callers", 1))

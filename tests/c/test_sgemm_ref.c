@@ -1,5 +1,6 @@
-/* Checks graphc_sgemm_ref against a naive triple loop (double accumulation) on several shapes,
- * alpha/beta values and padded leading dimensions. Prints "N passed, N failed". */
+/* Checks graphc_sgemm_ref and graphc_sgemm_ref_ex (all four transa/transb layouts) against a naive
+ * triple loop (double accumulation) on several shapes, alpha/beta values and padded leading dimensions
+ * (whose padding holds NaN, so reading it fails the check). Prints "N passed, N failed". */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,17 +20,19 @@ static float rand_float(void) /* uniform in [-1, 1), deterministic across platfo
 
 static double dabs(double x) { return x < 0 ? -x : x; }
 
-/* C_out = alpha*A*B + beta*C_in, written for clarity: one dot product per element. */
-static void naive_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                        float beta, const float *C_in, double *out, double *scale, int ldc)
+/* C_out = alpha*op(A)*op(B) + beta*C_in, written for clarity: one dot product per element.
+ * op(A)[i][k] is A[k][i] when ta, op(B)[k][j] is B[j][k] when tb. */
+static void naive_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                        int ldb, float beta, const float *C_in, double *out, double *scale, int ldc)
 {
     int i, j, k;
     for (i = 0; i < M; ++i) {
         for (j = 0; j < N; ++j) {
             double acc = 0.0, mag = 0.0;
             for (k = 0; k < K; ++k) {
-                acc += (double)A[i * lda + k] * (double)B[k * ldb + j];
-                mag += dabs((double)A[i * lda + k] * (double)B[k * ldb + j]);
+                const double a = ta ? A[k * lda + i] : A[i * lda + k], b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                acc += a * b;
+                mag += dabs(a * b);
             }
             out[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0 : beta * (double)C_in[i * ldc + j]);
             scale[i * ldc + j] = dabs(alpha) * mag;
@@ -76,11 +79,13 @@ struct gemm_case {
     int corrupt;  /* perturb one result element: the checker itself must catch it */
 };
 
-/* Returns 1 if the case behaves as expected (for corrupt cases: if the mismatch is detected). */
-static int run_case(const struct gemm_case *t)
+/* Returns 1 if the case behaves as expected (for corrupt cases: if the mismatch is detected).
+ * ta/tb: A stored K x M, B stored N x K; (0, 0) goes through graphc_sgemm_ref, the rest through _ex. */
+static int run_case(const struct gemm_case *t, int ta, int tb)
 {
-    int lda = t->K + t->pad_a, ldb = t->N + t->pad_b, ldc = t->N + t->pad_c;
-    size_t na = (size_t)(t->M * lda) + 1, nb = (size_t)(t->K * ldb) + 1, nc = (size_t)(t->M * ldc) + 1;
+    int rows_a = ta ? t->K : t->M, cols_a = ta ? t->M : t->K, rows_b = tb ? t->N : t->K, cols_b = tb ? t->K : t->N;
+    int lda = cols_a + t->pad_a, ldb = cols_b + t->pad_b, ldc = t->N + t->pad_c;
+    size_t na = (size_t)(rows_a * lda) + 1, nb = (size_t)(rows_b * ldb) + 1, nc = (size_t)(t->M * ldc) + 1;
     float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
     float *C_in = malloc(nc * sizeof *C_in);
     double *ref = malloc(nc * sizeof *ref), *scale = malloc(nc * sizeof *scale);
@@ -90,19 +95,23 @@ static int run_case(const struct gemm_case *t)
         printf("FAIL: out of memory\n");
         exit(2);
     }
-    for (i = 0; i < (int)na; ++i) A[i] = rand_float();
-    for (i = 0; i < (int)nb; ++i) B[i] = rand_float();
+    for (i = 0; i < (int)na; ++i) A[i] = lda && i % lda < cols_a ? rand_float() : NAN; /* padding must not be read */
+    for (i = 0; i < (int)nb; ++i) B[i] = ldb && i % ldb < cols_b ? rand_float() : NAN;
     for (i = 0; i < t->M; ++i) {
         for (j = 0; j < ldc; ++j) {
             C[i * ldc + j] = j >= t->N ? SENTINEL : t->nan_in_c ? NAN : rand_float();
         }
     }
     for (i = 0; i < (int)nc; ++i) C_in[i] = C[i];
-    naive_sgemm(t->M, t->N, t->K, t->alpha, A, lda, B, ldb, t->beta, C_in, ref, scale, ldc);
-    graphc_sgemm_ref(t->M, t->N, t->K, t->alpha, A, lda, B, ldb, t->beta, C, ldc);
+    naive_sgemm(ta, tb, t->M, t->N, t->K, t->alpha, A, lda, B, ldb, t->beta, C_in, ref, scale, ldc);
+    if (ta || tb)
+        graphc_sgemm_ref_ex(ta, tb, t->M, t->N, t->K, t->alpha, A, lda, B, ldb, t->beta, C, ldc);
+    else
+        graphc_sgemm_ref(t->M, t->N, t->K, t->alpha, A, lda, B, ldb, t->beta, C, ldc);
     if (t->corrupt)
         C[(t->M / 2) * ldc + t->N / 2] += 1e-3f;
-    snprintf(what, sizeof what, "M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s%s", t->M, t->N, t->K,
+    snprintf(what, sizeof what, "ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s%s", ta, tb,
+             t->M, t->N, t->K,
              lda, ldb, ldc, (double)t->alpha, (double)t->beta, t->nan_in_c ? " (NaN in C)" : "",
              t->corrupt ? " (corrupted)" : "");
     ok = compare(t->M, t->N, t->K, C, ref, scale, ldc, what, !t->corrupt) == (t->corrupt ? 1 : 0);
@@ -130,13 +139,17 @@ int main(void)
         {6, 8, 5, 0, 0, 2, 0.0f, 0.5f, 0, 0},    /* alpha == 0: C = beta * C */
         {0, 8, 5, 0, 0, 0, 1.0f, 0.0f, 0, 0},    /* empty */
         {10, 12, 14, 1, 2, 3, 1.0f, 0.5f, 0, 1}, /* checker sanity */
+        {37, 1, 23, 0, 2, 0, 1.0f, 0.0f, 1, 0},
+        {2, 31, 37, 5, 0, 1, -0.5f, 1.0f, 0, 0},
     };
-    int n = (int)(sizeof cases / sizeof cases[0]), passed = 0, failed = 0, i;
-    for (i = 0; i < n; ++i) {
-        if (run_case(&cases[i]))
-            ++passed;
-        else
-            ++failed;
+    int n = (int)(sizeof cases / sizeof cases[0]), passed = 0, failed = 0, i, trans;
+    for (trans = 0; trans < 4; ++trans) { /* (transa, transb) = (0, 0), (0, 1), (1, 0), (1, 1) */
+        for (i = 0; i < n; ++i) {
+            if (run_case(&cases[i], trans >> 1, trans & 1))
+                ++passed;
+            else
+                ++failed;
+        }
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
