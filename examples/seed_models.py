@@ -1,6 +1,6 @@
 """Every model of the user's reference tutorials (../shared/seeds), written with graphc imports.
 
-Run it to build each model, print its summary, run it on random data and save/reload it:
+Run it to build each model, print its summary, train it briefly and run it on random data, and save/reload it:
 
     python examples/seed_models.py [--only NAME] [--out DIR]
 """
@@ -368,6 +368,37 @@ def random_inputs(model, batch=2, seq_len=12, rng=None):
     return arrays
 
 
+def training_setup(model, shapes, rng):
+    """A loss and random targets per output, chosen from the output's activation as a user would: softmax ->
+    categorical cross-entropy, a single sigmoid -> binary cross-entropy, anything else -> mean squared error."""
+    losses, targets = [], []
+    for t, shape in zip(model.outputs, shapes):
+        layer = t._history[0]
+        activation = getattr(getattr(layer, "activation", None), "__name__", "")
+        if activation == "softmax":
+            losses.append("categorical_crossentropy")
+            targets.append(np.eye(shape[-1], dtype="float32")[rng.integers(0, shape[-1], shape[:-1])])
+        elif activation == "sigmoid" and shape[-1] == 1:
+            losses.append("binary_crossentropy")
+            targets.append(rng.integers(0, 2, shape).astype("float32"))
+        else:
+            losses.append("mse")
+            targets.append(rng.random(shape).astype("float32"))
+    return losses, targets
+
+
+def train_briefly(model, x, rng):
+    """compile + fit on random data for one short epoch; returns the loss history (checked finite) and whether
+    every trainable weight moved."""
+    y = model.predict(x if len(x) > 1 else x[0], verbose=0)  # the output shapes (sequence lengths vary)
+    losses, y = training_setup(model, [a.shape for a in (y if isinstance(y, list) else [y])], rng)
+    model.compile(optimizer="rmsprop", loss=losses if len(losses) > 1 else losses[0])
+    before = [w.numpy() for w in model.trainable_weights]
+    history = model.fit(x if len(x) > 1 else x[0], y if len(y) > 1 else y[0], batch_size=2, epochs=1, verbose=0)
+    moved = all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    return history.history["loss"], moved
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="build only this model")
@@ -386,7 +417,11 @@ def run(only, out_dir):
         keras.layers.clear_session()
         model = SEED_MODELS[name]()
         model.summary()
-        x = random_inputs(model, seq_len=SEQ_LEN.get(name, 12))
+        x = random_inputs(model, batch=4, seq_len=SEQ_LEN.get(name, 12))
+        losses, moved = train_briefly(model, x, np.random.default_rng(1))
+        if not (np.all(np.isfinite(losses)) and moved):
+            print(f"{name}: training FAILED (loss {losses}, every weight updated: {moved})")
+            return 1
         y = model.predict(x if len(x) > 1 else x[0])
         shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
         path = os.path.join(out_dir, f"{name}.keras")
@@ -395,10 +430,11 @@ def run(only, out_dir):
         y2 = reloaded.predict(x if len(x) > 1 else x[0])
         same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(y if isinstance(y, list) else [y],
                                                                 y2 if isinstance(y2, list) else [y2]))
-        print(f"{name}: params={model.count_params():,} outputs={shapes} saved+reloaded={'ok' if same else 'MISMATCH'}\n")
+        print(f"{name}: params={model.count_params():,} outputs={shapes} trained (loss {losses[-1]:.4f}) "
+              f"saved+reloaded={'ok' if same else 'MISMATCH'}\n")
         if not same:
             return 1
-    print(f"{len(names)} seed models built, run, saved and reloaded")
+    print(f"{len(names)} seed models built, trained, run, saved and reloaded")
     return 0
 
 
