@@ -178,6 +178,6 @@ def test_seed_models_train(name):
     """Each seed model compiles for training, runs an epoch of fit on random data (compiled C), keeps a
     finite loss and moves every trainable weight."""
     model = seed_models.SEED_MODELS[name]()
-    x = seed_models.random_inputs(model, batch=4, seq_len=5, rng=np.random.default_rng(2))
+    x = seed_models.random_inputs(model, batch=4, seq_len=seed_models.SEQ_LEN.get(name, 5), rng=np.random.default_rng(2))
     losses, moved = seed_models.train_briefly(model, x, np.random.default_rng(3))
     assert np.all(np.isfinite(losses)) and moved
