@@ -56,12 +56,22 @@ def test_fused_chain_is_one_loop(rng):
     assert program.generated.source.count("for (int64_t i = 0;") == 1
 
 
-def test_a_value_read_twice_keeps_its_buffer(rng):
+def test_a_value_read_twice_in_one_loop_is_computed_once_there(rng):
     def build(b, x, p):
         h = b.emit("tanh", [x[0]])
         return b.emit("relu", [b.emit("subtract", [h, b.emit("square", [h])])])
     program = check(build, [(6,)], rng)
-    assert program.generated.source.count("for (int64_t i = 0;") == 2
+    assert program.generated.source.count("for (int64_t i = 0;") == 1
+    assert program.generated.source.count("tanhf(") == 1
+
+
+def test_a_value_read_by_a_loop_and_later_by_a_reduction_is_stored_by_that_loop(rng):
+    def build(b, x, p):
+        h = b.emit("tanh", [x[0]])
+        y = b.emit("multiply", [h, h])
+        return [y, b.emit("reduce_sum", [h], axes=(1,), keepdims=False)]
+    source = check(build, [(6,)], rng).generated.source
+    assert source.count("for (int64_t i = 0;") == 1 and "kept for later readers" in source
 
 
 def test_matmul_dense_and_batched(rng):

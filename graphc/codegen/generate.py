@@ -19,7 +19,7 @@ from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_epil
 from ..passes.bn_fold import fold_batch_norm
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
-from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots
+from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots, stored_values
 
 ARENA_ALIGN = 64
 
@@ -77,7 +77,7 @@ def direct_outputs(graph, aliases, run_at, inlined) -> dict:
     for k, key in aliases.items():
         v = graph.outputs[k]
         op = producer.get(v.id)
-        if (op is None or not is_pointwise(op) or id(op) in inlined or v.id in root
+        if (op is None or not is_pointwise(op) or v.id in root
                 or sum(o.id == v.id for o in graph.outputs) > 1):
             continue
         at, pid = run_at[id(op)], param_of.get(id(key))
@@ -99,11 +99,12 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         if any(d is None for d in v.type.shape[1:]):
             raise CodegenError(f"{v.name or v!r} has a dynamic non-batch dimension {v.type.shape}: "
                                "specialize the graph to concrete shapes before generating C")
-    inlined = inlined_ops(graph)
+    inlined, stored = inlined_ops(graph), stored_values(graph)
     run_at = loop_roots(graph)
     direct = direct_outputs(graph, output_aliases or {}, run_at, inlined)
     plan = plan_memory(graph, run_at=run_at,
-                       no_storage={op.outputs[0].id for op in graph.ops if id(op) in inlined} | set(direct),
+                       no_storage={op.outputs[0].id for op in graph.ops
+                                   if id(op) in inlined and op.outputs[0].id not in stored} | set(direct),
                        in_place={id(op) for op in graph.ops if is_pointwise(op) and id(op) not in inlined})
     rows = rows_factor(graph)
     ctx = Context(graph, plan, rows)
@@ -119,12 +120,15 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         if op.kind == "reshape":
             ctx.view_of[op.outputs[0].id] = op.inputs[0].id
         if id(op) in inlined:
+            if op.outputs[0].id in stored:  # written by the loop it is fused into
+                ctx.declare_output(op, op.outputs[0], 0)
             continue
         for i, out in enumerate(op.outputs):
             ctx.declare_output(op, out, i)
         body.append(f"/* {ctx.describe(op)} */")
         try:
-            lines = emit_pointwise(ctx, op, inlined, graph) if is_pointwise(op) else get_op(op.kind).lower_c(ctx, op)
+            lines = (emit_pointwise(ctx, op, inlined, graph, stored) if is_pointwise(op)
+                     else get_op(op.kind).lower_c(ctx, op))
         except (ValueError, KeyError) as e:
             raise CodegenError(f"cannot lower {op.kind} of layer '{op.scope}' to C: {e}") from None
         body += lines

@@ -1,9 +1,11 @@
 """Pointwise fusion: a chain of elementwise ops becomes one loop.
 
-An elementwise op is inlined into its consumer when that consumer is elementwise too, is its only
-reader, and has the same output shape; otherwise its result gets a buffer (it feeds a reduction, a GEMM,
-several readers, or a graph output). Inside the loop each op is a named temporary, so an operand used
-twice is computed once.
+An elementwise op is computed inside the loop of its elementwise readers of the same shape when they all
+share one loop; if it is also read elsewhere (a reduction, a GEMM, a graph output) after that loop, the
+loop stores it too. Otherwise it runs as a loop of its own. Inside a loop each op is a named temporary,
+so an operand used twice is computed once. A loop reads and writes every buffer at the same element (an
+output written over an operand, or a parameter updated in place) so ``simd`` is safe even when buffers
+alias, which the compiler could not prove by itself.
 """
 from __future__ import annotations
 
@@ -18,36 +20,57 @@ def is_pointwise(op) -> bool:
     return get_op(op.kind).c_expr is not None
 
 
-def loop_roots(graph) -> dict:
-    """id(op) -> index of the op whose loop computes it (itself, or the consumer it is inlined into)."""
-    inlined = inlined_ops(graph)
+def fusion_plan(graph):
+    """(root, stored): ``root`` maps id(op) -> the op whose loop computes it (itself unless fused into a later
+    loop); ``stored`` holds the ids of values computed inside a later loop that still need a buffer.
+
+    An elementwise op is computed inside the loop of its elementwise readers of the same shape when those all
+    belong to one loop and every other reader (a GEMM, a reduction, a graph output) comes after that loop;
+    then the loop also stores it (Adam's new moments are stored and used at once for the new weights).
+    """
     consumers = {}
     for op in graph.ops:
         for v in op.inputs:
             consumers.setdefault(v.id, []).append(op)
     index = {id(op): i for i, op in enumerate(graph.ops)}
-    at = {}
+    outputs = {v.id for v in graph.outputs}
+    root, stored = {}, set()
     for op in reversed(graph.ops):
-        at[id(op)] = at[id(consumers[op.outputs[0].id][0])] if id(op) in inlined else index[id(op)]
-    return at
+        root[id(op)] = op
+        if not is_pointwise(op):
+            continue
+        out = op.outputs[0]
+        users = consumers.get(out.id, [])
+        fused = [u for u in users if is_pointwise(u) and u.outputs[0].type.shape == out.type.shape]
+        loops = {id(root[id(u)]) for u in fused}
+        if len(loops) != 1:
+            continue
+        target = root[id(fused[0])]
+        others = [u for u in users if not any(u is f for f in fused)]
+        if any(index[id(u)] < index[id(target)] for u in others):
+            continue  # someone needs the value before that loop runs
+        root[id(op)] = target
+        if others or out.id in outputs:
+            stored.add(out.id)
+    return root, stored
+
+
+def loop_roots(graph) -> dict:
+    """id(op) -> index of the op whose loop computes it (itself, or the loop it is fused into)."""
+    root, _ = fusion_plan(graph)
+    index = {id(op): i for i, op in enumerate(graph.ops)}
+    return {id(op): index[id(root[id(op)])] for op in graph.ops}
 
 
 def inlined_ops(graph) -> set:
-    """Ops whose result is computed inside their (single, elementwise) consumer's loop."""
-    consumers = {}
-    for op in graph.ops:
-        for v in op.inputs:
-            consumers.setdefault(v.id, []).append(op)
-    outputs = {v.id for v in graph.outputs}
-    inlined = set()
-    for op in graph.ops:
-        out = op.outputs[0]
-        users = consumers.get(out.id, [])
-        if (is_pointwise(op) and out.id not in outputs and len(users) == 1 and is_pointwise(users[0])
-                and users[0].outputs[0].type.shape == out.type.shape
-                and sum(v.id == out.id for v in users[0].inputs) == 1):
-            inlined.add(id(op))
-    return inlined
+    """Ops whose result is computed inside a later elementwise loop (see fusion_plan)."""
+    root, _ = fusion_plan(graph)
+    return {id(op) for op in graph.ops if root[id(op)] is not op}
+
+
+def stored_values(graph) -> set:
+    """Ids of values computed inside another op's loop that the loop also writes to memory."""
+    return fusion_plan(graph)[1]
 
 
 def _index(ctx, leaf, out) -> str:
@@ -84,8 +107,8 @@ def _index(ctx, leaf, out) -> str:
     return " + ".join(reversed(terms)) or "0"
 
 
-def emit_pointwise(ctx, root, inlined, graph) -> list:
-    """The loop computing ``root`` and every op inlined into it."""
+def emit_pointwise(ctx, root, inlined, graph, stored=()) -> list:
+    """The loop computing ``root`` and every op inlined into it (storing those in ``stored``)."""
     producer = {v.id: op for op in graph.ops for v in op.outputs}
     out = root.outputs[0]
     steps, temps = [], {}
@@ -106,13 +129,15 @@ def emit_pointwise(ctx, root, inlined, graph) -> list:
         name = f"t{len(temps)}"
         temps[op.outputs[0].id] = name
         steps.append(f"const {ctx.ctype(op.outputs[0])} {name} = {expr};  /* {op.kind} */")
+        if op is not root and op.outputs[0].id in stored:
+            steps.append(f"{ctx.ptr(op.outputs[0])}[i] = {name};  /* kept for later readers */")
         return name
 
     result = visit(root)
     n = ctx.numel(out)
     body = [f"    {s}" for s in steps] + [f"    {ctx.ptr(out)}[i] = {result};"]
     return [f"{{ const int64_t n = {n};",
-            f"  GRAPHC_OMP(omp parallel for if (n > {PARALLEL_MIN}))",
+            f"  GRAPHC_OMP(omp parallel for simd if (parallel: n > {PARALLEL_MIN}))",
             "  for (int64_t i = 0; i < n; i++) {",
             *["  " + line for line in body],
             "  }", "}"]
