@@ -244,3 +244,16 @@ def test_elementwise_loop_writes_in_place_when_its_input_dies(rng):
                                                                               p((64, 64))])]),
                                         b.emit("sigmoid", [b.emit("matmul", [x[0], p((64, 64))])])]),
           [(64,)], rng, low=-0.1, high=0.1)
+
+
+def test_a_stored_value_is_read_not_recomputed_by_a_loop_of_another_shape(rng):
+    """scale = gamma / sqrt(var): computed and stored by the (C,) loop; the (K, C) loop after it reads it
+    (recomputing there would also store it out of bounds, as BatchNormalization folding once showed)."""
+    def build(b, x, p):
+        gamma, var, kernel = p((6,)), p((6,)), p((5, 6))
+        scale = b.emit("divide", [gamma, b.emit("sqrt", [b.emit("exp", [var])])])  # a positive variance
+        shift = b.emit("multiply", [scale, p((6,))])
+        folded = b.emit("multiply", [kernel, scale])
+        return [b.emit("add", [b.emit("matmul", [x[0], folded]), shift])]
+    source = check(build, [(5,)], rng).generated.source
+    assert source.count("kept for later readers") == 1 and source.count("sqrtf(") == 1

@@ -19,7 +19,7 @@ from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_epil
 from ..passes.bn_fold import fold_batch_norm
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
-from .pointwise import emit_pointwise, inlined_ops, is_pointwise, loop_roots, stored_values
+from .pointwise import emit_pointwise, fusion_plan, is_pointwise, loop_roots
 
 ARENA_ALIGN = 64
 
@@ -99,7 +99,8 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         if any(d is None for d in v.type.shape[1:]):
             raise CodegenError(f"{v.name or v!r} has a dynamic non-batch dimension {v.type.shape}: "
                                "specialize the graph to concrete shapes before generating C")
-    inlined, stored = inlined_ops(graph), stored_values(graph)
+    loop_of, stored = fusion_plan(graph)
+    inlined = {id(op) for op in graph.ops if loop_of[id(op)] is not op}
     run_at = loop_roots(graph)
     direct = direct_outputs(graph, output_aliases or {}, run_at, inlined)
     plan = plan_memory(graph, run_at=run_at,
@@ -127,7 +128,7 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
             ctx.declare_output(op, out, i)
         body.append(f"/* {ctx.describe(op)} */")
         try:
-            lines = (emit_pointwise(ctx, op, inlined, graph, stored) if is_pointwise(op)
+            lines = (emit_pointwise(ctx, op, inlined, graph, stored, loop_of) if is_pointwise(op)
                      else get_op(op.kind).lower_c(ctx, op))
         except (ValueError, KeyError) as e:
             raise CodegenError(f"cannot lower {op.kind} of layer '{op.scope}' to C: {e}") from None

@@ -107,8 +107,9 @@ def _index(ctx, leaf, out) -> str:
     return " + ".join(reversed(terms)) or "0"
 
 
-def emit_pointwise(ctx, root, inlined, graph, stored=()) -> list:
-    """The loop computing ``root`` and every op inlined into it (storing those in ``stored``)."""
+def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
+    """The loop computing ``root`` and every op inlined into it (storing those in ``stored``). ``loop_of``
+    (id(op) -> root op, from fusion_plan) tells ops fused here from values another loop stored."""
     producer = {v.id: op for op in graph.ops for v in op.outputs}
     out = root.outputs[0]
     steps, temps = [], {}
@@ -117,8 +118,9 @@ def emit_pointwise(ctx, root, inlined, graph, stored=()) -> list:
     def operand(v):
         if v.id in temps:
             return temps[v.id]
-        if v.id in producer and id(producer[v.id]) in inlined:
-            return visit(producer[v.id])
+        p = producer.get(v.id)
+        if p is not None and id(p) in inlined and (loop_of is None or loop_of[id(p)] is root):
+            return visit(p)
         if v.id not in leaves:
             leaves[v.id] = f"{ctx.ptr(v)}[{_index(ctx, v, out)}]"
         return leaves[v.id]
