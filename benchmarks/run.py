@@ -228,22 +228,33 @@ def _graphc_version() -> str:
 
 
 # --- data shared between the main process and the workers -----------------------------------------------
-def save_case(path: Path, x, y1, y128, weights):
-    arrays = {"x": x, "y1": y1, "y128": y128}
+def save_arrays(path: Path, weights, **arrays):
+    """`arrays` and the weights ({layer: [arrays]}) in one .npz file."""
     for layer, ws in weights.items():
         arrays.update({f"w:{layer}:{i}": w for i, w in enumerate(ws)})
     np.savez(path, **arrays)
 
 
-def load_case(path: Path):
+def load_arrays(path: Path):
+    """({name: array} of the other arrays, weights) from a file save_arrays wrote."""
     data = np.load(path)
-    weights = {}
+    weights, arrays = {}, {}
     for name in data.files:
         if name.startswith("w:"):
             _, layer, i = name.split(":")
             weights.setdefault(layer, {})[int(i)] = data[name]
-    weights = {layer: [ws[i] for i in sorted(ws)] for layer, ws in weights.items()}
-    return data["x"], data["y1"], data["y128"], weights
+        else:
+            arrays[name] = data[name]
+    return arrays, {layer: [ws[i] for i in sorted(ws)] for layer, ws in weights.items()}
+
+
+def save_case(path: Path, x, y1, y128, weights):
+    save_arrays(path, weights, x=x, y1=y1, y128=y128)
+
+
+def load_case(path: Path):
+    arrays, weights = load_arrays(path)
+    return arrays["x"], arrays["y1"], arrays["y128"], weights
 
 
 # --- a worker: one peer, some models ---------------------------------------------------------------------
@@ -415,11 +426,12 @@ class ForeignLoad:
 FOREIGN = ForeignLoad()
 
 
-def spawn(peer, keys, data_dir: Path, quick: bool, env_extra=None) -> dict:
-    """Runs one worker process; its own output goes to a log that is shown when it fails."""
+def spawn(peer, keys, data_dir: Path, quick: bool, env_extra=None, script=None) -> dict:
+    """Runs one worker process (`script --worker peer`, this file by default); its own output goes to a
+    log that is shown when it fails."""
     tag = peer if len(keys) > 1 else f"{peer}-{keys[0]}"
     result, log = data_dir / f"result-{tag}.json", data_dir / f"log-{tag}.txt"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", peer, "--data", str(data_dir),
+    cmd = [sys.executable, str(script or Path(__file__).resolve()), "--worker", peer, "--data", str(data_dir),
            "--models", ",".join(keys), "--result", str(result)] + (["--quick"] if quick else [])
     env = {**os.environ, **(env_extra or {})}
     FOREIGN.start()
@@ -457,7 +469,7 @@ def wait_quiet(limit_s: float, threshold=None):
         print(f"waiting for a quiet machine: other processes use {share:.0%} of the CPUs", flush=True)
 
 
-def spawn_best(peer, keys, data_dir: Path, quick: bool, retries: int, env_extra=None) -> dict:
+def spawn_best(peer, keys, data_dir: Path, quick: bool, retries: int, env_extra=None, script=None) -> dict:
     """spawn(), run again (up to `retries` times, after waiting for a quiet machine) while other
     processes used more than BUSY of the CPUs; keeps the run that saw the least of them."""
     best = None
@@ -468,12 +480,19 @@ def spawn_best(peer, keys, data_dir: Path, quick: bool, retries: int, env_extra=
             wait_quiet(300)
             if "TORCHINDUCTOR_CACHE_DIR" in env:  # a cold inductor cache again, for its compile time
                 env["TORCHINDUCTOR_CACHE_DIR"] += f"-{attempt}"
-        out = spawn(peer, keys, data_dir, quick, env)
+        out = spawn(peer, keys, data_dir, quick, env, script)
         if best is None or out.get("foreign_cpu", 1.0) < best.get("foreign_cpu", 1.0):
             best = out
         if not best.get("foreign_cpu", 0.0) > BUSY:
             break
     return best
+
+
+def peer_env(peer, data_dir: Path):
+    """The environment variables a peer's worker gets on top of ours."""
+    return {"keras-tf": {"KERAS_BACKEND": "tensorflow"}, "keras-torch": {"KERAS_BACKEND": "torch"},
+            # an empty inductor cache, so its compile time compares with graphc's first compile
+            "torch.compile": {"TORCHINDUCTOR_CACHE_DIR": str(data_dir / "inductor-cache")}}.get(peer)
 
 
 def run_all(keys, peers, quick, data_dir: Path, retries: int = 0) -> dict:
@@ -500,10 +519,7 @@ def run_all(keys, peers, quick, data_dir: Path, retries: int = 0) -> dict:
                     result["models"][k] = dict(exported["models"][k])
             report["peers"][peer] = result
         else:
-            env = {"keras-tf": {"KERAS_BACKEND": "tensorflow"}, "keras-torch": {"KERAS_BACKEND": "torch"},
-                   # an empty inductor cache, so its compile time compares with graphc's first compile
-                   "torch.compile": {"TORCHINDUCTOR_CACHE_DIR": str(data_dir / "inductor-cache")}}.get(peer)
-            report["peers"][peer] = spawn_best(peer, keys, data_dir, quick, retries, env)
+            report["peers"][peer] = spawn_best(peer, keys, data_dir, quick, retries, peer_env(peer, data_dir))
     report["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return report
 
@@ -655,14 +671,14 @@ def render(report) -> str:
 SECTION = "## Inference: graphc vs PyTorch, torch.compile, Keras, ONNX Runtime"
 
 
-def write_section(path: Path, body: str):
-    """Puts this benchmark's section into a Markdown file, replacing its previous version and leaving
-    every other section (other benchmarks write theirs there) as it was."""
+def write_section(path: Path, body: str, title: str = SECTION):
+    """Puts a benchmark's section (`title`, this one's by default) into a Markdown file, replacing its
+    previous version and leaving every other section (other benchmarks write theirs there) as it was."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
-    section = [SECTION, ""] + body.rstrip().splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
+    section = [title, ""] + body.rstrip().splitlines()
+    if title in lines:
+        start = lines.index(title)
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         lines[start:end] = section + ([""] if end < len(lines) else [])
     else:
