@@ -34,25 +34,65 @@ void graphc_softmax(const float *x, float *y, int64_t outer, int64_t n, int64_t 
     }
 }
 
+/* Sums over n for a block of columns [i0, i0 + w) of one (n, inner) slab, row by row (contiguous and
+ * vectorizable), in double. */
+static void sum_rows(const float *x, int64_t k0, int64_t k1, int64_t inner, int64_t i0, int64_t w, double *acc) {
+    for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *r = x + k * inner + i0;
+        for (int64_t j = 0; j < w; j++) acc[j] += (double)r[j];
+    }
+}
+
+#define REDUCE_COLS 512   /* columns per block: the chunks' partial sums stay on the caller's stack */
+#define REDUCE_CHUNKS 8   /* row chunks, fixed so that the result does not depend on the thread count */
+
 void graphc_reduce(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, int kind) {
     /* x: (outer, n, inner) -> y: (outer, inner); sums accumulate in double for accuracy */
+    if (kind == GRAPHC_REDUCE_SUM || kind == GRAPHC_REDUCE_MEAN) {
+        const double scale = kind == GRAPHC_REDUCE_MEAN ? 1.0 / (double)n : 1.0;
+        if (outer >= 8 || n < 64) {  /* enough independent slabs: one per thread at a time */
+            GRAPHC_OMP(omp parallel for if (outer * n * inner > PARALLEL_MIN))
+            for (int64_t o = 0; o < outer; o++) {
+                double acc[REDUCE_COLS];
+                for (int64_t i0 = 0; i0 < inner; i0 += REDUCE_COLS) {
+                    const int64_t w = inner - i0 < REDUCE_COLS ? inner - i0 : REDUCE_COLS;
+                    sum_rows(x + o * n * inner, 0, n, inner, i0, w, acc);
+                    for (int64_t j = 0; j < w; j++) y[o * inner + i0 + j] = (float)(acc[j] * scale);
+                }
+            }
+            return;
+        }
+        /* Few slabs of many rows (a bias gradient sums batch x positions): rows split into fixed chunks
+         * summed in parallel, then added in chunk order. */
+        double part[REDUCE_CHUNKS][REDUCE_COLS];
+        for (int64_t o = 0; o < outer; o++) {
+            for (int64_t i0 = 0; i0 < inner; i0 += REDUCE_COLS) {
+                const int64_t w = inner - i0 < REDUCE_COLS ? inner - i0 : REDUCE_COLS;
+                GRAPHC_OMP(omp parallel for if (n * w > PARALLEL_MIN))
+                for (int c = 0; c < REDUCE_CHUNKS; c++)
+                    sum_rows(x + o * n * inner, n * c / REDUCE_CHUNKS, n * (c + 1) / REDUCE_CHUNKS, inner, i0, w,
+                             part[c]);
+                for (int64_t j = 0; j < w; j++) {
+                    double s = 0.0;
+                    for (int c = 0; c < REDUCE_CHUNKS; c++) s += part[c][j];
+                    y[o * inner + i0 + j] = (float)(s * scale);
+                }
+            }
+        }
+        return;
+    }
     GRAPHC_OMP(omp parallel for if (outer * n * inner > PARALLEL_MIN))
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             const float *xl = x + o * n * inner + i;
-            if (kind == GRAPHC_REDUCE_SUM || kind == GRAPHC_REDUCE_MEAN) {
-                double s = 0.0;
-                for (int64_t k = 0; k < n; k++) s += xl[k * inner];
-                y[o * inner + i] = (float)(kind == GRAPHC_REDUCE_MEAN ? s / (double)n : s);
-            } else {
-                float m = xl[0];
-                for (int64_t k = 1; k < n; k++) {
-                    float v = xl[k * inner];
-                    if (v != v || m != m) { m = NAN; break; }  /* NaN propagates, as in NumPy */
-                    if (kind == GRAPHC_REDUCE_MAX ? v > m : v < m) m = v;
-                }
-                y[o * inner + i] = m;
+            float m = xl[0];
+            for (int64_t k = 1; k < n; k++) {
+                float v = xl[k * inner];
+                if (v != v || m != m) { m = NAN; break; }  /* NaN propagates, as in NumPy */
+                if (kind == GRAPHC_REDUCE_MAX ? v > m : v < m) m = v;
             }
+            y[o * inner + i] = m;
         }
     }
 }

@@ -257,3 +257,11 @@ def test_a_stored_value_is_read_not_recomputed_by_a_loop_of_another_shape(rng):
         return [b.emit("add", [b.emit("matmul", [x[0], folded]), shift])]
     source = check(build, [(5,)], rng).generated.source
     assert source.count("kept for later readers") == 1 and source.count("sqrtf(") == 1
+
+
+@pytest.mark.parametrize("kind", ["reduce_sum", "reduce_mean"])
+@pytest.mark.parametrize("shape,axes", [((700,), (0,)), ((3, 5), (0, 1)), ((6, 40), (1,)), ((), (0,))])
+def test_sums_over_the_batch_split_rows_in_fixed_chunks(rng, kind, shape, axes):
+    """A bias gradient sums batch x positions: many rows, few slabs. The rows are split into chunks summed in
+    parallel (whatever the thread count, the same chunks: the result is reproducible)."""
+    check(lambda b, x, p: b.emit(kind, [x[0]], axes=axes, keepdims=False), [shape], rng, batches=(1, 3, 301))
