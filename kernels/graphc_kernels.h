@@ -2,6 +2,8 @@
 #ifndef GRAPHC_KERNELS_H
 #define GRAPHC_KERNELS_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,6 +62,18 @@ void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, c
  * GRAPHC_ACT_*. With K == 0, C = act(bias) (or act(0)). */
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                            const float *bias, int act, float *C, int ldc);
+
+/* B packed once, multiplied many times (e.g. a recurrent kernel at every timestep): the same product
+ * as graphc_sgemm_ex(0, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) without re-packing B on
+ * every call. graphc_sgemm_packed_b_size gives the floats the caller provides (any alignment);
+ * graphc_sgemm_pack_b fills them from op(B) (K x N, as graphc_sgemm_ex's transb); then
+ * graphc_sgemm_with_packed_b computes C = alpha * A @ op(B) + beta * C with the same K and N. The packed
+ * layout belongs to this build's micro-kernel. Neither function allocates or starts threads (safe inside
+ * a parallel region, one caller per packed buffer while packing; many may multiply with it at once). */
+size_t graphc_sgemm_packed_b_size(int K, int N);
+void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed);
+void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
+                                float beta, float *C, int ldc);
 
 /* The same three functions forced onto the portable C micro-kernel (same blocking and threading):
  * always available, so one build can test both paths. */

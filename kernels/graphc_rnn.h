@@ -2,6 +2,7 @@
 #ifndef GRAPHC_RNN_H
 #define GRAPHC_RNN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -59,6 +60,25 @@ int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activa
 
 /* y = activation(x) elementwise, in place, with the same code the recurrent kernels use (for tests). */
 void graphc_rnn_activate(int activation, float *v, int64_t n);
+
+/* Internal, shared by kernels/rnn.c and kernels/rnn_grad.c: a product C (+)= A @ op(B) with the recurrent
+ * kernel (or a block of its columns), op(B) K x N (B^T when transb), repeated at every timestep.
+ * graphc_rnn_product_init packs op(B) once into *buf (then advanced, *left floats remaining) when it fits,
+ * so the per-step GEMMs do not re-pack it; else the product reads B in place. The buffer is
+ * graphc_rnn_pack_buffer(): static thread-local, GRAPHC_RNN_PACK_FLOATS floats (a packed 256 x 1024
+ * LSTM(256) kernel; no malloc), shared by both files (their kernels never run nested). */
+#define GRAPHC_RNN_PACK_FLOATS 262208 /* 1 MB (+ alignment and panel padding) per calling/worker thread */
+
+typedef struct {
+    int transb, K, N, ldb;
+    const float *B, *packed; /* packed: NULL when B did not fit the buffer */
+} graphc_rnn_product;
+
+float *graphc_rnn_pack_buffer(void);
+void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
+                             size_t *left);
+void graphc_rnn_product_run(const graphc_rnn_product *r, int m, const float *A, int lda, float beta, float *C,
+                            int ldc);
 
 #ifdef __cplusplus
 }

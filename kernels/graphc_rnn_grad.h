@@ -30,6 +30,7 @@ extern "C" {
  *
  * Scratch is a static thread-local buffer of GRAPHC_RNN_GRAD_SCRATCH_FLOATS floats (no malloc); one
  * sample needs G + 4 * units floats of it. Both return 0, or -1 (nothing computed) when it does not fit.
+ * The per-step products take the recurrent kernel packed once per call (graphc_rnn_product, graphc_rnn.h).
  */
 #define GRAPHC_RNN_GRAD_SCRATCH_FLOATS 131072 /* 512 KB per calling/worker thread */
 

@@ -52,6 +52,31 @@
 #define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which it stays on one thread */
 
 static RNN_TLS float scratch_storage[SCRATCH + 16];
+static RNN_TLS float pack_storage[GRAPHC_RNN_PACK_FLOATS];
+
+float *graphc_rnn_pack_buffer(void) { return pack_storage; }
+
+void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
+                             size_t *left)
+{
+    const size_t need = graphc_sgemm_packed_b_size(K, N);
+    r->transb = transb, r->K = K, r->N = N, r->ldb = ldb, r->B = B, r->packed = NULL;
+    if (need <= *left) {
+        graphc_sgemm_pack_b(transb, K, N, B, ldb, *buf);
+        r->packed = *buf;
+        *buf += need;
+        *left -= need;
+    }
+}
+
+void graphc_rnn_product_run(const graphc_rnn_product *r, int m, const float *A, int lda, float beta, float *C,
+                            int ldc)
+{
+    if (r->packed != NULL)
+        graphc_sgemm_with_packed_b(m, r->N, r->K, 1.0f, A, lda, r->packed, beta, C, ldc);
+    else
+        graphc_sgemm_ex(0, r->transb, m, r->N, r->K, 1.0f, A, lda, r->B, r->ldb, beta, C, ldc);
+}
 
 enum { CELL_SIMPLE, CELL_LSTM, CELL_GRU };
 
@@ -330,33 +355,34 @@ static void small_gemm(int m, int n, int k, const float *A, int lda, const float
     }
 }
 
-/* The per-step product: few rows read B in place, more rows amortize the packed GEMM. */
-static void step_gemm(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                      int ldc)
+/* The per-step product with r (B not transposed): few rows read B in place, more rows use B packed once
+ * per call (see run_rows). */
+static void step_gemm(const graphc_rnn_product *r, int m, const float *A, int lda, float beta, float *C, int ldc)
 {
     if (m <= SMALL_ROWS)
-        small_gemm(m, n, k, A, lda, B, ldb, beta, C, ldc);
+        small_gemm(m, r->N, r->K, A, lda, r->B, r->ldb, beta, C, ldc);
     else
-        graphc_sgemm(m, n, k, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        graphc_rnn_product_run(r, m, A, lda, beta, C, ldc);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* One step for `m` rows: z (m x G) holds x @ kernel + bias; h, c (m x units) are updated in place;
- * work is the step buffer (m x G for a GRU with reset_after, m x units without). */
+ * work is the step buffer (m x G for a GRU with reset_after, m x units without); rp the products with
+ * the recurrent kernel (all of it, or for a GRU without reset_after its z, r columns and its h columns). */
 
-static void step_simple(const problem *p, int m, float *z, float *h)
+static void step_simple(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h)
 {
     const int u = p->units;
-    step_gemm(m, u, u, h, u, p->recurrent, u, 1.0f, z, u);
+    step_gemm(rp, m, h, u, 1.0f, z, u);
     graphc_rnn_activate(p->act, z, (int64_t)m * u);
     memcpy(h, z, (size_t)m * (size_t)u * sizeof(float));
 }
 
-static void step_lstm(const problem *p, int m, float *z, float *h, float *c)
+static void step_lstm(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h, float *c)
 {
     const int u = p->units, G = 4 * u;
     int i, j;
-    step_gemm(m, G, u, h, u, p->recurrent, G, 1.0f, z, G);
+    step_gemm(rp, m, h, u, 1.0f, z, G);
     for (i = 0; i < m; i++) {
         float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
         const float *gi = zi, *gf = zi + u, *gc = zi + 2 * u, *go = zi + 3 * u;
@@ -372,13 +398,13 @@ static void step_lstm(const problem *p, int m, float *z, float *h, float *c)
     }
 }
 
-static void step_gru(const problem *p, int m, float *z, float *work, float *h)
+static void step_gru(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *work, float *h)
 {
     const int u = p->units, G = 3 * u;
     const float *rb = p->bias != NULL && p->reset_after ? p->bias + G : NULL; /* recurrent bias */
     int i, j;
     if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_h)) */
-        step_gemm(m, G, u, h, u, p->recurrent, G, 0.0f, work, G);
+        step_gemm(rp, m, h, u, 0.0f, work, G);
         for (i = 0; i < m; i++) {
             float *zi = z + (size_t)i * G;
             float *wi = work + (size_t)i * G;
@@ -389,7 +415,7 @@ static void step_gru(const problem *p, int m, float *z, float *work, float *h)
             for (j = 0; j < u; j++) zi[2 * u + j] += zi[u + j] * wi[2 * u + j];
         }
     } else { /* candidate = act(x_h + (r * h) @ U_h) */
-        step_gemm(m, 2 * u, u, h, u, p->recurrent, G, 1.0f, z, G);
+        step_gemm(rp, m, h, u, 1.0f, z, G);
         for (i = 0; i < m; i++) {
             float *zi = z + (size_t)i * G;
             const float *hi = h + (size_t)i * u;
@@ -397,7 +423,7 @@ static void step_gru(const problem *p, int m, float *z, float *work, float *h)
             graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
             for (j = 0; j < u; j++) wi[j] = zi[u + j] * hi[j];
         }
-        step_gemm(m, u, u, work, u, p->recurrent + 2 * u, G, 1.0f, z + 2 * u, G);
+        step_gemm(rp + 1, m, work, u, 1.0f, z + 2 * u, G);
     }
     for (i = 0; i < m; i++) {
         float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u;
@@ -439,7 +465,16 @@ static void run_rows(const problem *p, int64_t r0, int64_t r1)
     const int64_t min_chunk = T < MIN_CHUNK ? (T > 0 ? T : 1) : MIN_CHUNK;
     float *buf = (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u);
     int64_t block = SCRATCH / (min_chunk * G + S), n0;
+    graphc_rnn_product rp[2];
+    float *pack = graphc_rnn_pack_buffer();
+    size_t left = r1 - r0 > SMALL_ROWS ? GRAPHC_RNN_PACK_FLOATS : 0; /* else small_gemm reads R in place */
     if (block < 1) block = 1; /* then a chunk of one step fits (checked by the caller) */
+    if (p->cell == CELL_GRU && !p->reset_after) {
+        graphc_rnn_product_init(&rp[0], 0, u, 2 * u, p->recurrent, G, &pack, &left);
+        graphc_rnn_product_init(&rp[1], 0, u, u, p->recurrent + 2 * u, G, &pack, &left);
+    } else {
+        graphc_rnn_product_init(&rp[0], 0, u, G, p->recurrent, G, &pack, &left);
+    }
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -461,9 +496,9 @@ static void run_rows(const problem *p, int64_t r0, int64_t r1)
             project(p, n0, m, p->backwards ? T - s0 - len : s0, len, proj);
             for (j = 0; j < len; j++) {
                 float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * G;
-                if (p->cell == CELL_LSTM) step_lstm(p, m, z, h, c);
-                else if (p->cell == CELL_GRU) step_gru(p, m, z, work, h);
-                else step_simple(p, m, z, h);
+                if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c);
+                else if (p->cell == CELL_GRU) step_gru(p, rp, m, z, work, h);
+                else step_simple(p, rp, m, z, h);
                 if (p->seq != NULL)
                     for (i = 0; i < m; i++)
                         memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)(s0 + j)) * u, h + (size_t)i * u,
@@ -477,7 +512,6 @@ static int run(const problem *p)
 {
     const int64_t G = (int64_t)p->gates * p->units;
     int threads = 1;
-    (void)threads; /* only read by the OpenMP clause */
     if (G + step_buffer_floats(p) > SCRATCH) return -1;
     if (p->batch <= 0) return 0;
 #ifdef _OPENMP
@@ -489,8 +523,14 @@ static int run(const problem *p)
         }
     }
 #endif
+    /* Not an inactive parallel region (if clause) for one thread: libgomp would then release its idle pool
+     * thread and create a new one (with its thread-local buffers) at the next parallel region. */
+    if (threads == 1) {
+        run_rows(p, 0, p->batch);
+        return 0;
+    }
     /* Each thread runs the whole recurrence of a contiguous range of samples: no barrier per step. */
-    GRAPHC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    GRAPHC_OMP(omp parallel num_threads(threads))
     {
         int t = 0, team = 1;
 #ifdef _OPENMP

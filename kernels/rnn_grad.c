@@ -142,6 +142,26 @@ static void activate_gates(const problem *p, const float *z, float *a)
     }
 }
 
+/* The per-step products with the recurrent kernel R (units x G), packed once per call into this thread's
+ * pack buffer (see graphc_rnn.h): rp[0] is R, or R's z and r columns for a GRU; rp[1] a GRU's h columns.
+ * The forward multiplies by them (transb 0), the backward by their transposes. */
+static void products(const problem *p, int transb, graphc_rnn_product *rp)
+{
+    const int u = p->units, G = p->gates * u;
+    float *pack = graphc_rnn_pack_buffer();
+    size_t left = GRAPHC_RNN_PACK_FLOATS;
+    if (p->cell != GRAPHC_RNN_CELL_GRU) {
+        graphc_rnn_product_init(rp, transb, transb ? G : u, transb ? u : G, p->recurrent, G, &pack, &left);
+    } else if (!transb) {
+        /* with reset_after the forward takes all G columns in one product */
+        graphc_rnn_product_init(rp, 0, u, p->reset_after ? G : 2 * u, p->recurrent, G, &pack, &left);
+        if (!p->reset_after) graphc_rnn_product_init(rp + 1, 0, u, u, p->recurrent + 2 * u, G, &pack, &left);
+    } else {
+        graphc_rnn_product_init(rp, 1, 2 * u, u, p->recurrent, G, &pack, &left);
+        graphc_rnn_product_init(rp + 1, 1, u, u, p->recurrent + 2 * u, G, &pack, &left);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Forward for samples [r0, r1): zs already holds x @ kernel + bias. */
 
@@ -150,12 +170,13 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
     const int u = p->units, G = p->gates * u;
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
-    const float *R = p->recurrent;
     const float *rb = p->cell == GRAPHC_RNN_CELL_GRU && p->reset_after && p->bias != NULL ? p->bias + G : NULL;
     const int64_t block = SCRATCH / per_sample(p);
     float *a = scratch(); /* (m, G): activations, or a GRU's recurrent projection */
+    graphc_rnn_product rp[2];
     int64_t n0, s;
     int i, j;
+    products(p, 0, rp);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -172,13 +193,13 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
             float *aux = p->aux != NULL ? p->aux + ((size_t)n0 * T + t) * u : NULL;
             for (i = 0; i < m; i++) memcpy(hp + (size_t)i * ldh, h + (size_t)i * u, (size_t)u * sizeof(float));
             if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
-                gemm(0, m, u, u, h, u, R, u, 1.0f, z, ldz);
+                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     memcpy(h + (size_t)i * u, z + (size_t)i * ldz, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, h + (size_t)i * u, u);
                 }
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
-                gemm(0, m, G, u, h, u, R, G, 1.0f, z, ldz);
+                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
                     float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
@@ -191,7 +212,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
                     for (j = 0; j < u; j++) hi[j] *= ai[3 * u + j];
                 }
             } else if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_rh)) */
-                gemm(0, m, G, u, h, u, R, G, 0.0f, a, G);
+                graphc_rnn_product_run(rp, m, h, u, 0.0f, a, G);
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     float *hi = h + (size_t)i * u;
@@ -207,7 +228,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
                     for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
             } else { /* candidate = act(x_h + (r * h) @ U_h) */
-                gemm(0, m, 2 * u, u, h, u, R, G, 1.0f, z, ldz);
+                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     float *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     const float *hi = h + (size_t)i * u;
@@ -215,7 +236,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
                     graphc_rnn_activate(p->ract, wi, 2 * (int64_t)u);
                     for (j = 0; j < u; j++) auxi[j] = wi[u + j] * hi[j];
                 }
-                gemm(0, m, u, u, aux, ldh, R + 2 * u, G, 1.0f, z + 2 * u, ldz);
+                graphc_rnn_product_run(rp + 1, m, aux, ldh, 1.0f, z + 2 * u, ldz);
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *hi = h + (size_t)i * u;
                     memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
@@ -239,10 +260,11 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1)
     const int u = p->units, G = p->gates * u;
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
-    const float *R = p->recurrent;
     const int64_t block = SCRATCH / per_sample(p);
+    graphc_rnn_product rp[2];
     int64_t n0, s;
     int i, j;
+    products(p, 1, rp);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -271,7 +293,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1)
                     memcpy(dzi, dh + (size_t)i * u, (size_t)u * sizeof(float));
                     graphc_rnn_activate_grad(p->act, z + (size_t)i * ldz, a + (size_t)i * G, dzi, u);
                 }
-                gemm(1, m, u, u, dz, ldz, R, u, 0.0f, dh, u);
+                graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
                 for (i = 0; i < m; i++) {
                     const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
@@ -296,7 +318,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1)
                     graphc_rnn_activate_grad(p->act, zi + 2 * u, ai + 2 * u, dzi + 2 * u, u);
                     graphc_rnn_activate_grad(p->ract, zi + 3 * u, ai + 3 * u, dzi + 3 * u, u);
                 }
-                gemm(1, m, u, G, dz, ldz, R, G, 0.0f, dh, u);
+                graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
             } else {
                 const float *aux = p->aux + row * u;
                 float *daux = p->daux != NULL ? p->daux + row * u : NULL;
@@ -321,10 +343,10 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1)
                     }
                 }
                 if (p->reset_after) { /* dh = [dz, dr] @ [U_z U_r]^T + daux @ U_h^T */
-                    gemm(1, m, u, 2 * u, dz, ldz, R, G, 0.0f, dh, u);
-                    gemm(1, m, u, u, daux, ldh, R + 2 * u, G, 1.0f, dh, u);
+                    graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                    graphc_rnn_product_run(rp + 1, m, daux, ldh, 1.0f, dh, u);
                 } else { /* d(r * h) = dcandidate @ U_h^T, then through r and h */
-                    gemm(1, m, u, u, dz + 2 * u, ldz, R + 2 * u, G, 0.0f, w2, u);
+                    graphc_rnn_product_run(rp + 1, m, dz + 2 * u, ldz, 0.0f, w2, u);
                     for (i = 0; i < m; i++) {
                         const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
                         const float *hpi = hp + (size_t)i * ldh, *drh = w2 + (size_t)i * u;
@@ -335,7 +357,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1)
                         }
                         graphc_rnn_activate_grad(p->ract, zi + u, ai + u, dzi + u, u);
                     }
-                    gemm(1, m, u, 2 * u, dz, ldz, R, G, 0.0f, dh, u);
+                    graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
                 }
                 for (j = 0; j < m * u; j++) dh[j] += w1[j];
             }

@@ -892,6 +892,151 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* B packed once (graphc_sgemm_pack_b), multiplied many times (graphc_sgemm_with_packed_b). The packed
+ * buffer holds gemm_serial's (jc, pc) blocks of op(B) in loop order, each as pack_b_block writes it
+ * (zero-padded to whole micro-panels), from its first 64-byte boundary: block (jc, pc) starts at
+ * jc * K + pc * ncp floats, ncp = nc rounded up to NR (every earlier jc block is a full NC, a multiple
+ * of NR). Always this build's fastest micro-kernel, serial: the callers (recurrent kernels) run one
+ * product per timestep on each thread of their own team. */
+#if defined(V_NR)
+#define PACKED_NR V_NR
+#else
+#define PACKED_NR P_NR
+#endif
+
+static size_t round_nr(int n) { return (size_t)((n + PACKED_NR - 1) / PACKED_NR) * PACKED_NR; }
+
+size_t graphc_sgemm_packed_b_size(int K, int N)
+{
+    return (K > 0 && N > 0 ? (size_t)K * round_nr(N) : 0) + 16; /* + 16: room to align the start */
+}
+
+void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed)
+{
+    const gemm_impl *g = &impl_simd;
+    float *Bp = align64(packed);
+    gemm_args p;
+    int jc, pc;
+    p.transb = transb != 0;
+    p.B = B;
+    p.ldb = ldb;
+    for (jc = 0; jc < N; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC;
+        for (pc = 0; pc < K; pc += g->kc) {
+            const int kc = K - pc < g->kc ? K - pc : g->kc;
+            pack_b_block(&p, pc, kc, jc, nc, g->nr, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc));
+        }
+    }
+}
+
+/* out[0..m)[0..PACKED_NR) = A rows (m <= 3) x one packed micro-panel over kc; even and odd k in separate
+ * sums (twice the independent FMA chains). */
+static inline void few_rows_panel(int m, int kc, const float *A, int lda, const float *bp, float *out)
+{
+    float e0[PACKED_NR] = {0.0f}, e1[PACKED_NR] = {0.0f}, e2[PACKED_NR] = {0.0f};
+    float o0[PACKED_NR] = {0.0f}, o1[PACKED_NR] = {0.0f}, o2[PACKED_NR] = {0.0f};
+    const float *a0 = A, *a1 = m > 1 ? A + lda : A, *a2 = m > 2 ? A + 2 * (size_t)lda : A;
+    int j, k;
+    for (k = 0; k + 2 <= kc; k += 2) {
+        const float *b = bp + (size_t)k * PACKED_NR, *c = b + PACKED_NR;
+        for (j = 0; j < PACKED_NR; ++j) {
+            e0[j] += a0[k] * b[j];
+            o0[j] += a0[k + 1] * c[j];
+        }
+        if (m > 1)
+            for (j = 0; j < PACKED_NR; ++j) {
+                e1[j] += a1[k] * b[j];
+                o1[j] += a1[k + 1] * c[j];
+            }
+        if (m > 2)
+            for (j = 0; j < PACKED_NR; ++j) {
+                e2[j] += a2[k] * b[j];
+                o2[j] += a2[k + 1] * c[j];
+            }
+    }
+    if (k < kc) {
+        const float *b = bp + (size_t)k * PACKED_NR;
+        for (j = 0; j < PACKED_NR; ++j) {
+            e0[j] += a0[k] * b[j];
+            e1[j] += a1[k] * b[j];
+            e2[j] += a2[k] * b[j];
+        }
+    }
+    for (j = 0; j < PACKED_NR; ++j) {
+        out[j] = e0[j] + o0[j];
+        out[PACKED_NR + j] = e1[j] + o1[j];
+        out[2 * PACKED_NR + j] = e2[j] + o2[j];
+    }
+}
+
+/* M < SMALL_M rows: the micro-kernel would compute a whole MR-row tile for them, so the packed panels
+ * are streamed once with the rows' own dot products instead. */
+static void gemm_few_rows_packed(const gemm_args *p, int kc_block, const float *Bp)
+{
+    float out[3 * PACKED_NR];
+    int jc, pc, jr, i, j;
+    for (jc = 0; jc < p->N; jc += NC) {
+        const int nc = p->N - jc < NC ? p->N - jc : NC;
+        for (pc = 0; pc < p->K; pc += kc_block) {
+            const int kc = p->K - pc < kc_block ? p->K - pc : kc_block;
+            const float *blk = Bp + (size_t)jc * p->K + (size_t)pc * round_nr(nc);
+            const float beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
+            for (jr = 0; jr < nc; jr += PACKED_NR) {
+                const int n = nc - jr < PACKED_NR ? nc - jr : PACKED_NR;
+                const float *a = p->A + pc;
+                switch (p->M) {
+                case 1: few_rows_panel(1, kc, a, p->lda, blk + (size_t)jr * kc, out); break;
+                case 2: few_rows_panel(2, kc, a, p->lda, blk + (size_t)jr * kc, out); break;
+                default: few_rows_panel(3, kc, a, p->lda, blk + (size_t)jr * kc, out); break;
+                }
+                for (i = 0; i < p->M; ++i) {
+                    float *c = p->C + (size_t)i * (size_t)p->ldc + jc + jr;
+                    const float *t = out + (size_t)i * PACKED_NR;
+                    if (beta == 0.0f)
+                        for (j = 0; j < n; ++j)
+                            c[j] = p->alpha * t[j];
+                    else
+                        for (j = 0; j < n; ++j)
+                            c[j] = p->alpha * t[j] + beta * c[j];
+                }
+            }
+        }
+    }
+}
+
+void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
+                                float beta, float *C, int ldc)
+{
+    const gemm_impl *g = &impl_simd;
+    const float *Bp = align64((float *)packed);
+    gemm_args p;
+    int jc, pc;
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0 || alpha == 0.0f) { /* C = beta * C: A and B are not read (as gemm_driver) */
+        gemm_driver(g, 0, 0, M, N, 0, alpha, A, lda, NULL, N, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+        return;
+    }
+    p.transa = 0; p.transb = 0;
+    p.M = M; p.N = N; p.K = K;
+    p.alpha = alpha; p.beta = beta;
+    p.A = A; p.B = NULL; p.C = C;
+    p.lda = lda; p.ldb = N; p.ldc = ldc;
+    p.bias = NULL; p.act = GRAPHC_ACT_NONE;
+    if (M < SMALL_M) {
+        gemm_few_rows_packed(&p, g->kc, Bp);
+        return;
+    }
+    for (jc = 0; jc < N; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC;
+        for (pc = 0; pc < K; pc += g->kc) {
+            const int kc = K - pc < g->kc ? K - pc : g->kc;
+            gemm_macro(g, &p, 0, M, jc, nc, pc, kc, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Public entry points. */
 
 void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,

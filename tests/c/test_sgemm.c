@@ -327,6 +327,88 @@ static void bias_act_cases(void)
     }
 }
 
+/* B packed once (graphc_sgemm_pack_b, both transb) and multiplied by graphc_sgemm_with_packed_b, at an
+ * unaligned buffer start with NaN around it: the packing must stay inside the promised size, and the
+ * products must match the reference twice (the packed B is not consumed), also from every thread of an
+ * enclosing parallel region at once. */
+static void packed_case(int tb, int M, int N, int K, int pad_a, int pad_b, int pad_c, float alpha, float beta,
+                        int nan_in_c)
+{
+    struct problem p;
+    const size_t size = graphc_sgemm_packed_b_size(K, N);
+    float *buf = xmalloc((size + 40) * sizeof(float)), *packed = buf + 13, *C;
+    char what[200];
+    size_t i;
+    int rep, ok = 1;
+    make_problem(&p, 0, tb, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c);
+    C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+    for (i = 0; i < size + 40; ++i) buf[i] = NAN;
+    graphc_sgemm_pack_b(tb, K, N, p.B, p.ldb, packed);
+    snprintf(what, sizeof what, "packed B tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s", tb, M, N, K,
+             p.lda, p.ldb, p.ldc, (double)alpha, (double)beta, nan_in_c ? " (NaN in C)" : "");
+    for (i = 0; i < 13; ++i) ok &= buf[i] != buf[i];
+    for (i = 13 + size; i < size + 40; ++i) ok &= buf[i] != buf[i];
+    if (!ok) printf("FAIL %s: packing wrote outside its %zu floats\n", what, size);
+    for (rep = 0; rep < 2 && ok; ++rep) {
+        memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
+        graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, C, p.ldc);
+        ok = !check(&p, C, p.expect, 0.0, what, 1);
+    }
+#ifdef _OPENMP
+    if (ok) {
+        int bad = 0;
+#pragma omp parallel num_threads(2) reduction(+ : bad)
+        {
+            float *mine = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+            memcpy(mine, p.C_in, (size_t)M * p.ldc * sizeof(float));
+            graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, mine, p.ldc);
+            bad += check(&p, mine, p.expect, 0.0, what, 1);
+            free(mine);
+        }
+        ok = bad == 0;
+    }
+#endif
+    record(ok);
+    free(C); free(buf);
+    free_problem(&p);
+}
+
+static void packed_cases(void)
+{
+    static const float alphas[] = {1.0f, 0.5f, -1.25f};
+    static const float betas[] = {0.0f, 1.0f, 0.25f, -0.5f};
+    int tb, i;
+    for (tb = 0; tb < 2; ++tb) {
+        /* tb, M, N, K, pad_a, pad_b, pad_c, alpha, beta, nan_in_c */
+        packed_case(tb, 1, 1, 1, 0, 0, 0, 1.0f, 0.0f, 0);
+        packed_case(tb, 64, 512, 128, 0, 0, 0, 1.0f, 1.0f, 0);   /* LSTM(128) step at batch 64 */
+        packed_case(tb, 32, 128, 512, 3, 0, 384, 1.0f, 0.0f, 1); /* its backward: K = 4 * units, ldc padded */
+        packed_case(tb, 9, 11, 13, 4, 4, 4, 1.0f, 0.0f, 1);      /* beta == 0 must not read C */
+        packed_case(tb, 20, 70, 300, 1, 2, 3, -1.0f, 0.0f, 1);   /* ... also across K blocks */
+        packed_case(tb, 17, 45, 257, 2, 0, 1, 0.5f, -0.5f, 0);   /* one step into the second K block */
+        packed_case(tb, 13, 40, 385, 1, 0, 0, 1.0f, 0.25f, 0);   /* one step past kc = 384 */
+        packed_case(tb, 29, 33, 700, 0, 3, 0, 1.0f, 0.25f, 0);   /* three K blocks (256), two (384) */
+        packed_case(tb, 7, 1041, 19, 0, 5, 7, 1.0f, 0.0f, 0);    /* past NC */
+        packed_case(tb, 13, 2080, 400, 3, 0, 1, -1.0f, 2.0f, 0); /* two NC blocks, an edge, two K blocks */
+        packed_case(tb, 169, 35, 30, 0, 1, 2, 1.0f, 1.0f, 0);    /* past MC */
+        packed_case(tb, 6, 8, 0, 0, 0, 2, 1.0f, 3.0f, 0);        /* K == 0: C = beta * C */
+        packed_case(tb, 6, 8, 5, 0, 0, 2, 0.0f, 0.5f, 0);        /* alpha == 0 */
+        packed_case(tb, 0, 8, 5, 0, 0, 0, 1.0f, 0.0f, 0);        /* empty */
+        packed_case(tb, 8, 0, 5, 0, 0, 3, 1.0f, 0.0f, 0);        /* empty */
+        for (i = 1; i <= 3; ++i) { /* few rows: streamed packed panels, odd K, K and N blocks */
+            packed_case(tb, i, 100, 129, i, 1, 2, alphas[i % 3], betas[i % 4], 0);
+            packed_case(tb, i, 1050, 777, 0, 2, 1, alphas[(i + 1) % 3], betas[(i + 1) % 4], 0);
+            packed_case(tb, i, 17, 1, 1, 0, 0, 1.0f, 0.0f, 1);
+        }
+        for (i = 1; i <= 37; ++i) /* every size 1..37 (edge tiles of every micro-kernel) */
+            packed_case(tb, i, (i * 11) % 37 + 1, (i * 7) % 37 + 1, i % 4, (i + 1) % 3, i % 5, alphas[i % 3],
+                        betas[i % 4], i % 8 == 0);
+        for (i = 0; i < 20; ++i) /* random shapes */
+            packed_case(tb, rand_int(1, 80), rand_int(1, 80), rand_int(1, 80), rand_int(0, 5), rand_int(0, 5),
+                        rand_int(0, 5), alphas[rand_int(0, 2)], betas[rand_int(0, 3)], 0);
+    }
+}
+
 #ifdef _OPENMP
 /* Two application threads calling at once must not share packing buffers. */
 static void concurrent_case(void)
@@ -375,6 +457,7 @@ int main(void)
     gemm_cases();
     bias_act_cases();
 #endif
+    packed_cases();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
