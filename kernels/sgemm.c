@@ -588,10 +588,22 @@ static void gemm_serial(const gemm_impl *g, const gemm_args *p)
 #define SMALL_M 4
 #define SMALL_M_STRIP 4096
 
+static void gemm_small_m_strided(const gemm_args *p, int j0, int j1, size_t a_row, size_t a_col);
+
 static void gemm_small_m(const gemm_args *p, int j0, int j1)
 {
-    const size_t lda = (size_t)p->lda, ldb = (size_t)p->ldb, ldc = (size_t)p->ldc;
-    const size_t a_row = p->transa ? 1 : lda, a_col = p->transa ? lda : 1; /* op(A)[i][k] = A[i*a_row + k*a_col] */
+    /* op(A)[i][k] = A[i*a_row + k*a_col]: constant strides in the common case keep its loop as fast as it
+     * was before transposes existed (a runtime stride measured 10-25% slower at batch 1) */
+    if (p->transa)
+        gemm_small_m_strided(p, j0, j1, 1, (size_t)p->lda);
+    else
+        gemm_small_m_strided(p, j0, j1, (size_t)p->lda, 1);
+}
+
+static inline __attribute__((always_inline)) void gemm_small_m_body(const gemm_args *p, int j0, int j1,
+                                                                     size_t a_row, size_t a_col)
+{
+    const size_t ldb = (size_t)p->ldb, ldc = (size_t)p->ldc;
     int js, i, j, k;
     for (js = j0; js < j1; js += SMALL_M_STRIP) {
         const int n = j1 - js < SMALL_M_STRIP ? j1 - js : SMALL_M_STRIP;
@@ -612,6 +624,14 @@ static void gemm_small_m(const gemm_args *p, int j0, int j1)
         if (p->bias != NULL || p->act != GRAPHC_ACT_NONE)
             epilogue(p->M, n, p->C + js, p->ldc, p->bias ? p->bias + js : NULL, p->act);
     }
+}
+
+static void gemm_small_m_strided(const gemm_args *p, int j0, int j1, size_t a_row, size_t a_col)
+{
+    if (a_col == 1)
+        gemm_small_m_body(p, j0, j1, a_row, 1);
+    else
+        gemm_small_m_body(p, j0, j1, 1, a_col);
 }
 
 /* A few rows times a transposed B (stored N x K, e.g. dY @ W^T at batch 1-3): C[i][j] is the dot
