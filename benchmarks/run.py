@@ -686,16 +686,16 @@ def write_section(path: Path, body: str, title: str = SECTION):
     path.write_text("\n".join(lines).rstrip() + "\n")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_arguments(ap, peers=PEERS, keep_what="data, ONNX files, logs"):
+    """The options every benchmark script here takes (run.py, train_bench.py)."""
     ap.add_argument("--quick", action="store_true", help="smoke run: few repetitions")
     ap.add_argument("--models", default=",".join(M.MODEL_KEYS),
                     help="comma-separated subset of " + ",".join(M.MODEL_KEYS))
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    ap.add_argument("--peers", default=",".join(peers), help="comma-separated subset of " + ",".join(peers))
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--results-md", metavar="PATH",
                     help="also write the report as a section of this Markdown file (e.g. benchmarks/RESULTS.md)")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory (data, ONNX files, logs)")
+    ap.add_argument("--keep", action="store_true", help=f"keep the work directory ({keep_what})")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to SECONDS for other processes to leave the CPUs idle")
     ap.add_argument("--retries", type=int, default=0, metavar="N",
@@ -703,6 +703,11 @@ def main(argv=None):
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common_arguments(ap)
     args = ap.parse_args(argv)
     keys = [k for k in args.models.split(",") if k]
     if args.worker:

@@ -441,21 +441,7 @@ def render(report) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: few repetitions")
-    ap.add_argument("--models", default=",".join(M.MODEL_KEYS),
-                    help="comma-separated subset of " + ",".join(M.MODEL_KEYS))
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
-    ap.add_argument("--json", help="also write the raw figures to this file")
-    ap.add_argument("--results-md", metavar="PATH",
-                    help="also write the report as a section of this Markdown file (e.g. benchmarks/RESULTS.md)")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory (data, logs)")
-    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
-                    help="first wait up to SECONDS for other processes to leave the CPUs idle")
-    ap.add_argument("--retries", type=int, default=0, metavar="N",
-                    help="run a peer again, up to N times, while other processes used over 5%% of the CPUs")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
+    R.common_arguments(ap, peers=PEERS, keep_what="data, logs")
     args = ap.parse_args(argv)
     keys = [k for k in args.models.split(",") if k]
     if args.worker:
