@@ -705,14 +705,44 @@ def common_arguments(ap, peers=PEERS, keep_what="data, ONNX files, logs"):
     ap.add_argument("--result", help=argparse.SUPPRESS)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common_arguments(ap)
+def bench_main(ap, argv, script, worker, run_all, render, peers=PEERS, section=SECTION, prefix="graphc-bench-"):
+    """The main of every benchmark script here: in a worker process run one peer; otherwise run every peer
+    (each in its own process), print the report and write it where asked."""
     args = ap.parse_args(argv)
     keys = [k for k in args.models.split(",") if k]
     if args.worker:
         Path(args.result).write_text(json.dumps(worker(args.worker, Path(args.data), keys, args.quick)))
         return 0
+    chosen = [p for p in args.peers.split(",") if p]
+    unknown = [k for k in keys if k not in M.MODEL_KEYS] + [p for p in chosen if p not in peers]
+    if unknown:
+        ap.error(f"unknown model or peer: {', '.join(unknown)}")
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["GRAPHC_CACHE_DIR"] = str(work / "graphc-cache")  # empty: the first compile is a real one
+    try:
+        report = run_all(keys, chosen, args.quick, work, args.retries)
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text = render(report)
+    print("\n" + text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.results_md:
+        command = " ".join([sys.executable, script] + sys.argv[1:])
+        write_section(Path(args.results_md), f"Command (from the repository root):\n\n```sh\n{command}\n```\n\n{text}",
+                      section)
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common_arguments(ap)
+    return bench_main(ap, argv, "benchmarks/run.py", worker, run_all, render)
     peers = [p for p in args.peers.split(",") if p]
     unknown = [k for k in keys if k not in M.MODEL_KEYS] + [p for p in peers if p not in PEERS]
     if unknown:

@@ -442,11 +442,8 @@ def render(report) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     R.common_arguments(ap, peers=PEERS, keep_what="data, logs")
-    args = ap.parse_args(argv)
-    keys = [k for k in args.models.split(",") if k]
-    if args.worker:
-        Path(args.result).write_text(json.dumps(worker(args.worker, Path(args.data), keys, args.quick)))
-        return 0
+    return R.bench_main(ap, argv, "benchmarks/train_bench.py", worker, run_all, render, peers=PEERS,
+                        section=SECTION, prefix="graphc-train-bench-")
     peers = [p for p in args.peers.split(",") if p]
     unknown = [k for k in keys if k not in M.MODEL_KEYS] + [p for p in peers if p not in PEERS]
     if unknown:
