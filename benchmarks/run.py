@@ -743,29 +743,6 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common_arguments(ap)
     return bench_main(ap, argv, "benchmarks/run.py", worker, run_all, render)
-    peers = [p for p in args.peers.split(",") if p]
-    unknown = [k for k in keys if k not in M.MODEL_KEYS] + [p for p in peers if p not in PEERS]
-    if unknown:
-        ap.error(f"unknown model or peer: {', '.join(unknown)}")
-    if args.wait_quiet > 0:
-        wait_quiet(args.wait_quiet)
-    work = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
-    os.environ["GRAPHC_CACHE_DIR"] = str(work / "graphc-cache")  # empty: the first compile is a real one
-    try:
-        report = run_all(keys, peers, args.quick, work, args.retries)
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    text = render(report)
-    print("\n" + text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    if args.results_md:
-        command = " ".join([sys.executable, "benchmarks/run.py"] + sys.argv[1:])
-        write_section(Path(args.results_md), f"Command (from the repository root):\n\n```sh\n{command}\n```\n\n{text}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,10 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import run as R  # noqa: E402  (first: sets the thread variables before numpy or a framework loads)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
@@ -444,30 +441,6 @@ def main(argv=None):
     R.common_arguments(ap, peers=PEERS, keep_what="data, logs")
     return R.bench_main(ap, argv, "benchmarks/train_bench.py", worker, run_all, render, peers=PEERS,
                         section=SECTION, prefix="graphc-train-bench-")
-    peers = [p for p in args.peers.split(",") if p]
-    unknown = [k for k in keys if k not in M.MODEL_KEYS] + [p for p in peers if p not in PEERS]
-    if unknown:
-        ap.error(f"unknown model or peer: {', '.join(unknown)}")
-    if args.wait_quiet > 0:
-        R.wait_quiet(args.wait_quiet)
-    work = Path(tempfile.mkdtemp(prefix="graphc-train-bench-"))
-    os.environ["GRAPHC_CACHE_DIR"] = str(work / "graphc-cache")  # empty: the first compile is a real one
-    try:
-        report = run_all(keys, peers, args.quick, work, args.retries)
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    text = render(report)
-    print("\n" + text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    if args.results_md:
-        command = " ".join([sys.executable, "benchmarks/train_bench.py"] + sys.argv[1:])
-        R.write_section(Path(args.results_md),
-                        f"Command (from the repository root):\n\n```sh\n{command}\n```\n\n{text}", SECTION)
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from graphc.ir import GraphBuilder, TensorType, reference
 from graphc.tracing import Tensor, tracing
 
 
-def _grad_graph(fn, arrays, dtype, batched, wrt, r_seed):
+def _grad_graph(fn, arrays, dtype, batched, wrt):
     b = GraphBuilder()
     with tracing(b):
         ins = []
@@ -40,7 +40,7 @@ def _grad_graph(fn, arrays, dtype, batched, wrt, r_seed):
         missing = [i for i, g in zip(wrt, grads) if g is None]
         assert not missing, f"no gradient reaches inputs {missing}"
         graph = b.finish([loss.value] + [g.value for g in grads])
-    return graph, len(outs)
+    return graph
 
 
 def _run_ref(graph, arrays, rs):
@@ -69,7 +69,7 @@ def check_gradients(fn, arrays, *, batched=None, wrt=None, eps=1e-6, rtol=1e-5, 
 
     # 1. float64 reference: autodiff against central differences
     x64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
-    graph64, _ = _grad_graph(fn, x64, "float64", [False] * len(arrays), wrt, seed)
+    graph64 = _grad_graph(fn, x64, "float64", [False] * len(arrays), wrt)
     analytic = _run_ref(graph64, x64, rs)[1:]
     for k, i in enumerate(wrt):
         numeric = np.zeros_like(x64[i])
@@ -87,7 +87,7 @@ def check_gradients(fn, arrays, *, batched=None, wrt=None, eps=1e-6, rtol=1e-5, 
     if check_c:
         x32 = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
         r32 = [r.astype(np.float32) for r in rs]
-        graph32, _ = _grad_graph(fn, x32, "float32", batched, wrt, seed)
+        graph32 = _grad_graph(fn, x32, "float32", batched, wrt)
         expected = _run_ref(graph32, x32, r32)
         program = runtime.compile_graph(graph32, title="gradient check")
         got = program.run(x32 + r32, [])

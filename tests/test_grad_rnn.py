@@ -119,7 +119,7 @@ def test_compiled_gradients_with_states(kind, attrs, rng):
 def _compiled_vs_reference(fn, arrays, batched, batches, rtol=1e-4, atol=2e-5):
     """The float32 gradient graph compiled to C against the float32 reference, at several batch sizes."""
     x32 = [a.astype(np.float32) for a in arrays]
-    graph, _ = _grad_graph(fn, x32, "float32", batched, list(range(len(arrays))), 0)
+    graph = _grad_graph(fn, x32, "float32", batched, list(range(len(arrays))))
     program = runtime.compile_graph(graph, title="rnn gradients")
     assert "graphc_rnn_grad(" in program.generated.source and "malloc" not in program.generated.source
     rng = np.random.default_rng(1)

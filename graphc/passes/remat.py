@@ -10,8 +10,11 @@ or a value read at or after that point): recomputing then extends no lifetime.
 """
 from __future__ import annotations
 
-from ..ir import Graph, Op, Value
-from ..codegen.pointwise import is_pointwise
+from ..ir import Graph, Op, Value, get_op
+
+
+def is_pointwise(op) -> bool:
+    return get_op(op.kind).c_expr is not None  # an elementwise op: one C expression per element
 
 MIN_GAP = 2  # ops between the result and a read for the read to count as late
 

@@ -32,6 +32,7 @@ class CompiledGraph:
         self._arena_bytes = getattr(lib, f"{generated.prefix}_arena_bytes")
         rows = rows_factor(self.graph)
         self._out_rows = [rows.get(v.id) for v in self.graph.outputs]
+        self._batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
         self._local = threading.local()
 
     @property
@@ -75,7 +76,7 @@ class CompiledGraph:
         """Run on ``arrays`` (graph input order); ``outputs``, if given, are the arrays to write the results
         into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
         ffi = self.ffi
-        batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
+        batched = self._batched
         batch = next((int(np.shape(a)[0]) for a, b in zip(arrays, batched) if b), 1)
         ins = []
         for a, v, b in zip(arrays, self.graph.inputs, batched):
