@@ -5,5 +5,6 @@ from . import callbacks, datasets, losses, metrics, optimizers  # noqa: F401
 from .layers import Input  # noqa: F401
 from .models import Model, Sequential  # noqa: F401
 from .runtime import get_num_threads, set_num_threads  # noqa: F401
+from .export import build_library, export_c  # noqa: F401
 
 __version__ = "0.1.0"

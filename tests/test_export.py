@@ -1,0 +1,254 @@
+"""graphc.export_c: the package builds with CMake (warning-free, gcc and clang), its example_main gives
+model.predict's numbers, the weights file is checked, and bad arguments are refused clearly."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc import layers
+from graphc.export import export_package
+from graphc.export.weights import read_file
+from export_util import (assert_matches, cmake_build, global_symbols, needs_cmake, parse_outputs, run,
+                         run_example, write_inputs)
+
+pytestmark = needs_cmake
+
+
+def dense_model(name="mlp", seed=0):
+    graphc.utils.set_random_seed(seed)
+    x = graphc.Input((6,), name="features")
+    h = layers.Dense(8, activation="relu", name="hidden")(x)
+    return graphc.Model(x, layers.Dense(3, activation="softmax", name="probs")(h), name=name)
+
+
+def every_kernel_model():
+    """Convolution, pooling, BatchNorm, LayerNorm, Embedding, LSTM, GRU, concatenation: each kernel file."""
+    graphc.utils.set_random_seed(1)
+    img = graphc.Input((10, 10, 2), name="image")
+    ids = graphc.Input((7,), dtype="int32", name="tokens")
+    c = layers.Conv2D(4, 3, padding="same", activation="relu")(img)
+    c = layers.BatchNormalization()(c)
+    c = layers.MaxPooling2D()(c)
+    c = layers.Flatten()(c)
+    e = layers.Embedding(20, 5)(ids)
+    s = layers.LSTM(6, return_sequences=True)(e)
+    s = layers.GRU(4)(layers.LayerNormalization()(s))
+    out = layers.Dense(3)(layers.concatenate([c, s]))
+    model = graphc.Model([img, ids], out, name="kernels")
+    rng = np.random.default_rng(0)  # BatchNorm statistics that are not the identity
+    model.set_weights([w + rng.normal(0, 0.1, w.shape).astype("float32") if w.ndim == 1 else w
+                       for w in model.get_weights()])
+    return model
+
+
+def kernel_inputs(batch, rng):
+    return [rng.normal(size=(batch, 10, 10, 2)).astype("float32"), rng.integers(0, 20, (batch, 7)).astype("int32")]
+
+
+def test_package_builds_warning_free_and_matches_predict(tmp_path):
+    model = dense_model()
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="mlp")
+    names = sorted(p.name for p in pkg.iterdir())
+    assert names == sorted(["CMakeLists.txt", "README.md", "example_main.c", "graphc-export.json", "kernels",
+                            "mlp.c", "mlp.h", "mlp_weights.c"])
+    log = cmake_build(pkg, tmp_path / "build")
+    assert "warning" not in log.lower(), log
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    exe = tmp_path / "build" / "example_main"
+    assert_matches(run_example(exe, [x], tmp_path), model.predict(x))
+    assert_matches(run_example(exe, [x[:1]], tmp_path, text=True), model.predict(x[:1]))
+    # both libraries, and nothing global outside the model's own prefix (two exports link together)
+    static, shared = tmp_path / "build" / "libmlp.a", tmp_path / "build" / "libmlp.so"
+    assert static.is_file() and shared.is_file()
+    symbols = global_symbols(static)
+    assert "mlp_predict" in symbols and "mlp_workspace_size" in symbols
+    assert all(s.startswith("mlp_") for s in symbols), [s for s in symbols if not s.startswith("mlp_")]
+
+
+def test_header_is_cxx_compatible_and_describes_the_model(tmp_path):
+    model = dense_model()
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="mlp", batch_size=4)
+    header = (pkg / "mlp.h").read_text()
+    assert 'extern "C"' in header and "#define MLP_WORKSPACE_SIZE" in header and "#define MLP_BATCH_SIZE 4" in header
+    program = tmp_path / "info.c"
+    program.write_text(r"""
+#include <stdio.h>
+#include <string.h>
+#include "mlp.h"
+/* an embedded user's static arena: the macro size, aligned as the header says */
+static unsigned char arena[MLP_WORKSPACE_SIZE + MLP_WORKSPACE_ALIGN];
+int main(void) {
+    float x[MLP_BATCH_SIZE * MLP_INPUT0_SAMPLE_ELEMENTS] = {0}, y[(MLP_BATCH_SIZE + 1) * MLP_OUTPUT0_SAMPLE_ELEMENTS];
+    const void *in[] = {x};
+    void *out[] = {y};
+    unsigned char *ws = arena + (MLP_WORKSPACE_ALIGN - (size_t)arena % MLP_WORKSPACE_ALIGN) % MLP_WORKSPACE_ALIGN;
+    printf("%s %d %d %lld %lld %lu\n", mlp_input_name(0), mlp_input_dtype(0), mlp_input_rank(0),
+           (long long)mlp_input_dim(0, 0), (long long)mlp_input_dim(0, 1), (unsigned long)mlp_output_sample_elements(0));
+    printf("%s %d\n", mlp_output_name(0), mlp_output_name(1) == NULL);
+    printf("%d\n", mlp_workspace_size(MLP_BATCH_SIZE) == MLP_WORKSPACE_SIZE);
+    printf("%d\n", mlp_predict(NULL, MLP_BATCH_SIZE, in, out, ws, MLP_WORKSPACE_SIZE));
+    printf("%d\n", mlp_predict(NULL, MLP_BATCH_SIZE + 1, in, out, ws, MLP_WORKSPACE_SIZE) == MLP_ERR_BATCH);
+    printf("%d\n", mlp_predict(NULL, 2, in, out, ws + 1, MLP_WORKSPACE_SIZE) == MLP_ERR_WORKSPACE);
+    printf("%d\n", mlp_predict(NULL, 2, in, out, ws, 1) == MLP_ERR_WORKSPACE);
+    printf("%d\n", mlp_predict(NULL, 2, NULL, out, ws, MLP_WORKSPACE_SIZE) == MLP_ERR_NULL_ARGUMENT);
+    printf("%d\n", mlp_predict(NULL, 0, in, out, ws, MLP_WORKSPACE_SIZE) == MLP_ERR_BATCH);
+    printf("%d\n", mlp_predict_alloc(NULL, 3, in, out) == MLP_OK);
+    printf("%s|%s\n", mlp_status_message(MLP_ERR_BATCH), mlp_status_message(999));
+    return 0;
+}
+""")
+    (tmp_path / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.13)
+project(info C)
+add_subdirectory("{pkg}" mlp)
+add_executable(info info.c)
+set_target_properties(info PROPERTIES C_STANDARD 99 C_EXTENSIONS OFF)
+target_link_libraries(info PRIVATE mlp_static)
+""")
+    cmake_build(tmp_path, tmp_path / "build")
+    lines = run([tmp_path / "build" / "info"]).stdout.splitlines()
+    assert lines[0] == "features 1 2 -1 6 3"
+    assert lines[1] == "probs 1"
+    assert lines[2:10] == ["1", "0", "1", "1", "1", "1", "1", "1"]
+    assert lines[10].startswith("the batch size is below 1") and lines[10].endswith("|unknown status code")
+
+
+def test_weights_file_is_checked(tmp_path):
+    model = dense_model()
+    export = export_package(model, tmp_path / "pkg", name="mlp", weights="file")
+    pkg = export.path
+    assert not (pkg / "mlp_weights.c").exists()
+    payload = read_file(pkg / "mlp.weights")
+    kernel = np.frombuffer(payload[:6 * 8 * 4], dtype="<f4").reshape(6, 8)
+    np.testing.assert_array_equal(kernel, model.get_weights()[0])
+    cmake_build(pkg, tmp_path / "build")
+    exe = tmp_path / "build" / "example_main"
+    x = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
+    assert_matches(run_example(exe, [x], tmp_path), model.predict(x))
+
+    good = (tmp_path / "build" / "mlp.weights").read_bytes()
+    cases = {"corrupt": good[:100] + bytes([good[100] ^ 1]) + good[101:],     # a payload bit flipped
+             "truncated": good[:-10], "longer": good + b"\0", "not_weights": b"hello" * 40,
+             "header_size": good[:16] + (999).to_bytes(8, "little") + good[24:]}
+    other = export_package(dense_model("other", seed=3), tmp_path / "other", name="mlp", weights="file")
+    assert (other.path / "mlp.weights").read_bytes() != good
+    x1 = x[:1]
+    messages = {}
+    for label, data in cases.items():
+        (tmp_path / f"{label}.weights").write_bytes(data)
+        result = run_example(exe, [x1], tmp_path, args=["--weights", tmp_path / f"{label}.weights"], check=False)
+        assert result.returncode != 0, label
+        messages[label] = result.stderr
+    assert "corrupt" in messages["corrupt"]
+    assert "cannot be opened or read" in messages["truncated"]
+    assert "different model" in messages["longer"] and "different model" in messages["header_size"]
+    assert "not a graphc weights file" in messages["not_weights"]
+    missing = run_example(exe, [x1], tmp_path, args=["--weights", tmp_path / "absent.weights"], check=False)
+    assert missing.returncode != 0 and "cannot be opened" in missing.stderr
+    # The same architecture with other weights is accepted (same layout) and gives that model's numbers.
+    shutil.copyfile(other.path / "mlp.weights", tmp_path / "other.weights")
+    out = run_example(exe, [x1], tmp_path, args=["--weights", tmp_path / "other.weights"])
+    assert_matches(out, dense_model("other", seed=3).predict(x1))
+
+
+def test_every_kernel_family_gcc_and_clang(tmp_path):
+    model = every_kernel_model()
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="kern")
+    shipped = sorted(p.name for p in (pkg / "kernels").glob("*.c"))
+    # what the model calls, not the training kernels (conv_grad, norm_grad, rnn_grad) nor unused nn.c
+    assert shipped == ["kern_gc_conv.c", "kern_gc_norm.c", "kern_gc_rnn.c", "kern_gc_sgemm.c"]
+    xs = kernel_inputs(3, np.random.default_rng(2))
+    expected = model.predict(xs)
+    compilers = ["gcc"] + (["clang"] if shutil.which("clang") else [])
+    if len(compilers) == 1:
+        print("clang not found: the clang build is not checked here (.ci/run installs it)")
+    for cc in compilers:
+        log = cmake_build(pkg, tmp_path / f"build-{cc}", cc=cc)
+        assert "warning" not in log.lower(), log
+        assert_matches(run_example(tmp_path / f"build-{cc}" / "example_main", xs, tmp_path), expected)
+    bad = [xs[0], np.full((3, 7), 20, "int32")]  # an id past the Embedding's input_dim
+    result = run_example(tmp_path / "build-gcc" / "example_main", bad, tmp_path, check=False)
+    assert result.returncode != 0 and "Embedding" in result.stderr
+
+
+def test_serial_build_without_openmp(tmp_path):
+    model = every_kernel_model()
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="kern")
+    log = cmake_build(pkg, tmp_path / "build", options={"KERN_OPENMP": "OFF", "KERN_NATIVE": "OFF"})
+    assert "warning" not in log.lower()
+    xs = kernel_inputs(2, np.random.default_rng(3))
+    assert_matches(run_example(tmp_path / "build" / "example_main", xs, tmp_path), model.predict(xs))
+
+
+def test_user_names_never_reach_c_raw(tmp_path):
+    evil = 'x"); system("rm -rf /"); /* \\ ??/'
+    x = graphc.Input((3,), name=evil)
+    model = graphc.Model(x, layers.Dense(2, name="out*/ #define")(x), name="m */ evil")
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="safe")
+    for path in pkg.rglob("*.[ch]"):
+        text = path.read_text()
+        # (comments show the names with "*/" and "/*" broken up, string literals escape them)
+        assert evil not in text and "out*/" not in text, path
+    log = cmake_build(pkg, tmp_path / "build")
+    assert "warning" not in log.lower(), log
+    v = np.ones((1, 3), "float32")
+    out = run_example(tmp_path / "build" / "example_main", [v], tmp_path)
+    assert_matches(out, model.predict(v))
+    stdout = run([tmp_path / "build" / "example_main", write_inputs(tmp_path / "i.bin", [v])]).stdout
+    assert stdout.splitlines()[0] == "output 0 out*/ #define: 1 x 2"
+
+
+def test_destination_rules(tmp_path):
+    model = dense_model()
+    nested = tmp_path / "a" / "b" / "pkg"
+    assert graphc.export_c(model, nested, name="mlp") == nested and (nested / "mlp.h").is_file()
+    with pytest.raises(ValueError, match="not empty; pass overwrite=True"):
+        graphc.export_c(model, nested, name="mlp")
+    graphc.export_c(model, nested, name="net", overwrite=True)  # replaces the earlier export
+    assert (nested / "net.h").is_file() and not (nested / "mlp.h").exists()
+    assert json.loads((nested / "graphc-export.json").read_text())["name"] == "net"
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a graphc export"):
+        graphc.export_c(model, user, name="mlp", overwrite=True)
+    assert (user / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    graphc.export_c(model, empty, name="mlp")
+    with pytest.raises(ValueError, match="not a directory"):
+        graphc.export_c(model, user / "notes.txt", name="mlp")
+    assert not [p for p in tmp_path.rglob(".*") if p.name.startswith(".pkg")]  # no staging left behind
+
+
+@pytest.mark.parametrize("name", ["1model", "my-model", "int", "a__b", "", "x" * 41, "_m", "mödel"])
+def test_invalid_names_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="C identifier"):
+        graphc.export_c(dense_model(), tmp_path / "pkg", name=name)
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_bad_arguments(tmp_path):
+    model = dense_model()
+    with pytest.raises(TypeError, match="name must be a str"):
+        graphc.export_c(model, tmp_path / "p", name=3)
+    with pytest.raises(TypeError, match="expects a graphc Model"):
+        graphc.export_c("model.keras", tmp_path / "p")
+    with pytest.raises(ValueError, match="'embedded' or 'file'"):
+        graphc.export_c(model, tmp_path / "p", weights="rom")
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        graphc.export_c(model, tmp_path / "p", batch_size=0)
+    seq = graphc.Input((None,), dtype="int32", name="ids")
+    rnn = graphc.Model(seq, layers.LSTM(3)(layers.Embedding(10, 4)(seq)))
+    with pytest.raises(ValueError, match=r"variable-length inputs \('ids' \(None, None\)\).*input_shapes"):
+        graphc.export_c(rnn, tmp_path / "p")
+    with pytest.raises(ValueError, match="input_shapes for input 'ids'"):
+        graphc.export_c(rnn, tmp_path / "p", input_shapes=[(0,)])
+    with pytest.raises(ValueError, match="input_shapes has 2 shape"):
+        graphc.export_c(rnn, tmp_path / "p", input_shapes=[(5,), (5,)])
+    assert not (tmp_path / "p").exists()
+    pkg = graphc.export_c(rnn, tmp_path / "p", input_shapes=[(5,)])
+    assert "#define MODEL_INPUT0_SAMPLE_ELEMENTS 5 " in (pkg / "model.h").read_text()
