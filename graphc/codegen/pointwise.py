@@ -10,6 +10,7 @@ alias, which the compiler could not prove by itself.
 from __future__ import annotations
 
 import math
+import re
 
 from ..ir import get_op
 
@@ -107,6 +108,19 @@ def _index(ctx, leaf, out) -> str:
     return " + ".join(reversed(terms)) or "0"
 
 
+def _live_steps(steps, result) -> list:
+    """Drops temporaries nothing reads (an operand only some ops look at, e.g. broadcast_like's shape
+    source): pure expressions, so leaving them out changes nothing but the compiler's unused warnings."""
+    used, live = {result}, []
+    for step in reversed(steps):
+        defined = re.match(r"const \w+ (t\d+) = ", step)
+        if defined and defined.group(1) not in used:
+            continue
+        used |= set(re.findall(r"\bt\d+\b", step.split("=", 1)[1] if defined else step))
+        live.append(step)
+    return live[::-1]
+
+
 def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
     """The loop computing ``root`` and every op inlined into it (storing those in ``stored``). ``loop_of``
     (id(op) -> root op, from fusion_plan) tells ops fused here from values another loop stored."""
@@ -137,7 +151,7 @@ def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
 
     result = visit(root)
     n = ctx.numel(out)
-    body = [f"    {s}" for s in steps] + [f"    {ctx.ptr(out)}[i] = {result};"]
+    body = [f"    {s}" for s in _live_steps(steps, result)] + [f"    {ctx.ptr(out)}[i] = {result};"]
     return [f"{{ const int64_t n = {n};",
             f"  GRAPHC_OMP(omp parallel for simd if (parallel: n > {PARALLEL_MIN}))",
             "  for (int64_t i = 0; i < n; i++) {",

@@ -65,9 +65,10 @@ class ApiSpec:
     graph_prefix: str       # of the generated <prefix>_run / _arena_bytes
     weight_offsets: list    # byte offset of each weight in the payload
     weight_sizes: list      # and its bytes
+    weight_names: list      # the variables' paths
 
 
-def header(spec: ApiSpec, title: str) -> str:
+def header(spec: ApiSpec, title: str, extra=()) -> str:
     n, N = spec.name, spec.name.upper()
     lines = [f"/* {n}.h: C API of {c_comment(title)}, exported by graphc.",
              " *",
@@ -119,6 +120,14 @@ def header(spec: ApiSpec, title: str) -> str:
               f"int {n}_load_weights(const char *path, void *buffer, size_t buffer_bytes);",
               f"/* checks a weights image already in memory (e.g. a mapped file): {N}_OK when it can be passed as weights */",
               f"int {n}_check_weights(const void *weights, size_t bytes);"]
+    lines += ["/* one weight of a weights image (or training state; NULL: the embedded weights): its variable's",
+              " * path (e.g. \"dense/kernel\"), its bytes (Keras's layout, C order), a copy out, a copy in */",
+              f"const char *{n}_weight_name(int index);",
+              f"size_t {n}_weight_bytes(int index);",
+              f"int {n}_read_weight(const void *weights, int index, void *dst);",
+              f"int {n}_write_weight(void *weights, int index, const void *src);",
+              f"/* writes a weights file (atomically), with a fresh checksum; graphc.export.load_weights reads it */",
+              f"int {n}_save_weights(const void *weights, const char *path);"]
     if spec.embedded:
         lines += [f"/* copies the embedded weights into a buffer of {N}_WEIGHTS_SIZE bytes (to modify them) */",
                   f"int {n}_copy_embedded_weights(void *buffer, size_t buffer_bytes);"]
@@ -128,7 +137,7 @@ def header(spec: ApiSpec, title: str) -> str:
               *[f"{ret} {n}_{kind}_{what}({args});" for kind in ("input", "output") for ret, what, args in
                 (("const char *", "name", "int index"), ("int", "dtype", "int index"), ("int", "rank", "int index"),
                  ("int64_t", "dim", "int index, int axis"), ("size_t", "sample_elements", "int index"))],
-              "", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {N}_H_ */", ""]
+              *extra, "", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {N}_H_ */", ""]
     return "\n".join(line.replace("( *", "(*") for line in lines).replace("const char * ", "const char *")
 
 
@@ -156,7 +165,7 @@ def implementation(spec: ApiSpec) -> str:
     embedded_ref = f"extern const void *const {n}_embedded_weights[{max(spec.num_weights, 1)}];\n" if spec.embedded else ""
     resolve_null = (f"        for (i = 0; i < {N}_NUM_WEIGHTS; i++) params[i] = {n}_embedded_weights[i];\n        return {N}_OK;"
                     if spec.embedded else f"        return {N}_ERR_NO_WEIGHTS;")
-    write_header = "" if not spec.embedded else f"""static void write_u32(unsigned char *p, uint32_t v)
+    write_header = f"""static void write_u32(unsigned char *p, uint32_t v)
 {{
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
 }}
@@ -189,8 +198,10 @@ int {n}_copy_embedded_weights(void *buffer, size_t buffer_bytes)
     return {N}_OK;
 }}
 """
-    sizes = "" if not spec.embedded else (f"static const size_t weight_bytes[{max(spec.num_weights, 1)}] = "
-                                          f"{{{', '.join(f'{b}u' for b in spec.weight_sizes) or '0'}}};\n")
+    sizes = (f"static const size_t weight_bytes[{max(spec.num_weights, 1)}] = "
+             f"{{{', '.join(f'{b}u' for b in spec.weight_sizes) or '0'}}};\n"
+             f"static const char *const weight_names[{max(spec.num_weights, 1)}] = "
+             f"{{{', '.join(c_string(x) for x in spec.weight_names) or '0'}}};\n")
     return f"""
 /* ---- C API (see {n}.h) ------------------------------------------------------------------------------ */
 #include <stdio.h>
@@ -215,20 +226,30 @@ static uint32_t read_u32(const unsigned char *p)
 
 static uint64_t read_u64(const unsigned char *p) {{ return (uint64_t)read_u32(p) | (uint64_t)read_u32(p + 4) << 32; }}
 
-/* zlib's CRC-32, a byte at a time from a table built on the stack (no global state) */
-static uint32_t crc32(const unsigned char *p, size_t n)
+/* zlib's CRC-32, a byte at a time from a table the caller keeps on its stack (no global state) */
+static void crc32_table(uint32_t table[256])
 {{
-    uint32_t table[256], c = 0xFFFFFFFFu;
     uint32_t k;
-    size_t i;
     for (k = 0; k < 256; k++) {{
         uint32_t r = k;
         int b;
         for (b = 0; b < 8; b++) r = (r & 1u) ? 0xEDB88320u ^ (r >> 1) : r >> 1;
         table[k] = r;
     }}
+}}
+
+static uint32_t crc32_update(const uint32_t table[256], uint32_t c, const unsigned char *p, size_t n)
+{{
+    size_t i;
     for (i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
+}}
+
+static uint32_t crc32(const unsigned char *p, size_t n)
+{{
+    uint32_t table[256];
+    crc32_table(table);
+    return crc32_update(table, 0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
 }}
 
 {write_header}
@@ -255,6 +276,9 @@ static int resolve_weights(const void *weights, const void **params)
     for (i = 0; i < {N}_NUM_WEIGHTS; i++) params[i] = blob + 64 + weight_offsets[i];
     return {N}_OK;
 }}
+
+/* for the training step's translation unit */
+int {n}_gc_check_header(const void *weights) {{ return check_header((const unsigned char *)weights); }}
 
 size_t {n}_weights_size(void) {{ return {N}_WEIGHTS_SIZE; }}
 
@@ -291,6 +315,72 @@ int {n}_load_weights(const char *path, void *buffer, size_t buffer_bytes)
     return {n}_check_weights(buffer, {N}_WEIGHTS_SIZE);
 }}
 {copy_embedded}
+const char *{n}_weight_name(int index) {{ return index >= 0 && index < {N}_NUM_WEIGHTS ? weight_names[index] : NULL; }}
+size_t {n}_weight_bytes(int index) {{ return index >= 0 && index < {N}_NUM_WEIGHTS ? weight_bytes[index] : 0; }}
+
+int {n}_read_weight(const void *weights, int index, void *dst)
+{{
+    const void *params[{max(spec.num_weights, 1)}];
+    int rc;
+    if (!dst) return {N}_ERR_NULL_ARGUMENT;
+    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHTS_MISMATCH;
+    rc = resolve_weights(weights, params);
+    if (rc != {N}_OK) return rc;
+    memcpy(dst, params[index], weight_bytes[index]);
+    return {N}_OK;
+}}
+
+int {n}_write_weight(void *weights, int index, const void *src)
+{{
+    unsigned char *blob = (unsigned char *)weights;
+    int rc;
+    if (!weights || !src) return {N}_ERR_NULL_ARGUMENT;
+    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHTS_MISMATCH;
+    rc = check_header(blob);
+    if (rc != {N}_OK) return rc;
+    memcpy(blob + 64 + weight_offsets[index], src, weight_bytes[index]);
+    return {N}_OK;
+}}
+
+int {n}_save_weights(const void *weights, const char *path)
+{{
+    const void *params[{max(spec.num_weights, 1)}];
+    unsigned char header[64], zeros[64];
+    char tmp[4096];
+    size_t used = 0;
+    FILE *f;
+    int i, rc, ok;
+    uint32_t crc = 0xFFFFFFFFu, table[256];
+    if (!path) return {N}_ERR_NULL_ARGUMENT;
+    rc = resolve_weights(weights, params);
+    if (rc != {N}_OK) return rc;
+    if (strlen(path) + 5 > sizeof tmp) return {N}_ERR_FILE;
+    strcpy(tmp, path);
+    strcat(tmp, ".tmp");
+    crc32_table(table);
+    memset(zeros, 0, sizeof zeros);
+    for (i = 0; i < {N}_NUM_WEIGHTS; i++) {{   /* the payload's CRC, padding included */
+        crc = crc32_update(table, crc, (const unsigned char *)params[i], weight_bytes[i]);
+        used = weight_offsets[i] + weight_bytes[i];
+        crc = crc32_update(table, crc, zeros, (i + 1 < {N}_NUM_WEIGHTS ? weight_offsets[i + 1] : (size_t)PAYLOAD_BYTES) - used);
+    }}
+    if ({N}_NUM_WEIGHTS == 0) crc = crc32_update(table, crc, zeros, (size_t)PAYLOAD_BYTES);
+    memset(header, 0, sizeof header);
+    write_header(header, crc ^ 0xFFFFFFFFu);
+    f = fopen(tmp, "wb");
+    if (!f) return {N}_ERR_FILE;
+    ok = fwrite(header, 1, 64, f) == 64;
+    for (i = 0; ok && i < {N}_NUM_WEIGHTS; i++) {{
+        size_t end = i + 1 < {N}_NUM_WEIGHTS ? weight_offsets[i + 1] : (size_t)PAYLOAD_BYTES;
+        ok = fwrite(params[i], 1, weight_bytes[i], f) == weight_bytes[i];
+        ok = ok && fwrite(zeros, 1, end - weight_offsets[i] - weight_bytes[i], f) == end - weight_offsets[i] - weight_bytes[i];
+    }}
+    if ({N}_NUM_WEIGHTS == 0) ok = ok && fwrite(zeros, 1, (size_t)PAYLOAD_BYTES, f) == (size_t)PAYLOAD_BYTES;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {{ remove(tmp); return {N}_ERR_FILE; }}
+    return {N}_OK;
+}}
+
 size_t {n}_workspace_size(int batch)
 {{
     return batch < 1 ? 0 : {g}_arena_bytes((int64_t)batch, {N}_MAX_THREADS);

@@ -7,6 +7,7 @@ earlier graphc export and ``overwrite=True``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -14,9 +15,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..codegen import generate_c
 from ..passes.memory import rows_factor
 from . import capi, kernel_sources
+from .training import training_parts
 from .weights import WeightsLayout
 
 MARKER = "graphc-export.json"
@@ -54,7 +58,8 @@ def export_c(model, out_dir, *, name="model", weights="embedded", batch_size=Non
     kernels it needs, ``CMakeLists.txt``, ``example_main.c`` and a README. ``batch_size`` fixes the largest
     batch (the header then defines ``<NAME>_WORKSPACE_SIZE``); ``input_shapes`` (per sample, without the
     batch axis) fix variable-length inputs; ``max_threads`` bounds the OpenMP threads a call uses (the
-    workspace holds scratch for that many; default 8). Returns the package directory."""
+    workspace holds scratch for that many; default 8). ``training=True`` (a compiled model) adds
+    ``<name>_train_step`` and the training state functions (``<name>_train.c``). Returns the package directory."""
     return export_package(model, out_dir, name=name, weights=weights, batch_size=batch_size, training=training,
                           overwrite=overwrite, input_shapes=input_shapes, max_threads=max_threads).path
 
@@ -69,9 +74,6 @@ def export_package(model, out_dir, *, name="model", weights="embedded", batch_si
         raise ValueError(f"export_c: weights must be 'embedded' or 'file', received {weights!r}")
     batch_size = _positive("batch_size", batch_size)
     max_threads = _positive("max_threads", max_threads) or 8
-    if training:
-        raise ValueError("export_c(training=True): the training-step export is not available yet; export for "
-                         "inference (training=False)")
     out_dir = Path(out_dir)
     _check_destination(out_dir, overwrite)
 
@@ -82,9 +84,13 @@ def export_package(model, out_dir, *, name="model", weights="embedded", batch_si
     if batch_size:
         spec.workspace_bytes = _workspace_bytes(generated, batch_size, max_threads)
 
-    files = {f"{name}.h": capi.header(spec, f"model {model.name}"),
+    train = training_parts(model, name, graph, layout, weights == "embedded") if training else None
+    files = {f"{name}.h": capi.header(spec, f"model {model.name}", train.header_lines if train else ()),
              f"{name}.c": _model_source(generated, name, spec),
-             **{f"kernels/{k}": v for k, v in kernel_sources.kernel_files(generated.source, name).items()}}
+             **{f"kernels/{k}": v for k, v in kernel_sources.kernel_files(
+                 generated.source + (train.generated_source if train else ""), name).items()}}
+    if train:
+        files[f"{name}_train.c"] = train.source
     if weights == "embedded":
         files[f"{name}_weights.c"] = layout.embedded_c(name, f"{name}.h")
     files["CMakeLists.txt"] = _cmake(name, sorted(f for f in files if f.endswith(".c")), weights == "file")
@@ -92,7 +98,8 @@ def export_package(model, out_dir, *, name="model", weights="embedded", batch_si
                                     WEIGHTS_DEFAULT="NULL" if weights == "embedded" else f'"{name}.weights"')
     files["README.md"] = _readme(model, name, spec)
     files[MARKER] = json.dumps({"format": 1, "generator": "graphc", "model": model.name, "name": name,
-                                "weights": weights, "batch_size": batch_size, "max_threads": max_threads},
+                                "weights": weights, "batch_size": batch_size, "max_threads": max_threads,
+                                "training": bool(training)},
                                indent=2) + "\n"
     blobs = {f"{name}.weights": layout.file_bytes()} if weights == "file" else {}
     _write_package(out_dir, files, blobs)
@@ -100,6 +107,18 @@ def export_package(model, out_dir, *, name="model", weights="embedded", batch_si
     example = batch_size or 1
     return Export(out_dir, name, spec, plan.fixed_bytes + example * plan.per_sample_bytes,
                   plan.peak_live_bytes(example))
+
+
+def load_weights(model, path, input_shapes=None):
+    """Sets ``model``'s weights from a weights file written by ``export_c(weights="file")`` or by the C
+    function ``<name>_save_weights`` (e.g. after training in C); the file must belong to this model."""
+    from .weights import read_file
+    generated = generate_c(_inference_graph(model, input_shapes), prefix="graphc_model")
+    layout = WeightsLayout(generated.graph)
+    payload = read_file(path, layout)
+    for var, e in zip(layout.variables, layout.entries):
+        var.assign(np.frombuffer(payload, dtype=np.dtype(e.dtype).newbyteorder("<"), count=math.prod(e.shape),
+                                 offset=e.offset).reshape(e.shape).astype(e.dtype))
 
 
 def _positive(what, value):
@@ -157,7 +176,8 @@ def _api_spec(model, name, generated, layout, embedded, batch_size, max_threads)
                         weights_bytes=layout.total_bytes, layout_crc=layout.layout_hash(), embedded=embedded,
                         batch_size=batch_size, max_threads=max_threads, workspace_bytes=0,
                         graph_prefix=f"{name}_gc_model", weight_offsets=[e.offset for e in layout.entries],
-                        weight_sizes=[e.nbytes for e in layout.entries])
+                        weight_sizes=[e.nbytes for e in layout.entries],
+                        weight_names=[e.label for e in layout.entries])
 
 
 def _workspace_bytes(generated, batch, max_threads) -> int:

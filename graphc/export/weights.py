@@ -44,13 +44,14 @@ class WeightsLayout:
     """Where each parameter of a compiled graph lives in the blob."""
 
     def __init__(self, graph):
-        self.entries, self.arrays, offset = [], [], 0
+        self.entries, self.arrays, self.variables, offset = [], [], [], 0
         for v in graph.params:
             var = graph.param_keys[v.id]
             array = np.ascontiguousarray(var.value, dtype=v.type.dtype)
             label = getattr(var, "path", None) or v.name
             self.entries.append(Entry(str(label), str(array.dtype), tuple(array.shape), offset, array.nbytes))
             self.arrays.append(array)
+            self.variables.append(var)
             offset += -(-max(array.nbytes, 1) // ALIGN) * ALIGN
         self.total_bytes = offset
 
