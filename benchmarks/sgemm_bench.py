@@ -87,6 +87,24 @@ int main(void) {
 """
 
 
+class Scratch(ctypes.Structure):
+    """graphc_scratch (kernels/graphc_kernels.h)."""
+    _fields_ = [("base", ctypes.POINTER(ctypes.c_float)), ("floats_per_thread", ctypes.c_size_t),
+                ("nthreads", ctypes.c_int)]
+
+
+def scratch_for(lib, M, N, K, threads):
+    """(pointer to a graphc_scratch, the array behind it) sized by graphc_sgemm_scratch_floats for a product
+    on up to ``threads`` threads: what a caller of graphc_sgemm provides."""
+    lib.graphc_sgemm_scratch_floats.argtypes = [ctypes.c_int64] * 3
+    lib.graphc_sgemm_scratch_floats.restype = ctypes.c_size_t
+    per = lib.graphc_sgemm_scratch_floats(M, N, K)
+    buf = np.empty(per * threads + 16, np.float32)
+    start = (-buf.ctypes.data % 64) // 4  # 64-byte aligned
+    s = Scratch(buf[start:].ctypes.data_as(ctypes.POINTER(ctypes.c_float)), per, threads)
+    return ctypes.pointer(s), buf
+
+
 def reps_for(n):
     return max(3, min(50, int(4e9 / (2.0 * n ** 3))))
 
@@ -189,7 +207,7 @@ def main():
 def measure(args, threads, lib, peak_exe):
     fp = ctypes.POINTER(ctypes.c_float)
     lib.graphc_sgemm.argtypes = [ctypes.c_int] * 3 + [ctypes.c_float, fp, ctypes.c_int, fp, ctypes.c_int,
-                                                      ctypes.c_float, fp, ctypes.c_int]
+                                                      ctypes.c_float, fp, ctypes.c_int, ctypes.POINTER(Scratch)]
     lib.graphc_sgemm.restype = None
     lib.graphc_sgemm_kernel_name.restype = ctypes.c_char_p
 
@@ -207,7 +225,8 @@ def measure(args, threads, lib, peak_exe):
         for n in args.sizes:
             a, b, c = square_operands(n)
             pa, pb, pc = (x.ctypes.data_as(fp) for x in (a, b, c))
-            call = lambda: lib.graphc_sgemm(n, n, n, 1.0, pa, n, pb, n, 0.0, pc, n)  # noqa: E731
+            scratch, _keep = scratch_for(lib, n, n, n, args.threads)
+            call = lambda: lib.graphc_sgemm(n, n, n, 1.0, pa, n, pb, n, 0.0, pc, n, scratch)  # noqa: E731
             call()
             np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-3, atol=1e-3 * np.sqrt(n))
             ours[n] = max(ours[n], best_gflops(call, n, args.clock, args.threads))

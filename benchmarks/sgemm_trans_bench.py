@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from sgemm_bench import Scratch, scratch_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = os.path.join(ROOT, "kernels")
 LAYOUTS = ((0, 0), (1, 0), (0, 1), (1, 1))
@@ -74,7 +76,7 @@ def main():
 def measure(lib, args):
     fp = ctypes.POINTER(ctypes.c_float)
     lib.graphc_sgemm_ex.argtypes = [ctypes.c_int] * 5 + [ctypes.c_float, fp, ctypes.c_int, fp, ctypes.c_int,
-                                                         ctypes.c_float, fp, ctypes.c_int]
+                                                         ctypes.c_float, fp, ctypes.c_int, ctypes.POINTER(Scratch)]
     lib.graphc_sgemm_ex.restype = None
     lib.graphc_sgemm_kernel_name.restype = ctypes.c_char_p
     rng = np.random.default_rng(0)
@@ -84,12 +86,13 @@ def measure(lib, args):
             a, b, c = operands(ta, tb, M, N, K, rng)
             pa, pb, pc = (x.ctypes.data_as(fp) for x in (a, b, c))
             lda, ldb = a.shape[1], b.shape[1]
-            call = (lambda ta=ta, tb=tb, M=M, N=N, K=K, pa=pa, pb=pb, pc=pc, lda=lda, ldb=ldb:  # noqa: E731
-                    lib.graphc_sgemm_ex(ta, tb, M, N, K, 1.0, pa, lda, pb, ldb, 0.0, pc, N))
+            scratch, keep = scratch_for(lib, M, N, K, args.threads)
+            call = (lambda ta=ta, tb=tb, M=M, N=N, K=K, pa=pa, pb=pb, pc=pc, lda=lda, ldb=ldb, s=scratch:  # noqa: E731
+                    lib.graphc_sgemm_ex(ta, tb, M, N, K, 1.0, pa, lda, pb, ldb, 0.0, pc, N, s))
             call()
             ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)
             np.testing.assert_allclose(c, ref, rtol=1e-3, atol=1e-3 * np.sqrt(K))
-            calls[M, N, K, ta, tb] = (call, (a, b, c))  # keep the arrays alive
+            calls[M, N, K, ta, tb] = (call, (a, b, c, keep))  # keep the arrays alive
             best[M, N, K, ta, tb] = float("inf")
     for _ in range(args.rounds):
         for key, (call, _) in calls.items():

@@ -1,10 +1,11 @@
 /* Convolution, transposed convolution and pooling on channels_last tensors (contracts in graphc_conv.h).
  *
  * Convolution packs the patches of a block of output cells (rows of the flattened batch x spatial grid)
- * into a per-thread static buffer and multiplies them by the kernel with graphc_sgemm:
+ * into the thread's region of the caller's scratch and multiplies them by the kernel with graphc_sgemm:
  *     y[m][o] = sum over (tap, c) of patch[m][tap * cin_g + c] * w[tap * cin_g + c][o]
- * The buffer holds SCRATCH_FLOATS floats, so a block has SCRATCH_FLOATS / width rows; when a patch row
- * alone is too wide (huge kernels), its columns are split into chunks whose products accumulate in y.
+ * A block holds at most SCRATCH_FLOATS floats, so it has SCRATCH_FLOATS / width rows (all rows when fewer);
+ * when a patch row alone is too wide (huge kernels), its columns are split into chunks whose products
+ * accumulate in y. Each region holds graphc_sgemm's scratch first, then the patches (see conv_plan).
  * A 1x1 stride-1 convolution reads x directly (a plain GEMM). Transposed convolution multiplies a block
  * of input cells by the transposed kernel and scatter-adds the products into the output (col2im).
  * Blocks of rows (convolution) or images (transposed) are shared by OpenMP threads; inside a parallel
@@ -31,31 +32,37 @@
 #define PARALLEL_MIN 32768            /* pooling: elements read below which one thread is faster */
 #define GEMM_MAX_ROWS (1L << 30)      /* graphc_sgemm takes int sizes */
 
-#if defined(_MSC_VER)
-#define GRAPHC_CONV_TLS __declspec(thread)
-#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#define GRAPHC_CONV_TLS _Thread_local
-#else
-#define GRAPHC_CONV_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
-#endif
-
-/* +16 floats so the start can be rounded up to a 64-byte boundary. */
-static GRAPHC_CONV_TLS float scratch_storage[SCRATCH_FLOATS + 16];
-
-static float *scratch(void) { return (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u); }
-
 static int64_t prod3(const int64_t *a) { return a[0] * a[1] * a[2]; }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP. */
-static int max_threads(void)
+/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP, at most the
+ * scratch's regions. */
+static int max_threads(const graphc_scratch *scratch)
 {
 #ifdef _OPENMP
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int n = omp_in_parallel() || scratch == NULL ? 1 : omp_get_max_threads();
+    return scratch == NULL || n < scratch->nthreads ? n : scratch->nthreads;
 #else
+    (void)scratch;
     return 1;
 #endif
+}
+
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* What a kernel's loop body passes to graphc_sgemm: the whole scratch from the calling thread (the GEMM
+ * may start threads itself), thread t's region alone from a team of its own. */
+static graphc_scratch gemm_scratch(const graphc_scratch *scratch, int par, int t)
+{
+    return par ? graphc_scratch_thread(scratch, t) : *scratch;
 }
 
 static float activate(float v, int act)
@@ -193,52 +200,89 @@ static void pack_patches(const float *x, const graphc_window *g, int64_t cin, in
     }
 }
 
-void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                     const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act)
+/* How a convolution uses its scratch, the same for the sizing function and the kernel: columns per
+ * chunk of a patch row (all taps, or tc taps of all channels, or cc channels of one tap), the most patch
+ * rows per block, and the floats of a region: graphc_sgemm's first, then one block of patches. */
+typedef struct {
+    int direct;     /* 1x1, stride 1, unpadded: the input cells are the patch rows (no patches) */
+    int64_t tc, cc, rows;
+    size_t gemm, total;
+} conv_plan;
+
+static conv_plan plan_conv(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
 {
     const int64_t cin_g = cin / groups, cout_g = cout / groups;
     const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
     const int64_t max_width = SCRATCH_FLOATS / MIN_ROWS;
+    conv_plan c;
+    c.direct = taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
+    c.tc = taps, c.cc = cin_g, c.rows = M;
+    if (c.direct) {
+        c.gemm = c.total = graphc_sgemm_scratch_floats(min64(M, GEMM_MAX_ROWS), cout_g, cin_g);
+        return c;
+    }
+    if (K > max_width) {
+        if (cin_g <= max_width) {
+            c.tc = max_width / cin_g;
+        } else {
+            c.tc = 1;
+            c.cc = max_width;
+        }
+    }
+    c.rows = min64(SCRATCH_FLOATS / (c.tc * c.cc), M);
+    c.gemm = graphc_sgemm_scratch_floats(c.rows, cout_g, c.tc * c.cc);
+    c.total = c.gemm + graphc_scratch_round((size_t)(c.rows * c.tc * c.cc));
+    return c;
+}
+
+size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                  int64_t groups)
+{
+    if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0)
+        return 0;
+    return plan_conv(batch, win, cin, cout, groups).total;
+}
+
+void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                     const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act,
+                     const graphc_scratch *scratch)
+{
+    const int64_t cin_g = cin / groups, cout_g = cout / groups;
+    const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
+    conv_plan plan;
     int64_t tc, cc, rows, nblocks, blk;
     int threads, chunked, par;
     if (M <= 0 || cout <= 0)
         return;
-    if (taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0) {
-        /* 1x1, stride 1, unpadded: the input cells are the patch rows */
+    plan = plan_conv(batch, win, cin, cout, groups);
+    if (plan.direct) {
         int64_t gi, m0;
         for (gi = 0; gi < groups; gi++)
             for (m0 = 0; m0 < M; m0 += GEMM_MAX_ROWS)
                 graphc_sgemm_bias_act((int)min64(M - m0, GEMM_MAX_ROWS), (int)cout_g, (int)cin_g,
                                       x + m0 * cin + gi * cin_g, (int)cin, w + gi * cout_g, (int)cout,
-                                      bias ? bias + gi * cout_g : NULL, act, y + m0 * cout + gi * cout_g, (int)cout);
+                                      bias ? bias + gi * cout_g : NULL, act, y + m0 * cout + gi * cout_g, (int)cout,
+                                      scratch);
         return;
     }
-    /* Columns per chunk: all taps, or tc taps of all channels, or cc channels of one tap. */
-    if (K <= max_width) {
-        tc = taps;
-        cc = cin_g;
-    } else if (cin_g <= max_width) {
-        tc = max_width / cin_g;
-        cc = cin_g;
-    } else {
-        tc = 1;
-        cc = max_width;
-    }
+    tc = plan.tc;
+    cc = plan.cc;
     chunked = tc < taps || cc < cin_g;
-    rows = SCRATCH_FLOATS / (tc * cc);
-    threads = max_threads();
+    rows = plan.rows;
+    threads = max_threads(scratch);
     if (threads > 1 && rows * threads > M) { /* small problem: one block per thread */
         rows = (M + threads - 1) / threads;
         if (rows < MIN_ROWS)
             rows = MIN_ROWS;
     }
     nblocks = (M + rows - 1) / rows;
-    par = nblocks > 1 && (double)M * (double)K * (double)cout > (double)PARALLEL_MIN_WORK * 2;
-    (void)par;
+    par = threads > 1 && nblocks > 1 && (double)M * (double)K * (double)cout > (double)PARALLEL_MIN_WORK * 2;
 
-    GRAPHC_OMP(omp parallel for schedule(static) if (par))
+    GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (par))
     for (blk = 0; blk < nblocks; blk++) {
-        float *patch = scratch();
+        const int t = thread_num();
+        const graphc_scratch gs = gemm_scratch(scratch, par, t);
+        float *patch = graphc_scratch_region(scratch, t) + plan.gemm;
         const int64_t m0 = blk * rows, mb = min64(M - m0, rows);
         int64_t gi;
         for (gi = 0; gi < groups; gi++) {
@@ -247,7 +291,7 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
             if (!chunked) {
                 pack_patches(x, win, cin, gi * cin_g, m0, m0 + mb, 0, taps, 0, cin_g, patch);
                 graphc_sgemm_bias_act((int)mb, (int)cout_g, (int)K, patch, (int)K, w + gi * cout_g, (int)cout, bg,
-                                      act, yb, (int)cout);
+                                      act, yb, (int)cout, &gs);
             } else {
                 int64_t t0, c0;
                 float beta = 0.0f;
@@ -257,7 +301,7 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
                         const int64_t width = (t1 - t0) * (c1 - c0);
                         pack_patches(x, win, cin, gi * cin_g, m0, m0 + mb, t0, t1, c0, c1, patch);
                         graphc_sgemm((int)mb, (int)cout_g, (int)width, 1.0f, patch, (int)width,
-                                     w + (t0 * cin_g + c0) * cout + gi * cout_g, (int)cout, beta, yb, (int)cout);
+                                     w + (t0 * cin_g + c0) * cout + gi * cout_g, (int)cout, beta, yb, (int)cout, &gs);
                         beta = 1.0f;
                     }
                 }
@@ -313,36 +357,68 @@ static void scatter_add(const float *cols, const graphc_window *g, int64_t cout,
     }
 }
 
+/* How a transposed convolution uses its scratch: kc input channels per GEMM, tc taps x cc output channels
+ * per chunk, the most input cells per GEMM, and the floats of a region: graphc_sgemm's, then the chunk of
+ * the transposed kernel (kc x width), then the products (rows x width). */
+typedef struct {
+    int64_t kc, tc, cc, rows;
+    size_t gemm, kernel, total;
+} transpose_plan;
+
+static transpose_plan plan_transpose(const graphc_window *win, int64_t cin, int64_t cout)
+{
+    const int64_t taps = prod3(win->kernel);
+    transpose_plan c;
+    int64_t max_width;
+    c.kc = cin < MAX_KC ? cin : MAX_KC;
+    max_width = (SCRATCH_FLOATS / 2) / (c.kc > 0 ? c.kc : 1);
+    if (taps * cout <= max_width) {
+        c.tc = taps;
+        c.cc = cout;
+    } else if (cout <= max_width) {
+        c.tc = max_width / cout;
+        c.cc = cout;
+    } else {
+        c.tc = 1;
+        c.cc = max_width;
+    }
+    c.rows = min64((SCRATCH_FLOATS - c.kc * c.tc * c.cc) / (c.tc * c.cc), prod3(win->in));
+    c.gemm = graphc_sgemm_scratch_floats(c.rows, c.tc * c.cc, c.kc);
+    c.kernel = graphc_scratch_round((size_t)(c.kc * c.tc * c.cc));
+    c.total = c.gemm + c.kernel + graphc_scratch_round((size_t)(c.rows * c.tc * c.cc));
+    return c;
+}
+
+size_t graphc_conv_transpose_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0 || cin <= 0)
+        return 0;
+    return plan_transpose(win, cin, cout).total;
+}
+
 void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                               const graphc_window *win, int64_t cin, int64_t cout, int act)
+                               const graphc_window *win, int64_t cin, int64_t cout, int act,
+                               const graphc_scratch *scratch)
 {
     const int64_t taps = prod3(win->kernel), p_in = prod3(win->in), p_out = prod3(win->out);
-    const int64_t kc = cin < MAX_KC ? cin : MAX_KC;
-    const int64_t max_width = (SCRATCH_FLOATS / 2) / (kc > 0 ? kc : 1);
-    int64_t tc, cc, rows, n;
-    int par;
+    transpose_plan plan;
+    int64_t kc, tc, cc, rows, n;
+    int threads, par;
     if (batch <= 0 || p_out <= 0 || cout <= 0)
         return;
-    /* Columns per chunk: all taps of all output channels, or tc taps, or cc channels of one tap. */
-    if (taps * cout <= max_width) {
-        tc = taps;
-        cc = cout;
-    } else if (cout <= max_width) {
-        tc = max_width / cout;
-        cc = cout;
-    } else {
-        tc = 1;
-        cc = max_width;
-    }
-    rows = (SCRATCH_FLOATS - kc * tc * cc) / (tc * cc);
+    plan = plan_transpose(win, cin, cout);
+    kc = plan.kc, tc = plan.tc, cc = plan.cc, rows = plan.rows > 0 ? plan.rows : 1;
     /* Images scatter into disjoint outputs, so they are what the threads share. */
-    par = batch > 1 && (double)batch * (double)p_in * (double)taps * (double)cin * (double)cout >
-                           (double)PARALLEL_MIN_WORK * 2;
-    (void)par;
+    threads = max_threads(scratch);
+    par = threads > 1 && batch > 1 &&
+          (double)batch * (double)p_in * (double)taps * (double)cin * (double)cout > (double)PARALLEL_MIN_WORK * 2;
 
-    GRAPHC_OMP(omp parallel for schedule(static) if (par))
+    GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (par))
     for (n = 0; n < batch; n++) {
-        float *bt = scratch(), *cols = bt + kc * tc * cc;
+        const int t = thread_num();
+        const graphc_scratch gs = gemm_scratch(scratch, par, t);
+        float *bt = cin > 0 ? graphc_scratch_region(scratch, t) + plan.gemm : NULL;
+        float *cols = cin > 0 ? bt + plan.kernel : NULL;
         const float *xn = x + n * p_in * cin;
         float *yn = y + n * p_out * cout;
         int64_t p, t0, c0, m0, k0;
@@ -366,7 +442,7 @@ void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias
                             if (kc < cin)
                                 transpose_kernel(w, cin, cout, k0, k1, t0, t1, c0, c1, bt);
                             graphc_sgemm((int)mb, (int)width, (int)(k1 - k0), 1.0f, xn + m0 * cin + k0, (int)cin,
-                                         bt, (int)width, k0 ? 1.0f : 0.0f, cols, (int)width);
+                                         bt, (int)width, k0 ? 1.0f : 0.0f, cols, (int)width, &gs);
                         }
                         scatter_add(cols, win, cout, m0, m0 + mb, t0, t1, c0, c1, yn);
                     }

@@ -1,9 +1,9 @@
 /* Gradients of convolution and pooling on channels_last tensors (contracts in graphc_conv_grad.h).
  *
  * Filter gradient: the patches of a block of output cells (im2col, the forward convolution's packing)
- * go into a per-thread static buffer and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a transposed A
- * whose inner dimension is the batch x spatial positions. Threads take contiguous ranges of those
- * positions, each accumulating a private partial dw (static thread-local, bounded), reduced at the end.
+ * go into the thread's region of the caller's scratch and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a
+ * transposed A whose inner dimension is the batch x spatial positions. Threads take contiguous ranges of
+ * those positions, each accumulating a private partial dw (in its region too, bounded), reduced at the end.
  * When dw is wider than a partial or a patch row too wide for the buffer, dw is done in chunks of rows
  * (taps x channels) and columns (output channels). A 1x1, stride-1, unpadded convolution reads x in place.
  * Input gradient: cols = dy_g @ w_g^T for a block of output cells (transposed B: the kernel is read as
@@ -11,6 +11,7 @@
  * write disjoint parts of dx, so they are what the threads share.
  * Pooling gradients: one task per (image, block of channels), so tasks write disjoint parts of dx.
  * Inside a parallel region graphc_sgemm_ex runs serially; outside one it may use the threads itself.
+ * Each region of the scratch holds graphc_sgemm_ex's scratch first, then the kernel's own buffers.
  */
 #include "graphc_conv_grad.h"
 #include "graphc_kernels.h"
@@ -34,35 +35,31 @@
 #define GEMM_MAX_ROWS (1L << 30)      /* graphc_sgemm_ex takes int sizes */
 #define POOL_CHUNK 256                /* channels per pooling task */
 
-#if defined(_MSC_VER)
-#define GRAPHC_CONV_GRAD_TLS __declspec(thread)
-#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#define GRAPHC_CONV_GRAD_TLS _Thread_local
-#else
-#define GRAPHC_CONV_GRAD_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
-#endif
-
-/* +16 floats so the start can be rounded up to a 64-byte boundary. */
-static GRAPHC_CONV_GRAD_TLS float scratch_storage[SCRATCH_FLOATS + 16];
-#ifdef _OPENMP
-static GRAPHC_CONV_GRAD_TLS float partial_storage[PARTIAL_FLOATS + 16];
-#endif
-
-static float *align64(float *p) { return (float *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u); }
-
 static int64_t prod3(const int64_t *a) { return a[0] * a[1] * a[2]; }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP. */
-static int max_threads(void)
+/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP, at most the
+ * scratch's regions. */
+static int max_threads(const graphc_scratch *scratch)
 {
 #ifdef _OPENMP
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int n = omp_in_parallel() || scratch == NULL ? 1 : omp_get_max_threads();
+    return scratch == NULL || n < scratch->nthreads ? n : scratch->nthreads;
 #else
+    (void)scratch;
     return 1;
+#endif
+}
+
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
 #endif
 }
 
@@ -155,6 +152,7 @@ typedef struct {
     int64_t tc, cc, nc;  /* chunk: tc taps x cc channels (rows of dw), nc output channels (columns) */
     int64_t rows;        /* output cells per GEMM */
     int direct;          /* 1x1, stride 1, unpadded: x's cells are the patch rows */
+    size_t gemm, patch;  /* floats of a region: graphc_sgemm_ex's, then the patches, then a partial dw */
 } filter_problem;
 
 typedef struct {
@@ -186,9 +184,10 @@ static filter_chunk chunk_at(const filter_problem *P, int64_t i)
     return ch;
 }
 
-/* out[r][j] (row stride ldo) = sum over output cells m in [m_lo, m_hi) of patch[m][r] * dy[m][n0 + j]. */
+/* out[r][j] (row stride ldo) = sum over output cells m in [m_lo, m_hi) of patch[m][r] * dy[m][n0 + j]. patch: the
+ * thread's buffer; gs: the scratch of its GEMMs. */
 static void filter_block(const filter_problem *P, const filter_chunk *ch, int64_t m_lo, int64_t m_hi, float *out,
-                         int64_t ldo)
+                         int64_t ldo, float *patch, const graphc_scratch *gs)
 {
     const int64_t width = (ch->t1 - ch->t0) * ch->cc;
     float beta = 0.0f;
@@ -203,20 +202,19 @@ static void filter_block(const filter_problem *P, const filter_chunk *ch, int64_
         const float *a = P->x + m0 * P->cin + ch->c0;
         int64_t lda = P->cin;
         if (!P->direct) {
-            float *patch = align64(scratch_storage);
             pack_patches(P->x, P->win, P->cin, m0, m0 + mb, ch->t0, ch->t1, ch->c0, ch->cc, patch);
             a = patch;
             lda = width;
         }
         graphc_sgemm_ex(1, 0, (int)width, (int)ch->nc, (int)mb, 1.0f, a, (int)lda, P->dy + m0 * P->cout + ch->n0,
-                        (int)P->cout, beta, out, (int)ldo);
+                        (int)P->cout, beta, out, (int)ldo, gs);
         beta = 1.0f;
     }
 }
 
 #ifdef _OPENMP
 /* Threads split the output cells; per chunk, each fills its partial, then all sum the partials into dw. */
-static void filter_grad_parallel(const filter_problem *P, int threads, float *dw)
+static void filter_grad_parallel(const filter_problem *P, int threads, float *dw, const graphc_scratch *scratch)
 {
     const float *parts[MAX_THREADS];
     const int64_t nchunks = count_chunks(P);
@@ -224,14 +222,15 @@ static void filter_grad_parallel(const filter_problem *P, int threads, float *dw
     {
         const int team = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t m_lo = P->M * t / team, m_hi = P->M * (t + 1) / team;
-        float *partial = align64(partial_storage);
+        const graphc_scratch gs = graphc_scratch_thread(scratch, t);
+        float *patch = gs.base + P->gemm, *partial = patch + P->patch;
         int64_t i, r, j;
         int u;
         parts[t] = partial;
         for (i = 0; i < nchunks; i++) {
             const filter_chunk ch = chunk_at(P, i);
             const int64_t width = (ch.t1 - ch.t0) * ch.cc;
-            filter_block(P, &ch, m_lo, m_hi, partial, ch.nc);
+            filter_block(P, &ch, m_lo, m_hi, partial, ch.nc, patch, &gs);
 #pragma omp barrier
             for (r = width * t / team; r < width * (t + 1) / team; r++) {
                 float *dst = dw + (ch.row0 + r) * P->cout + ch.col0;
@@ -248,50 +247,81 @@ static void filter_grad_parallel(const filter_problem *P, int threads, float *dw
 }
 #endif
 
-void graphc_conv_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
-                                 const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+/* The chunking and threads of a filter gradient, the same for the sizing function and the kernel. */
+static int plan_filter(filter_problem *P, const graphc_window *win, int64_t batch, int64_t cin, int64_t cout,
+                       int64_t groups, int max_team)
 {
-    filter_problem P;
+    int64_t max_width, rows;
     double work;
     int threads;
-    int64_t i, max_width, nchunks;
-    P.x = x;
-    P.dy = dy;
-    P.win = win;
-    P.cin = cin;
-    P.cout = cout;
-    P.cin_g = cin / groups;
-    P.cout_g = cout / groups;
-    P.taps = prod3(win->kernel);
-    P.M = batch * prod3(win->out);
-    if (P.taps * P.cin_g <= 0 || cout <= 0)
-        return;
-    P.direct = P.taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
-    P.nc = min64(P.cout_g, PARTIAL_FLOATS / MIN_COLS);
-    max_width = PARTIAL_FLOATS / P.nc;
-    if (!P.direct)
+    P->win = win;
+    P->cin = cin;
+    P->cout = cout;
+    P->cin_g = cin / groups;
+    P->cout_g = cout / groups;
+    P->taps = prod3(win->kernel);
+    P->M = batch * prod3(win->out);
+    P->direct = P->taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
+    P->nc = min64(P->cout_g, PARTIAL_FLOATS / MIN_COLS);
+    max_width = PARTIAL_FLOATS / P->nc;
+    if (!P->direct)
         max_width = min64(max_width, SCRATCH_FLOATS / MIN_ROWS);
-    split_columns(P.taps, P.cin_g, max_width, &P.tc, &P.cc);
-    P.rows = P.direct ? GEMM_MAX_ROWS : SCRATCH_FLOATS / (P.tc * P.cc);
+    split_columns(P->taps, P->cin_g, max_width, &P->tc, &P->cc);
+    P->rows = P->direct ? GEMM_MAX_ROWS : SCRATCH_FLOATS / (P->tc * P->cc);
+    rows = min64(P->rows, P->M); /* in one GEMM */
+    P->gemm = graphc_sgemm_scratch_floats(P->tc * P->cc, P->nc, rows);
+    P->patch = P->direct ? 0 : graphc_scratch_round((size_t)(rows * P->tc * P->cc));
 
-    work = (double)P.M * (double)P.taps * (double)P.cin_g * (double)cout;
-    threads = max_threads();
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
+    work = (double)P->M * (double)P->taps * (double)P->cin_g * (double)cout;
+    threads = max_team > MAX_THREADS ? MAX_THREADS : max_team;
     if (work < (double)PARALLEL_MIN_WORK * threads)
         threads = (int)(work / PARALLEL_MIN_WORK);
-    if (threads > P.M / MIN_ROWS)
-        threads = (int)(P.M / MIN_ROWS);
+    if (threads > P->M / MIN_ROWS)
+        threads = (int)(P->M / MIN_ROWS);
+    return threads;
+}
+
+size_t graphc_conv_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                              int64_t groups)
+{
+    filter_problem P;
+    size_t partial = 0;
+    if (prod3(win->kernel) * (cin / groups) <= 0 || cout <= 0 || batch <= 0)
+        return 0;
+#ifdef _OPENMP
+    if (plan_filter(&P, win, batch, cin, cout, groups, MAX_THREADS) > 1) /* threads may need a partial dw */
+        partial = graphc_scratch_round((size_t)(P.tc * P.cc * P.nc));
+#else
+    plan_filter(&P, win, batch, cin, cout, groups, 1);
+#endif
+    return P.gemm + P.patch + partial;
+}
+
+void graphc_conv_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
+                                 const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                 const graphc_scratch *scratch)
+{
+    filter_problem P;
+    int threads;
+    int64_t i, nchunks;
+    if (prod3(win->kernel) * (cin / groups) <= 0 || cout <= 0)
+        return;
+    P.x = x;
+    P.dy = dy;
+    threads = plan_filter(&P, win, batch, cin, cout, groups, max_threads(scratch));
 #ifdef _OPENMP
     if (threads > 1) {
-        filter_grad_parallel(&P, threads, dw);
+        filter_grad_parallel(&P, threads, dw, scratch);
         return;
     }
+#else
+    (void)threads;
 #endif
     nchunks = count_chunks(&P);
     for (i = 0; i < nchunks; i++) {
         const filter_chunk ch = chunk_at(&P, i);
-        filter_block(&P, &ch, 0, P.M, dw + ch.row0 * cout + ch.col0, cout);
+        filter_block(&P, &ch, 0, P.M, dw + ch.row0 * cout + ch.col0, cout, scratch ? scratch->base + P.gemm : NULL,
+                     scratch);
     }
 }
 
@@ -333,14 +363,13 @@ static void scatter_cols(const float *cols, const graphc_window *g, int64_t cin,
 }
 
 /* dx of images [n0, n1): blocks of output cells (spanning images, so small images still make tall GEMMs)
- * times each column chunk of the kernel, scattered. */
+ * times each column chunk of the kernel, scattered. cols: the thread's buffer; gs: the scratch of its GEMMs. */
 static void input_grad_images(const float *dy, const float *w, float *dx, int64_t n0, int64_t n1,
                               const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int64_t tc,
-                              int64_t cc)
+                              int64_t cc, float *cols, const graphc_scratch *gs)
 {
     const int64_t cin_g = cin / groups, cout_g = cout / groups, taps = prod3(win->kernel);
     const int64_t p_out = prod3(win->out), m_end = n1 * p_out;
-    float *cols = align64(scratch_storage);
     int64_t gi, t0, c0, m0;
     memset(dx + n0 * prod3(win->in) * cin, 0, (size_t)((n1 - n0) * prod3(win->in) * cin) * sizeof(float));
     for (gi = 0; gi < groups; gi++)
@@ -352,43 +381,80 @@ static void input_grad_images(const float *dy, const float *w, float *dx, int64_
                     const int64_t mb = min64(m_end - m0, rows);
                     graphc_sgemm_ex(0, 1, (int)mb, (int)width, (int)cout_g, 1.0f, dy + m0 * cout + gi * cout_g,
                                     (int)cout, w + (t0 * cin_g + c0) * cout + gi * cout_g, (int)cout, 0.0f, cols,
-                                    (int)width);
+                                    (int)width, gs);
                     scatter_cols(cols, win, cin, m0, m0 + mb, t0, t1, gi * cin_g + c0, c1 - c0, dx);
                 }
             }
 }
 
+/* 1x1, stride 1, unpadded: dx_g = dy_g @ w_g^T over all cells at once, no scatter. */
+static int input_grad_direct(const graphc_window *win)
+{
+    return prod3(win->kernel) == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 &&
+           win->pad[2] == 0;
+}
+
+/* Floats of a region an input gradient uses for its GEMMs (first) and for a block of columns (after). */
+static size_t input_grad_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                size_t *gemm)
+{
+    const int64_t cin_g = cin / groups, cout_g = cout / groups, M = batch * prod3(win->out);
+    int64_t tc, cc, rows;
+    if (input_grad_direct(win)) {
+        *gemm = graphc_sgemm_scratch_floats(min64(batch * prod3(win->in), GEMM_MAX_ROWS), cin_g, cout_g);
+        return *gemm;
+    }
+    split_columns(prod3(win->kernel), cin_g, SCRATCH_FLOATS / MIN_ROWS, &tc, &cc);
+    rows = min64(M, SCRATCH_FLOATS); /* a chunk of width w takes SCRATCH_FLOATS / w rows at a time */
+    *gemm = graphc_sgemm_scratch_floats(rows, tc * cc, cout_g);
+    return *gemm + graphc_scratch_round((size_t)min64(M * tc * cc, SCRATCH_FLOATS));
+}
+
+size_t graphc_conv_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                             int64_t groups)
+{
+    size_t gemm;
+    if (batch <= 0 || prod3(win->in) <= 0 || cin <= 0)
+        return 0;
+    return input_grad_floats(batch, win, cin, cout, groups, &gemm);
+}
+
 void graphc_conv_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
-                                const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+                                const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                const graphc_scratch *scratch)
 {
     const int64_t cin_g = cin / groups, cout_g = cout / groups;
     const int64_t taps = prod3(win->kernel), p_in = prod3(win->in), p_out = prod3(win->out);
     const double work = (double)batch * (double)p_out * (double)taps * (double)cin_g * (double)cout;
+    size_t gemm;
     int64_t tc, cc, parts, part;
     if (batch <= 0 || p_in <= 0 || cin <= 0)
         return;
-    if (taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0) {
-        /* 1x1, stride 1, unpadded: dx_g = dy_g @ w_g^T over all cells at once */
+    if (input_grad_direct(win)) {
         const int64_t M = batch * p_in;
         int64_t gi, m0;
         for (gi = 0; gi < groups; gi++)
             for (m0 = 0; m0 < M; m0 += GEMM_MAX_ROWS)
                 graphc_sgemm_ex(0, 1, (int)min64(M - m0, GEMM_MAX_ROWS), (int)cin_g, (int)cout_g, 1.0f,
                                 dy + m0 * cout + gi * cout_g, (int)cout, w + gi * cout_g, (int)cout, 0.0f,
-                                dx + m0 * cin + gi * cin_g, (int)cin);
+                                dx + m0 * cin + gi * cin_g, (int)cin, scratch);
         return;
     }
+    input_grad_floats(batch, win, cin, cout, groups, &gemm);
     split_columns(taps, cin_g, SCRATCH_FLOATS / MIN_ROWS, &tc, &cc);
     /* Images scatter into disjoint parts of dx: each thread takes a contiguous range of them. With fewer
      * images than threads, one part runs and graphc_sgemm_ex may use the threads itself. */
-    parts = max_threads();
+    parts = max_threads(scratch);
     if (work < (double)PARALLEL_MIN_WORK * (double)parts)
         parts = (int64_t)(work / PARALLEL_MIN_WORK);
     parts = parts > batch ? batch : parts < 1 ? 1 : parts;
-    GRAPHC_OMP(omp parallel for schedule(static) if (parts > 1))
-    for (part = 0; part < parts; part++)
+    GRAPHC_OMP(omp parallel for schedule(static) num_threads((int)parts) if (parts > 1))
+    for (part = 0; part < parts; part++) {
+        const int t = parts > 1 ? thread_num() : 0;
+        const graphc_scratch gs = parts > 1 ? graphc_scratch_thread(scratch, t) : *scratch;
         input_grad_images(dy, w, dx, batch * part / parts, batch * (part + 1) / parts, win, cin, cout, groups, tc,
-                          cc);
+                          cc, graphc_scratch_region(scratch, t) + gemm, &gs);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -2,7 +2,10 @@
 #ifndef GRAPHC_CONV_H
 #define GRAPHC_CONV_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "graphc_kernels.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,21 +33,29 @@ typedef struct {
  * x: (batch, *in, cin); w: (*kernel, cin / groups, cout); bias: cout elements or NULL;
  * y: (batch, *out, cout); act: GRAPHC_ACT_* of graphc_kernels.h. Output channel o belongs to group
  * o / (cout / groups), which reads input channels [g * cin / groups, (g + 1) * cin / groups).
- * Patches are packed into a bounded per-thread static buffer (no allocation), then multiplied by
- * graphc_sgemm; OpenMP threads share the output rows when the work is large enough.
+ * Patches are packed into the caller's scratch (graphc_kernels.h), graphc_conv_scratch_floats(...) floats
+ * per thread, at most 512 KB of patches plus graphc_sgemm's scratch (a 1x1, stride-1 convolution needs only
+ * the latter), then multiplied by graphc_sgemm; OpenMP threads share the output rows when the work is large
+ * enough. The sizing function takes the same batch, window and channels as the kernel.
  */
+size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                  int64_t groups);
 void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                     const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act);
+                     const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act,
+                     const graphc_scratch *scratch);
 
 /*
  * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.
  * Here win->in is x's spatial size and win->out is y's: input cell i of an axis adds into output cell
  * i * stride - pad + k * dilation for every k < kernel (cells outside [0, out) are cropped).
  * x: (batch, *in, cin); w: (*kernel, cout, cin) (Keras's layout); bias: cout elements or NULL;
- * y: (batch, *out, cout).
+ * y: (batch, *out, cout). Scratch: graphc_conv_transpose_scratch_floats(...) floats per thread (a chunk of
+ * the transposed kernel and of the products, at most 512 KB, plus graphc_sgemm's).
  */
+size_t graphc_conv_transpose_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                               const graphc_window *win, int64_t cin, int64_t cout, int act);
+                               const graphc_window *win, int64_t cin, int64_t cout, int act,
+                               const graphc_scratch *scratch);
 
 /* y = the maximum (average) of every window of x, per channel; padding cells are skipped (an average is
  * divided by the number of real cells in its window, as TensorFlow). x: (batch, *in, channels);

@@ -3,10 +3,43 @@
 #define GRAPHC_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Per-thread scratch memory the caller provides: `nthreads` regions of `floats_per_thread` floats,
+ * 64-byte aligned, at `base`. Thread t of a kernel's parallel region uses region t; regions that use
+ * scratch run at most `nthreads` threads (a num_threads clause). */
+typedef struct graphc_scratch { float *base; size_t floats_per_thread; int nthreads; } graphc_scratch;
+
+/*
+ * Every kernel that needs scratch takes a `const graphc_scratch *` and has a sizing function giving the
+ * floats PER THREAD it needs for a problem (small problems need little; each is bounded by the kernel's
+ * block sizes). floats_per_thread must be at least that and a multiple of 16 (so every region starts on
+ * a 64-byte line). No kernel allocates or keeps state, so calls are reentrant: concurrent calls need
+ * scratch of their own. A kernel that calls another one puts the callee's scratch first in each region
+ * and its own after it: from its calling thread it passes its whole scratch (the callee may start up to
+ * nthreads threads), from thread t of its own parallel region the one-thread graphc_scratch_thread(s, t).
+ */
+static inline float *graphc_scratch_region(const graphc_scratch *s, int t)
+{
+    return s->base + (size_t)t * s->floats_per_thread;
+}
+
+/* Region t alone, as a one-thread scratch (a kernel's thread t calling another kernel serially). */
+static inline graphc_scratch graphc_scratch_thread(const graphc_scratch *s, int t)
+{
+    graphc_scratch one;
+    one.base = graphc_scratch_region(s, t);
+    one.floats_per_thread = s->floats_per_thread;
+    one.nthreads = 1;
+    return one;
+}
+
+/* floats rounded up to whole 64-byte lines, so that what follows them in a region stays aligned. */
+static inline size_t graphc_scratch_round(size_t floats) { return (floats + 15u) & ~(size_t)15u; }
 
 /*
  * Reference single-precision GEMM, row-major:
@@ -31,6 +64,11 @@ void graphc_sgemm_ref(int M, int N, int K, float alpha, const float *A, int lda,
 void graphc_sgemm_ref_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                          const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Scratch floats per thread every fast GEMM below needs for an M x N x K product (any transa/transb,
+ * with or without bias/activation, either micro-kernel, a packed B or not): the packing buffers of an
+ * A block and a B block clipped to the problem, at most about 1.8 MB (0 when M, N or K is 0). */
+size_t graphc_sgemm_scratch_floats(int64_t M, int64_t N, int64_t K);
+
 /* Activations of the fused GEMM epilogue (graphc_sgemm_bias_act). */
 #define GRAPHC_ACT_NONE 0
 #define GRAPHC_ACT_RELU 1
@@ -41,27 +79,27 @@ void graphc_sgemm_ref_ex(int transa, int transb, int M, int N, int K, float alph
  * Fast single-precision GEMM, same contract as graphc_sgemm_ref (row-major, BLAS alpha/beta
  * semantics, beta == 0 never reads C, A and B not read when alpha == 0 or K == 0, no overlap).
  * Packed and cache-blocked with a SIMD micro-kernel chosen at compile time (AVX-512, AVX2+FMA,
- * AArch64 NEON, else portable C). Uses OpenMP threads (omp_get_max_threads()) when built with
- * OpenMP and the product is large enough; runs serially inside an enclosing parallel region.
- * Packing buffers are static thread-local arrays (about 1.8 MB per calling/worker thread, no malloc),
- * so concurrent calls from different threads are safe. Results may differ from graphc_sgemm_ref
- * in the last bits (different summation order and FMA rounding).
+ * AArch64 NEON, else portable C). Uses OpenMP threads (at most omp_get_max_threads() and
+ * scratch->nthreads) when built with OpenMP and the product is large enough; runs serially inside an
+ * enclosing parallel region. Packing buffers are the caller's scratch, at least
+ * graphc_sgemm_scratch_floats(M, N, K) floats per thread (scratch may be NULL when that is 0).
+ * Results may differ from graphc_sgemm_ref in the last bits (different summation order and FMA rounding).
  */
 void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                  float beta, float *C, int ldc);
+                  float beta, float *C, int ldc, const graphc_scratch *scratch);
 
 /* graphc_sgemm with transposed operands (transa/transb, layouts as in graphc_sgemm_ref_ex), e.g. the
  * weight gradient X^T @ dY (transa) and the input gradient dY @ W^T (transb). The transposition is done
  * while packing, so every case runs at about the speed of the plain product. graphc_sgemm(...) is
  * graphc_sgemm_ex(0, 0, ...). */
 void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc);
+                     const float *B, int ldb, float beta, float *C, int ldc, const graphc_scratch *scratch);
 
 /* C = act(A @ B + bias): the fused epilogue of Dense/convolution layers. A, B, C as in graphc_sgemm
  * (alpha = 1, beta = 0, so C is only written); bias has N elements or is NULL; act is one of
  * GRAPHC_ACT_*. With K == 0, C = act(bias) (or act(0)). */
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                           const float *bias, int act, float *C, int ldc);
+                           const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch);
 
 /* B packed once, multiplied many times (e.g. a recurrent kernel at every timestep): the same product
  * as graphc_sgemm_ex(0, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) without re-packing B on
@@ -69,20 +107,22 @@ void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const f
  * graphc_sgemm_pack_b fills them from op(B) (K x N, as graphc_sgemm_ex's transb); then
  * graphc_sgemm_with_packed_b computes C = alpha * A @ op(B) + beta * C with the same K and N. The packed
  * layout belongs to this build's micro-kernel. Neither function allocates or starts threads (safe inside
- * a parallel region, one caller per packed buffer while packing; many may multiply with it at once). */
+ * a parallel region, one caller per packed buffer while packing; many may multiply with it at once, each
+ * with scratch of its own: region 0 of scratch, graphc_sgemm_scratch_floats(M, N, K) floats). */
 size_t graphc_sgemm_packed_b_size(int K, int N);
 void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed);
 void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
-                                float beta, float *C, int ldc);
+                                float beta, float *C, int ldc, const graphc_scratch *scratch);
 
 /* The same three functions forced onto the portable C micro-kernel (same blocking and threading):
  * always available, so one build can test both paths. */
 void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                           float beta, float *C, int ldc);
+                           float beta, float *C, int ldc, const graphc_scratch *scratch);
 void graphc_sgemm_ex_portable(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                              const float *B, int ldb, float beta, float *C, int ldc);
+                              const float *B, int ldb, float beta, float *C, int ldc,
+                              const graphc_scratch *scratch);
 void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                                    const float *bias, int act, float *C, int ldc);
+                                    const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch);
 
 /* Which micro-kernel graphc_sgemm uses in this build, e.g. "AVX2+FMA 6x16". */
 const char *graphc_sgemm_kernel_name(void);

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "graphc_kernels.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,14 +21,17 @@ extern "C" {
  * Gates: k = 1 (SimpleRNN), 4 for LSTM (i, f, c, o), 3 for GRU (z, r, h).
  *
  * The input projection x @ kernel + bias of many timesteps is one GEMM; then each step adds
- * h @ recurrent (one small GEMM) and applies the gates in one pass. Scratch memory is a static
- * thread-local buffer of GRAPHC_RNN_SCRATCH_FLOATS floats (no malloc): samples and timesteps are
- * processed in blocks that fit it, which needs room for one sample's step: k * units floats, plus
- * 3 * units (GRU with reset_after) or units (GRU without) for the GRU's recurrent part.
+ * h @ recurrent (one small GEMM) and applies the gates in one pass. Scratch is the caller's
+ * (graphc_kernels.h), graphc_<cell>_scratch_floats(...) floats per thread for the same sizes: the
+ * projections of a block of samples and timesteps, at most GRAPHC_RNN_SCRATCH_FLOATS floats (fewer for
+ * a short sequence or a small batch), the recurrent kernel packed once (at most GRAPHC_RNN_PACK_FLOATS,
+ * only for batches of more than 8 samples) and the GEMMs' scratch. Samples and timesteps are processed in
+ * blocks that fit, which needs room for one sample's step: k * units floats, plus 3 * units (GRU with
+ * reset_after) or units (GRU without) for the GRU's recurrent part.
  * Batches large enough are split over OpenMP threads (each runs the recurrence of its samples).
- * Returns 0, or -1 (nothing computed) when one sample's step does not fit the scratch buffer.
+ * Returns 0, or -1 (nothing computed) when one sample's step does not fit GRAPHC_RNN_SCRATCH_FLOATS.
  */
-#define GRAPHC_RNN_SCRATCH_FLOATS 262144 /* 1 MB per calling/worker thread */
+#define GRAPHC_RNN_SCRATCH_FLOATS 262144 /* 1 MB */
 
 /* Activations, by the elementwise op name of graphc's IR (Keras "linear" is IDENTITY). */
 enum {
@@ -46,17 +51,21 @@ enum {
     GRAPHC_RNN_ACT_LEAKY_RELU  /* negative slope 0.2 */
 };
 
+size_t graphc_simple_rnn_scratch_floats(int64_t batch, int64_t steps, int features, int units);
+size_t graphc_lstm_scratch_floats(int64_t batch, int64_t steps, int features, int units);
+size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int units, int reset_after);
+
 int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
                       const float *x, const float *kernel, const float *recurrent, const float *bias,
-                      const float *h0, float *seq, float *h);
+                      const float *h0, float *seq, float *h, const graphc_scratch *scratch);
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                 int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
-                const float *h0, const float *c0, float *seq, float *h, float *c);
+                const float *h0, const float *c0, float *seq, float *h, float *c, const graphc_scratch *scratch);
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *bias, const float *h0, float *seq, float *h);
+               const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch);
 
 /* y = activation(x) elementwise, in place, with the same code the recurrent kernels use (for tests). */
 void graphc_rnn_activate(int activation, float *v, int64_t n);
@@ -64,19 +73,20 @@ void graphc_rnn_activate(int activation, float *v, int64_t n);
 /* Internal, shared by kernels/rnn.c and kernels/rnn_grad.c: a product C (+)= A @ op(B) with the recurrent
  * kernel (or a block of its columns), op(B) K x N (B^T when transb), repeated at every timestep.
  * graphc_rnn_product_init packs op(B) once into *buf (then advanced, *left floats remaining) when it fits,
- * so the per-step GEMMs do not re-pack it; else the product reads B in place. The buffer is
- * graphc_rnn_pack_buffer(): static thread-local, GRAPHC_RNN_PACK_FLOATS floats (a packed 256 x 1024
- * LSTM(256) kernel; no malloc), shared by both files (their kernels never run nested). */
-#define GRAPHC_RNN_PACK_FLOATS 262208 /* 1 MB (+ alignment and panel padding) per calling/worker thread */
+ * so the per-step GEMMs do not re-pack it; else the product reads B in place. With *buf NULL it only
+ * counts (*left goes down by what packing would take: how callers size the buffer). The buffer is the
+ * caller's scratch, at most GRAPHC_RNN_PACK_FLOATS floats (a packed 256 x 1024 LSTM(256) kernel);
+ * scratch is what the per-step GEMMs get. */
+#define GRAPHC_RNN_PACK_FLOATS 262208 /* 1 MB (+ alignment and panel padding) */
 
 typedef struct {
     int transb, K, N, ldb;
     const float *B, *packed; /* packed: NULL when B did not fit the buffer */
+    const graphc_scratch *scratch;
 } graphc_rnn_product;
 
-float *graphc_rnn_pack_buffer(void);
 void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
-                             size_t *left);
+                             size_t *left, const graphc_scratch *scratch);
 void graphc_rnn_product_run(const graphc_rnn_product *r, int m, const float *A, int lda, float beta, float *C,
                             int ldc);
 

@@ -2,7 +2,10 @@
 #ifndef GRAPHC_RNN_GRAD_H
 #define GRAPHC_RNN_GRAD_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "graphc_kernels.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,19 +31,26 @@ extern "C" {
  * (else NULL). Threads split the batch for BPTT, then the columns of the weight gradients and the rows of dx,
  * each a GEMM over the rows of all samples and timesteps.
  *
- * Scratch is a static thread-local buffer of GRAPHC_RNN_GRAD_SCRATCH_FLOATS floats (no malloc); one
- * sample needs G + 4 * units floats of it. Both return 0, or -1 (nothing computed) when it does not fit.
- * The per-step products take the recurrent kernel packed once per call (graphc_rnn_product, graphc_rnn.h).
+ * Scratch is the caller's (graphc_kernels.h), graphc_rnn_train_scratch_floats / graphc_rnn_grad_scratch_floats
+ * floats per thread for the same sizes: per-block buffers of at most GRAPHC_RNN_GRAD_SCRATCH_FLOATS floats (a
+ * block of samples; one sample needs G + 4 * units floats of it), the recurrent kernel packed once per call
+ * (graphc_rnn_product, graphc_rnn.h; at most GRAPHC_RNN_PACK_FLOATS) and the GEMMs' scratch. Both kernels
+ * return 0, or -1 (nothing computed) when one sample does not fit GRAPHC_RNN_GRAD_SCRATCH_FLOATS.
  */
-#define GRAPHC_RNN_GRAD_SCRATCH_FLOATS 131072 /* 512 KB per calling/worker thread */
+#define GRAPHC_RNN_GRAD_SCRATCH_FLOATS 131072 /* 512 KB */
 
 enum { GRAPHC_RNN_CELL_SIMPLE = 0, GRAPHC_RNN_CELL_LSTM, GRAPHC_RNN_CELL_GRU };
+
+size_t graphc_rnn_train_scratch_floats(int cell, int64_t batch, int64_t steps, int features, int units,
+                                       int reset_after);
+size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, int features, int units,
+                                      int reset_after);
 
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
                      const float *h0, const float *c0, float *seq, float *h, float *c,
-                     float *hp, float *cs, float *zs, float *aux);
+                     float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch);
 
 int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
@@ -48,7 +58,7 @@ int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int un
                     const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
-                    float *dzs, float *daux);
+                    float *dzs, float *daux, const graphc_scratch *scratch);
 
 /* g[i] *= activation'(x[i]) given y[i] = activation(x[i]), with the conventions of graphc's gradient rules. */
 void graphc_rnn_activate_grad(int activation, const float *x, const float *y, float *g, int64_t n);

@@ -8,6 +8,8 @@
  * (rows, k*units) block. The per-step product has as many rows as the block has samples: with few
  * rows (batch 1 is a matrix-vector product) a register-tiled kernel reads the recurrent kernel in
  * place, since packing it for the GEMM would cost as much as the product itself.
+ * Each region of the caller's scratch holds the GEMMs' scratch, then the projections and step buffer,
+ * then the packed recurrent kernel (rnn_plan: sized for the call, the same in the kernel and its sizing).
  */
 #include "graphc_rnn.h"
 
@@ -38,33 +40,22 @@
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #endif
 
-#if defined(_MSC_VER)
-#define RNN_TLS __declspec(thread)
-#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#define RNN_TLS _Thread_local
-#else
-#define RNN_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
-#endif
-
 #define SCRATCH GRAPHC_RNN_SCRATCH_FLOATS
 #define MIN_CHUNK 8          /* timesteps projected together at least, when the batch block allows */
 #define SMALL_ROWS 8         /* per-step products with up to this many rows skip the packed GEMM */
 #define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which it stays on one thread */
 
-static RNN_TLS float scratch_storage[SCRATCH + 16];
-static RNN_TLS float pack_storage[GRAPHC_RNN_PACK_FLOATS];
-
-float *graphc_rnn_pack_buffer(void) { return pack_storage; }
-
 void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
-                             size_t *left)
+                             size_t *left, const graphc_scratch *scratch)
 {
     const size_t need = graphc_sgemm_packed_b_size(K, N);
-    r->transb = transb, r->K = K, r->N = N, r->ldb = ldb, r->B = B, r->packed = NULL;
+    r->transb = transb, r->K = K, r->N = N, r->ldb = ldb, r->B = B, r->packed = NULL, r->scratch = scratch;
     if (need <= *left) {
-        graphc_sgemm_pack_b(transb, K, N, B, ldb, *buf);
-        r->packed = *buf;
-        *buf += need;
+        if (*buf != NULL) { /* else only counting */
+            graphc_sgemm_pack_b(transb, K, N, B, ldb, *buf);
+            r->packed = *buf;
+            *buf += need;
+        }
         *left -= need;
     }
 }
@@ -73,9 +64,9 @@ void graphc_rnn_product_run(const graphc_rnn_product *r, int m, const float *A, 
                             int ldc)
 {
     if (r->packed != NULL)
-        graphc_sgemm_with_packed_b(m, r->N, r->K, 1.0f, A, lda, r->packed, beta, C, ldc);
+        graphc_sgemm_with_packed_b(m, r->N, r->K, 1.0f, A, lda, r->packed, beta, C, ldc, r->scratch);
     else
-        graphc_sgemm_ex(0, r->transb, m, r->N, r->K, 1.0f, A, lda, r->B, r->ldb, beta, C, ldc);
+        graphc_sgemm_ex(0, r->transb, m, r->N, r->K, 1.0f, A, lda, r->B, r->ldb, beta, C, ldc, r->scratch);
 }
 
 enum { CELL_SIMPLE, CELL_LSTM, CELL_GRU };
@@ -441,7 +432,7 @@ static int step_buffer_floats(const problem *p)
 }
 
 /* proj[r] (m x G) = x[n0 : n0 + m, t0 + r] @ kernel + bias for r < len, as GEMMs with the most rows. */
-static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, float *proj)
+static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, float *proj, const graphc_scratch *gs)
 {
     const int F = p->features, G = p->gates * p->units;
     const float *x0 = p->x + ((size_t)n0 * (size_t)p->steps + (size_t)t0) * (size_t)F;
@@ -449,32 +440,71 @@ static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, fl
     if (m >= len) {
         for (r = 0; r < len; r++)
             graphc_sgemm_bias_act(m, G, F, x0 + (size_t)r * F, (int)(p->steps * F), p->kernel, G, p->bias,
-                                  GRAPHC_ACT_NONE, proj + (size_t)r * m * G, G);
+                                  GRAPHC_ACT_NONE, proj + (size_t)r * m * G, G, gs);
     } else {
         for (i = 0; i < m; i++)
             graphc_sgemm_bias_act(len, G, F, x0 + (size_t)i * (size_t)p->steps * F, F, p->kernel, G, p->bias,
-                                  GRAPHC_ACT_NONE, proj + (size_t)i * G, m * G);
+                                  GRAPHC_ACT_NONE, proj + (size_t)i * G, m * G, gs);
     }
 }
 
-/* The whole sequence for samples [r0, r1), using this thread's scratch buffer. */
-static void run_rows(const problem *p, int64_t r0, int64_t r1)
+/* A call's use of each region of its scratch: the GEMMs' scratch (projections and per-step products), the
+ * projections of a block of samples and a chunk of steps with the step buffer, the packed recurrent kernel
+ * (not with few rows: their per-step products read it in place). */
+typedef struct {
+    int64_t block;                    /* samples per block at most */
+    size_t gemm, buf, pack, total;    /* floats */
+} rnn_plan;
+
+/* The products with the recurrent kernel (rp[0], and rp[1] for a GRU without reset_after), packed into buf
+ * while left allows (buf NULL: only counted); returns the floats left. */
+static size_t recurrent_products(const problem *p, graphc_rnn_product *rp, float *buf, size_t left,
+                                 const graphc_scratch *gs)
+{
+    const int u = p->units, G = p->gates * u;
+    if (p->cell == CELL_GRU && !p->reset_after) {
+        graphc_rnn_product_init(&rp[0], 0, u, 2 * u, p->recurrent, G, &buf, &left, gs);
+        graphc_rnn_product_init(&rp[1], 0, u, u, p->recurrent + 2 * u, G, &buf, &left, gs);
+    } else {
+        graphc_rnn_product_init(&rp[0], 0, u, G, p->recurrent, G, &buf, &left, gs);
+    }
+    return left;
+}
+
+static rnn_plan plan_rnn(const problem *p)
+{
+    const int64_t u = p->units, G = p->gates * u, S = step_buffer_floats(p), T = p->steps;
+    const int64_t min_chunk = T < MIN_CHUNK ? (T > 0 ? T : 1) : MIN_CHUNK;
+    const int64_t m = p->batch; /* rows of a thread at most (a team of one) */
+    graphc_rnn_product rp[2];
+    rnn_plan plan;
+    int64_t rows, buf;
+    plan.block = SCRATCH / (min_chunk * G + S);
+    if (plan.block < 1) plan.block = 1; /* then a chunk of one step fits (checked by the caller) */
+    rows = m < plan.block ? m : plan.block;
+    /* a block of rows and a chunk of steps fitting SCRATCH: all T steps when they fit */
+    buf = rows * (S + (T > 0 ? T : 1) * G);
+    plan.buf = graphc_scratch_round((size_t)(buf < SCRATCH ? buf : SCRATCH));
+    plan.pack = m > SMALL_ROWS ? GRAPHC_RNN_PACK_FLOATS - recurrent_products(p, rp, NULL, GRAPHC_RNN_PACK_FLOATS, NULL)
+                               : 0;
+    plan.pack = graphc_scratch_round(plan.pack);
+    /* projections: GEMMs of a block's rows or of a chunk's steps; per step: rows x G x units */
+    plan.gemm = graphc_sgemm_scratch_floats(rows > T ? rows : T, G, p->features);
+    if (graphc_sgemm_scratch_floats(rows, G, u) > plan.gemm) plan.gemm = graphc_sgemm_scratch_floats(rows, G, u);
+    plan.total = plan.gemm + plan.buf + plan.pack;
+    return plan;
+}
+
+/* The whole sequence for samples [r0, r1), in region (this thread's) with GEMM scratch gs. */
+static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t r1, float *region,
+                     const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u, S = step_buffer_floats(p);
-    const int64_t T = p->steps;
-    const int64_t min_chunk = T < MIN_CHUNK ? (T > 0 ? T : 1) : MIN_CHUNK;
-    float *buf = (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u);
-    int64_t block = SCRATCH / (min_chunk * G + S), n0;
+    const int64_t T = p->steps, block = plan->block;
+    float *buf = region + plan->gemm;
+    int64_t n0;
     graphc_rnn_product rp[2];
-    float *pack = graphc_rnn_pack_buffer();
-    size_t left = r1 - r0 > SMALL_ROWS ? GRAPHC_RNN_PACK_FLOATS : 0; /* else small_gemm reads R in place */
-    if (block < 1) block = 1; /* then a chunk of one step fits (checked by the caller) */
-    if (p->cell == CELL_GRU && !p->reset_after) {
-        graphc_rnn_product_init(&rp[0], 0, u, 2 * u, p->recurrent, G, &pack, &left);
-        graphc_rnn_product_init(&rp[1], 0, u, u, p->recurrent + 2 * u, G, &pack, &left);
-    } else {
-        graphc_rnn_product_init(&rp[0], 0, u, G, p->recurrent, G, &pack, &left);
-    }
+    recurrent_products(p, rp, buf + plan->buf, r1 - r0 > SMALL_ROWS ? plan->pack : 0, gs);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -493,7 +523,7 @@ static void run_rows(const problem *p, int64_t r0, int64_t r1)
         for (s0 = 0; s0 < T; s0 += chunk) {
             const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
             /* processing steps s0 .. s0+len-1 read timesteps t0 .. t0+len-1, in reverse when going backwards */
-            project(p, n0, m, p->backwards ? T - s0 - len : s0, len, proj);
+            project(p, n0, m, p->backwards ? T - s0 - len : s0, len, proj, gs);
             for (j = 0; j < len; j++) {
                 float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * G;
                 if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c);
@@ -508,74 +538,120 @@ static void run_rows(const problem *p, int64_t r0, int64_t r1)
     }
 }
 
-static int run(const problem *p)
+static int fits(const problem *p) { return (int64_t)p->gates * p->units + step_buffer_floats(p) <= SCRATCH; }
+
+static size_t scratch_floats(const problem *p) { return fits(p) && p->batch > 0 ? plan_rnn(p).total : 0; }
+
+static int run(const problem *p, const graphc_scratch *scratch)
 {
-    const int64_t G = (int64_t)p->gates * p->units;
+    rnn_plan plan;
     int threads = 1;
-    if (G + step_buffer_floats(p) > SCRATCH) return -1;
+    if (!fits(p)) return -1;
     if (p->batch <= 0) return 0;
+    plan = plan_rnn(p);
 #ifdef _OPENMP
     {
-        const double work = (double)p->batch * (double)p->steps * (double)G * (double)(p->units + p->features);
+        const double work = (double)p->batch * (double)p->steps * (double)p->gates * p->units *
+                            (double)(p->units + p->features);
         if (!omp_in_parallel() && p->batch > 1 && work > (double)PARALLEL_MIN) {
             threads = omp_get_max_threads();
             threads = threads < p->batch ? threads : (int)p->batch;
+            threads = threads < scratch->nthreads ? threads : scratch->nthreads;
         }
     }
 #endif
-    /* Not an inactive parallel region (if clause) for one thread: libgomp would then release its idle pool
-     * thread and create a new one (with its thread-local buffers) at the next parallel region. */
-    if (threads == 1) {
-        run_rows(p, 0, p->batch);
+    /* Not an inactive parallel region (if clause) for one thread: then the GEMMs may use the threads. */
+    if (threads <= 1) {
+        run_rows(p, &plan, 0, p->batch, scratch->base, scratch);
         return 0;
     }
     /* Each thread runs the whole recurrence of a contiguous range of samples: no barrier per step. */
     GRAPHC_OMP(omp parallel num_threads(threads))
     {
         int t = 0, team = 1;
+        graphc_scratch gs;
 #ifdef _OPENMP
         t = omp_get_thread_num();
         team = omp_get_num_threads();
 #endif
-        run_rows(p, p->batch * t / team, p->batch * (t + 1) / team);
+        gs = graphc_scratch_thread(scratch, t);
+        run_rows(p, &plan, p->batch * t / team, p->batch * (t + 1) / team, gs.base, &gs);
     }
     return 0;
 }
 
-int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
-                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                      const float *h0, float *seq, float *h)
+static void simple_problem(problem *p, int64_t batch, int64_t steps, int features, int units)
+{
+    memset(p, 0, sizeof *p);
+    p->cell = CELL_SIMPLE, p->gates = 1;
+    p->batch = batch, p->steps = steps, p->features = features, p->units = units;
+}
+
+static void lstm_problem(problem *p, int64_t batch, int64_t steps, int features, int units)
+{
+    memset(p, 0, sizeof *p);
+    p->cell = CELL_LSTM, p->gates = 4;
+    p->batch = batch, p->steps = steps, p->features = features, p->units = units;
+}
+
+static void gru_problem(problem *p, int64_t batch, int64_t steps, int features, int units, int reset_after)
+{
+    memset(p, 0, sizeof *p);
+    p->cell = CELL_GRU, p->gates = 3, p->reset_after = reset_after;
+    p->batch = batch, p->steps = steps, p->features = features, p->units = units;
+}
+
+size_t graphc_simple_rnn_scratch_floats(int64_t batch, int64_t steps, int features, int units)
 {
     problem p;
-    memset(&p, 0, sizeof p);
-    p.cell = CELL_SIMPLE, p.gates = 1, p.act = activation;
-    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
+    simple_problem(&p, batch, steps, features, units);
+    return scratch_floats(&p);
+}
+
+size_t graphc_lstm_scratch_floats(int64_t batch, int64_t steps, int features, int units)
+{
+    problem p;
+    lstm_problem(&p, batch, steps, features, units);
+    return scratch_floats(&p);
+}
+
+size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int units, int reset_after)
+{
+    problem p;
+    gru_problem(&p, batch, steps, features, units, reset_after);
+    return scratch_floats(&p);
+}
+
+int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
+                      const float *x, const float *kernel, const float *recurrent, const float *bias,
+                      const float *h0, float *seq, float *h, const graphc_scratch *scratch)
+{
+    problem p;
+    simple_problem(&p, batch, steps, features, units);
+    p.act = activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
-    return run(&p);
+    return run(&p, scratch);
 }
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                 int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
-                const float *h0, const float *c0, float *seq, float *h, float *c)
+                const float *h0, const float *c0, float *seq, float *h, float *c, const graphc_scratch *scratch)
 {
     problem p;
-    memset(&p, 0, sizeof p);
-    p.cell = CELL_LSTM, p.gates = 4, p.act = activation, p.ract = recurrent_activation;
-    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
+    lstm_problem(&p, batch, steps, features, units);
+    p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
     p.seq = seq, p.h = h, p.c = c;
-    return run(&p);
+    return run(&p, scratch);
 }
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *bias, const float *h0, float *seq, float *h)
+               const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch)
 {
     problem p;
-    memset(&p, 0, sizeof p);
-    p.cell = CELL_GRU, p.gates = 3, p.act = activation, p.ract = recurrent_activation;
-    p.batch = batch, p.steps = steps, p.features = features, p.units = units, p.backwards = go_backwards;
-    p.reset_after = reset_after;
+    gru_problem(&p, batch, steps, features, units, reset_after);
+    p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
-    return run(&p);
+    return run(&p, scratch);
 }

@@ -8,6 +8,8 @@
  * with the batch and time folded into the inner dimension: dx = dzs @ kernel^T, dkernel = x^T @ dzs,
  * drecurrent = hp^T @ dzs (hp is time-aligned with dzs, so no shifting), dbias = column sums of dzs.
  * Activation values are recomputed from the saved pre-activations with the forward kernel's own code.
+ * Each region of the caller's scratch holds the GEMMs' scratch, then the per-block buffers, then the packed
+ * recurrent kernel (grad_plan: sized for the call, the same in the kernels and their sizing functions).
  */
 #include "graphc_rnn_grad.h"
 
@@ -29,18 +31,14 @@
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #endif
 
-#if defined(_MSC_VER)
-#define GRAD_TLS __declspec(thread)
-#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#define GRAD_TLS _Thread_local
-#else
-#define GRAD_TLS __thread
-#endif
-
 #define SCRATCH GRAPHC_RNN_GRAD_SCRATCH_FLOATS
 #define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which the recurrence stays on one thread */
 
-static GRAD_TLS float scratch_storage[SCRATCH + 16];
+/* Floats of each region of a call's scratch: the GEMMs', then a block's buffers, then the packed kernel. */
+typedef struct {
+    int64_t block; /* samples per block at most */
+    size_t gemm, buf, pack, total;
+} grad_plan;
 
 typedef struct {
     int cell, features, units, gates, act, ract, backwards, reset_after, sequences;
@@ -50,17 +48,19 @@ typedef struct {
     float *seq, *h, *c, *hp, *cs, *zs, *aux;
     const float *dout, *dh, *dc;
     float *dh0, *dc0, *dzs, *daux, *dx, *dkernel, *drecurrent, *dbias;
+    const graphc_scratch *scratch;
+    grad_plan plan;
 } problem;
-
-static float *scratch(void) { return (float *)(((uintptr_t)scratch_storage + 63u) & ~(uintptr_t)63u); }
 
 static int per_sample(const problem *p) { return (p->gates + 4) * p->units; }
 
-/* C (+)= A @ op(B): op(B) = B^T when transb (B stored n x k). */
-static void gemm(int transb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta,
-                 float *C, int ldc)
+/* What thread `part` of a team of `parts` uses: its region of the scratch, and the scratch its GEMMs get (all
+ * of it for a team of one: they may start threads themselves). */
+static float *region_of(const problem *p, int part) { return graphc_scratch_region(p->scratch, part); }
+
+static graphc_scratch gemm_scratch(const problem *p, int part, int parts)
 {
-    graphc_sgemm_ex(0, transb, m, n, k, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return parts > 1 ? graphc_scratch_thread(p->scratch, part) : *p->scratch;
 }
 
 void graphc_rnn_activate_grad(int activation, const float *x, const float *y, float *g, int64_t n)
@@ -142,41 +142,42 @@ static void activate_gates(const problem *p, const float *z, float *a)
     }
 }
 
-/* The per-step products with the recurrent kernel R (units x G), packed once per call into this thread's
- * pack buffer (see graphc_rnn.h): rp[0] is R, or R's z and r columns for a GRU; rp[1] a GRU's h columns.
- * The forward multiplies by them (transb 0), the backward by their transposes. */
-static void products(const problem *p, int transb, graphc_rnn_product *rp)
+/* The per-step products with the recurrent kernel R (units x G), packed once per call into the thread's
+ * pack buffer while `left` allows (pack NULL: only counted; see graphc_rnn.h): rp[0] is R, or R's z and r
+ * columns for a GRU; rp[1] a GRU's h columns. The forward multiplies by them (transb 0), the backward by
+ * their transposes. Returns the floats left. */
+static size_t products(const problem *p, int transb, graphc_rnn_product *rp, float *pack, size_t left,
+                       const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u;
-    float *pack = graphc_rnn_pack_buffer();
-    size_t left = GRAPHC_RNN_PACK_FLOATS;
     if (p->cell != GRAPHC_RNN_CELL_GRU) {
-        graphc_rnn_product_init(rp, transb, transb ? G : u, transb ? u : G, p->recurrent, G, &pack, &left);
+        graphc_rnn_product_init(rp, transb, transb ? G : u, transb ? u : G, p->recurrent, G, &pack, &left, gs);
     } else if (!transb) {
         /* with reset_after the forward takes all G columns in one product */
-        graphc_rnn_product_init(rp, 0, u, p->reset_after ? G : 2 * u, p->recurrent, G, &pack, &left);
-        if (!p->reset_after) graphc_rnn_product_init(rp + 1, 0, u, u, p->recurrent + 2 * u, G, &pack, &left);
+        graphc_rnn_product_init(rp, 0, u, p->reset_after ? G : 2 * u, p->recurrent, G, &pack, &left, gs);
+        if (!p->reset_after) graphc_rnn_product_init(rp + 1, 0, u, u, p->recurrent + 2 * u, G, &pack, &left, gs);
     } else {
-        graphc_rnn_product_init(rp, 1, 2 * u, u, p->recurrent, G, &pack, &left);
-        graphc_rnn_product_init(rp + 1, 1, u, u, p->recurrent + 2 * u, G, &pack, &left);
+        graphc_rnn_product_init(rp, 1, 2 * u, u, p->recurrent, G, &pack, &left, gs);
+        graphc_rnn_product_init(rp + 1, 1, u, u, p->recurrent + 2 * u, G, &pack, &left, gs);
     }
+    return left;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Forward for samples [r0, r1): zs already holds x @ kernel + bias. */
 
-static void train_rows(const problem *p, int64_t r0, int64_t r1)
+static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u;
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
     const float *rb = p->cell == GRAPHC_RNN_CELL_GRU && p->reset_after && p->bias != NULL ? p->bias + G : NULL;
-    const int64_t block = SCRATCH / per_sample(p);
-    float *a = scratch(); /* (m, G): activations, or a GRU's recurrent projection */
+    const int64_t block = p->plan.block;
+    float *a = region + p->plan.gemm; /* (m, G): activations, or a GRU's recurrent projection */
     graphc_rnn_product rp[2];
     int64_t n0, s;
     int i, j;
-    products(p, 0, rp);
+    products(p, 0, rp, a + p->plan.buf, p->plan.pack, gs);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -255,20 +256,20 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1)
 /* ---------------------------------------------------------------------------------------------- */
 /* Backward for samples [r0, r1): fills dzs (and daux) and dh0 / dc0. */
 
-static void grad_rows(const problem *p, int64_t r0, int64_t r1)
+static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u;
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
-    const int64_t block = SCRATCH / per_sample(p);
+    const int64_t block = p->plan.block;
     graphc_rnn_product rp[2];
     int64_t n0, s;
     int i, j;
-    products(p, 1, rp);
+    products(p, 1, rp, region + p->plan.gemm + p->plan.buf, p->plan.pack, gs);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
-        float *a = scratch(), *dh = a + (size_t)m * G, *dc = dh + (size_t)m * u;
+        float *a = region + p->plan.gemm, *dh = a + (size_t)m * G, *dc = dh + (size_t)m * u;
         float *w1 = dc + (size_t)m * u, *w2 = w1 + (size_t)m * u;
         memcpy(dh, p->dh + (size_t)n0 * u, (size_t)m * u * sizeof(float));
         if (!p->sequences)
@@ -398,17 +399,18 @@ static void share(int64_t count, int64_t step, int part, int parts, int64_t *lo,
 
 /* x @ kernel + bias for the timesteps of samples [r0, r1): rows r0 * T .. r1 * T of zs. A GRU with
  * reset_after adds its input bias (the first row of its (2, G) bias) here. */
-static void project(const problem *p, int64_t r0, int64_t r1)
+static void project(const problem *p, int64_t r0, int64_t r1, const graphc_scratch *gs)
 {
     const int G = p->gates * p->units;
     graphc_sgemm_bias_act((int)((r1 - r0) * p->steps), G, p->features, p->x + (size_t)r0 * p->steps * p->features,
-                          p->features, p->kernel, G, p->bias, GRAPHC_ACT_NONE, p->zs + (size_t)r0 * p->steps * G, G);
+                          p->features, p->kernel, G, p->bias, GRAPHC_ACT_NONE, p->zs + (size_t)r0 * p->steps * G, G,
+                          gs);
 }
 
 /* The gradients that sum over samples and timesteps, as GEMMs over all rows of dzs: thread `part` of
  * `parts` takes a share of the G columns of dkernel, drecurrent and dbias and of the rows of dx, so the
  * team needs no barrier (a team of one leaves the threading to the GEMMs). */
-static void weight_grads(const problem *p, int part, int parts)
+static void weight_grads(const problem *p, int part, int parts, const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u, F = p->features;
     const int rows = (int)(p->batch * p->steps);
@@ -417,25 +419,27 @@ static void weight_grads(const problem *p, int part, int parts)
     share(G, 16, part, parts, &j0, &j1);
     share(rows, 16, part, parts, &r0, &r1);
     if (p->dx != NULL && r1 > r0)
-        gemm(1, (int)(r1 - r0), F, G, dzs + (size_t)r0 * G, G, p->kernel, G, 0.0f, p->dx + (size_t)r0 * F, F);
+        graphc_sgemm_ex(0, 1, (int)(r1 - r0), F, G, 1.0f, dzs + (size_t)r0 * G, G, p->kernel, G, 0.0f,
+                        p->dx + (size_t)r0 * F, F, gs);
     if (j1 <= j0) return;
-    graphc_sgemm_ex(1, 0, F, (int)(j1 - j0), rows, 1.0f, p->x, F, dzs + j0, G, 0.0f, p->dkernel + j0, G);
+    graphc_sgemm_ex(1, 0, F, (int)(j1 - j0), rows, 1.0f, p->x, F, dzs + j0, G, 0.0f, p->dkernel + j0, G, gs);
     if (p->dbias != NULL) column_sums(rows, (int)(j1 - j0), dzs + j0, G, p->dbias + j0);
     if (p->cell != GRAPHC_RNN_CELL_GRU) {
-        graphc_sgemm_ex(1, 0, u, (int)(j1 - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G);
+        graphc_sgemm_ex(1, 0, u, (int)(j1 - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G, gs);
         return;
     }
     { /* GRU: the z and r columns as above; the candidate's from r * dcandidate (reset_after), or with
        * (r * h_prev) as the product's input */
         const int64_t split = j1 < 2 * u ? j1 : j0 > 2 * u ? j0 : 2 * u;
         if (split > j0)
-            graphc_sgemm_ex(1, 0, u, (int)(split - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G);
+            graphc_sgemm_ex(1, 0, u, (int)(split - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G,
+                            gs);
         if (j1 > split && p->reset_after)
             graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, hp, u, p->daux + (split - 2 * u), u, 0.0f,
-                            p->drecurrent + split, G);
+                            p->drecurrent + split, G, gs);
         else if (j1 > split)
             graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, p->aux, u, dzs + split, G, 0.0f,
-                            p->drecurrent + split, G);
+                            p->drecurrent + split, G, gs);
         if (p->dbias != NULL && p->reset_after) { /* (2, G): the recurrent bias's row */
             if (split > j0) memcpy(p->dbias + G + j0, p->dbias + j0, (size_t)(split - j0) * sizeof(float));
             if (j1 > split)
@@ -446,20 +450,22 @@ static void weight_grads(const problem *p, int part, int parts)
 
 static void train_part(const problem *p, int part, int parts)
 {
+    const graphc_scratch gs = gemm_scratch(p, part, parts);
     int64_t r0, r1;
     share(p->batch, 1, part, parts, &r0, &r1);
     if (r1 <= r0) return;
-    project(p, r0, r1);
-    train_rows(p, r0, r1);
+    project(p, r0, r1, &gs);
+    train_rows(p, r0, r1, region_of(p, part), &gs);
 }
 
 static void grad_part(const problem *p, int part, int parts)
 {
+    const graphc_scratch gs = gemm_scratch(p, part, parts);
     int64_t r0, r1;
     share(p->batch, 1, part, parts, &r0, &r1);
-    if (r1 > r0) grad_rows(p, r0, r1);
+    if (r1 > r0) grad_rows(p, r0, r1, region_of(p, part), &gs);
     GRAPHC_OMP(omp barrier) /* dzs is complete */
-    weight_grads(p, part, parts);
+    weight_grads(p, part, parts, &gs);
 }
 
 /* Runs body(p, part, parts) on a team that splits the batch (each thread runs the recurrence of its own
@@ -475,6 +481,7 @@ static void run_team(const problem *p, void (*body)(const problem *, int, int))
         if (!omp_in_parallel() && p->batch > 1 && work > (double)PARALLEL_MIN) {
             threads = omp_get_max_threads();
             threads = threads < p->batch ? threads : (int)p->batch;
+            threads = threads < p->scratch->nthreads ? threads : p->scratch->nthreads;
         }
     }
 #endif
@@ -504,11 +511,55 @@ static int setup(problem *p, int cell, int64_t batch, int64_t steps, int feature
     return per_sample(p) <= SCRATCH ? 0 : -1;
 }
 
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The scratch use of the forward (backward 0) or the backward (1) of the problem set up in p. */
+static grad_plan plan_call(const problem *p, int backward)
+{
+    const int64_t u = p->units, G = p->gates * u, F = p->features, rows = p->batch * p->steps;
+    graphc_rnn_product rp[2];
+    grad_plan c;
+    int64_t m;
+    c.block = per_sample(p) > 0 ? SCRATCH / per_sample(p) : 1;
+    m = p->batch < c.block ? p->batch : c.block;
+    c.buf = graphc_scratch_round((size_t)(m * (backward ? per_sample(p) : G)));
+    c.pack = graphc_scratch_round(GRAPHC_RNN_PACK_FLOATS - products(p, backward, rp, NULL, GRAPHC_RNN_PACK_FLOATS,
+                                                                    NULL));
+    if (!backward) /* the input projection, then the per-step products */
+        c.gemm = max_size(graphc_sgemm_scratch_floats(rows, G, F), graphc_sgemm_scratch_floats(m, G, u));
+    else /* the per-step products, then dx, dkernel and drecurrent over all rows */
+        c.gemm = max_size(max_size(graphc_sgemm_scratch_floats(m, u, G), graphc_sgemm_scratch_floats(rows, F, G)),
+                          max_size(graphc_sgemm_scratch_floats(F, G, rows), graphc_sgemm_scratch_floats(u, G, rows)));
+    c.total = c.gemm + c.buf + c.pack;
+    return c;
+}
+
+static size_t scratch_floats(int cell, int64_t batch, int64_t steps, int features, int units, int reset_after,
+                             int backward)
+{
+    problem p;
+    if (setup(&p, cell, batch, steps, features, units, 0, 0, 0, reset_after, 0) != 0 || batch <= 0)
+        return 0;
+    return plan_call(&p, backward).total;
+}
+
+size_t graphc_rnn_train_scratch_floats(int cell, int64_t batch, int64_t steps, int features, int units,
+                                       int reset_after)
+{
+    return scratch_floats(cell, batch, steps, features, units, reset_after, 0);
+}
+
+size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, int features, int units,
+                                      int reset_after)
+{
+    return scratch_floats(cell, batch, steps, features, units, reset_after, 1);
+}
+
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
                      const float *h0, const float *c0, float *seq, float *h, float *c,
-                     float *hp, float *cs, float *zs, float *aux)
+                     float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch)
 {
     problem p;
     if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
@@ -516,6 +567,7 @@ int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int u
         return -1;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
     p.seq = seq, p.h = h, p.c = c, p.hp = hp, p.cs = cs, p.zs = zs, p.aux = aux;
+    p.scratch = scratch, p.plan = plan_call(&p, 0);
     if (batch > 0) run_team(&p, train_part);
     return 0;
 }
@@ -526,7 +578,7 @@ int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int un
                     const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
-                    float *dzs, float *daux)
+                    float *dzs, float *daux, const graphc_scratch *scratch)
 {
     problem p;
     if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
@@ -537,6 +589,7 @@ int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int un
     p.hp = (float *)hp, p.cs = (float *)cs, p.zs = (float *)zs, p.aux = (float *)aux;
     p.dout = dout, p.dh = dh, p.dc = dc, p.dh0 = dh0, p.dc0 = dc0, p.dzs = dzs, p.daux = daux;
     p.dx = dx, p.dkernel = dkernel, p.drecurrent = drecurrent, p.dbias = dbias;
+    p.scratch = scratch, p.plan = plan_call(&p, 1);
     run_team(&p, grad_part);
     return 0;
 }

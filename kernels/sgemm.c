@@ -20,8 +20,9 @@
  *
  * The micro-kernel is chosen at compile time (AVX-512, AVX2+FMA, AArch64 NEON, else portable C);
  * the portable one is always compiled and reachable through graphc_sgemm_portable, so one build
- * tests both. Packing buffers are static thread-local arrays (no malloc per call, reentrant from
- * several application threads); their size is set by the block sizes below (about 1.8 MB per thread).
+ * tests both. Packing buffers come from the caller's scratch (graphc_scratch): region t holds thread
+ * t's A block, then its B block (the B block of region 0 is shared by a team splitting rows), each
+ * clipped to the problem, so a small product needs little (see graphc_sgemm_scratch_floats).
  * With OpenMP, one parallel region per call splits C between threads (see gemm_parallel).
  */
 #include <math.h>
@@ -66,18 +67,6 @@
  * about 3 x 4096 x 4096 on (measured on 2 cores; OpenBLAS's GEMV slowed down with 2 threads too). */
 #define PARALLEL_MIN_WORK_FEW_ROWS (1L << 24)
 #define MAX_GRID_THREADS 256
-
-#if defined(_MSC_VER)
-#define GRAPHC_TLS __declspec(thread)
-#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#define GRAPHC_TLS _Thread_local
-#else
-#define GRAPHC_TLS __thread /* GCC, Clang and ICC spelling, accepted in C99 mode */
-#endif
-
-/* +16 floats so the start can be rounded up to a 64-byte boundary (a cache line, one zmm). */
-static GRAPHC_TLS float a_pack_storage[MC_MAX * KC_MAX + 16];
-static GRAPHC_TLS float b_pack_storage[KC_MAX * NC + 16];
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u); }
 
@@ -499,6 +488,21 @@ typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sg
     int act;
 } gemm_args;
 
+/* Floats of an A block and of a B block (each rounded to 64-byte lines) that impl g packs for an M x N x K
+ * product: at most mc x kc and kc x NC, fewer for a smaller problem (rows and columns round up to whole
+ * micro-panels, which are zero-padded). A region of scratch holds the A block, then the B block. */
+static size_t a_block_floats(const gemm_impl *g, int64_t M, int64_t K)
+{
+    const int64_t kc = K < g->kc ? K : g->kc, mc = (M + g->mr - 1) / g->mr * g->mr;
+    return graphc_scratch_round((size_t)((mc < g->mc ? mc : g->mc) * kc));
+}
+
+static size_t b_block_floats(const gemm_impl *g, int64_t N, int64_t K)
+{
+    const int64_t kc = K < g->kc ? K : g->kc, nc = (N + g->nr - 1) / g->nr * g->nr;
+    return graphc_scratch_round((size_t)((nc < NC ? nc : NC) * kc));
+}
+
 /* Where op(A)[i][k] and op(B)[k][j] are stored. */
 static const float *a_at(const gemm_args *p, int i, int k)
 {
@@ -520,11 +524,10 @@ static void pack_b_block(const gemm_args *p, int pc, int kc, int jc, int nc, int
 }
 
 /* The ic, jr, ir loops: C rows [m0, m1) x cols [jc, jc + nc) += A rows [m0, m1) x K block [pc, pc + kc)
- * times the packed B block Bp (kc x nc). Packs A into this thread's buffer one MC block at a time. */
+ * times the packed B block Bp (kc x nc). Packs A into this thread's buffer Ap one MC block at a time. */
 static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, int jc, int nc, int pc, int kc,
-                       const float *Bp)
+                       const float *Bp, float *Ap)
 {
-    float *Ap = align64(a_pack_storage);
     float tile[MR_MAX * NR_MAX]; /* edge tiles land here first */
     const int mr = g->mr, nr = g->nr;
     const float alpha = p->alpha, beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
@@ -564,17 +567,16 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     }
 }
 
-/* Single thread: the jc, pc loops around gemm_macro, with this thread's B buffer. */
-static void gemm_serial(const gemm_impl *g, const gemm_args *p)
+/* Single thread: the jc, pc loops around gemm_macro, with this thread's buffers. */
+static void gemm_serial(const gemm_impl *g, const gemm_args *p, float *Ap, float *Bp)
 {
-    float *Bp = align64(b_pack_storage);
     int jc, pc;
     for (jc = 0; jc < p->N; jc += NC) {
         const int nc = p->N - jc < NC ? p->N - jc : NC;
         for (pc = 0; pc < p->K; pc += g->kc) {
             const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
             pack_b_block(p, pc, kc, jc, nc, g->nr, Bp);
-            gemm_macro(g, p, 0, p->M, jc, nc, pc, kc, Bp);
+            gemm_macro(g, p, 0, p->M, jc, nc, pc, kc, Bp, Ap);
         }
     }
 }
@@ -710,9 +712,8 @@ static inline void dots(int m, int kc, const float *a, int lda, const float *b, 
 }
 #endif
 
-static void gemm_small_m_bt(const gemm_args *p, int j0, int j1)
+static void gemm_small_m_bt(const gemm_args *p, int j0, int j1, float *abuf /* op(A)'s rows of a K chunk */)
 {
-    float *abuf = align64(a_pack_storage); /* op(A)'s rows of one K chunk, when transa */
     const int M = p->M;
     int k0, i, j, k;
     for (k0 = 0; k0 < p->K; k0 += SMALL_M_KCHUNK) {
@@ -745,11 +746,11 @@ static void gemm_small_m_bt(const gemm_args *p, int j0, int j1)
         epilogue(M, j1 - j0, p->C + j0, p->ldc, p->bias ? p->bias + j0 : NULL, p->act);
 }
 
-/* Few-rows product of C columns [j0, j1). */
-static void gemm_few_rows(const gemm_args *p, int j0, int j1)
+/* Few-rows product of C columns [j0, j1); abuf: M x min(K, SMALL_M_KCHUNK) floats (read with transa). */
+static void gemm_few_rows(const gemm_args *p, int j0, int j1, float *abuf)
 {
     if (p->transb)
-        gemm_small_m_bt(p, j0, j1);
+        gemm_small_m_bt(p, j0, j1, abuf);
     else
         gemm_small_m(p, j0, j1);
 }
@@ -788,12 +789,14 @@ static void choose_grid(int threads, int M, int N, const gemm_impl *g, int *tm_o
     *tn_out = best_tn;
 }
 
-/* How many threads a call should use: 1 inside a parallel region (nested calls run serially) and
- * never so many that a thread gets less than min_work multiply-adds. */
-static int team_size(int M, int N, int K, double min_work)
+/* How many threads a call should use: 1 inside a parallel region (nested calls run serially), at most
+ * the scratch's regions, and never so many that a thread gets less than min_work multiply-adds. */
+static int team_size(int M, int N, int K, double min_work, const graphc_scratch *scratch)
 {
     const double work = (double)M * N * K;
-    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int threads = omp_in_parallel() || scratch == NULL ? 1 : omp_get_max_threads();
+    if (scratch != NULL && threads > scratch->nthreads)
+        threads = scratch->nthreads;
     if (threads > MAX_GRID_THREADS)
         threads = MAX_GRID_THREADS;
     if (work < min_work * threads)
@@ -810,14 +813,16 @@ static void share(int count, int step, int limit, int part, int parts, int *lo, 
         *hi = limit;
 }
 
-static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
+static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, const graphc_scratch *scratch,
+                          size_t a_floats)
 {
-    float *Bp_shared = align64(b_pack_storage); /* the calling thread's buffer, lent to the team */
+    float *Bp_shared = scratch->base + a_floats; /* the calling thread's B buffer, lent to the team */
 #pragma omp parallel num_threads(threads)
     {
         /* The runtime may give fewer threads than asked: plan the grid from the real team. */
         const int team = omp_get_num_threads(), t = omp_get_thread_num();
         const int mt = (p->M + g->mr - 1) / g->mr, nt = (p->N + g->nr - 1) / g->nr;
+        float *Ap = graphc_scratch_region(scratch, t);
         int tm, tn, m0, m1;
         choose_grid(team, p->M, p->N, g, &tm, &tn);
         if (tn == 1) {
@@ -834,7 +839,7 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
                         pack_b_block(p, pc, kc, jc + n0, n1 - n0, g->nr, Bp_shared + (size_t)n0 * kc);
 #pragma omp barrier /* the B block is complete */
                     if (m1 > m0)
-                        gemm_macro(g, p, m0, m1, jc, nc, pc, kc, Bp_shared);
+                        gemm_macro(g, p, m0, m1, jc, nc, pc, kc, Bp_shared, Ap);
                 }
             }
         } else if (t < tm * tn) {
@@ -849,7 +854,7 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
                 mine.B = b_at(p, 0, n0);
                 mine.C = p->C + (size_t)m0 * (size_t)p->ldc + n0;
                 mine.bias = p->bias ? p->bias + n0 : NULL;
-                gemm_serial(g, &mine);
+                gemm_serial(g, &mine, Ap, Ap + a_floats);
             }
         }
     }
@@ -858,9 +863,10 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p)
 
 static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
                         const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                        const float *bias, int act)
+                        const float *bias, int act, const graphc_scratch *scratch)
 {
     gemm_args p;
+    size_t a_floats;
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0 || alpha == 0.0f) { /* C = beta * C (then the epilogue): A and B are not read */
@@ -882,33 +888,51 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
     p.bias = bias; p.act = act;
     if (M < SMALL_M) {
 #ifdef _OPENMP
-        int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK_FEW_ROWS);
+        int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK_FEW_ROWS, scratch);
         if (threads > N / 64) /* at least 64 columns (4 cache lines per row of B) each */
             threads = N / 64;
         if (threads > 1) {
 #pragma omp parallel num_threads(threads)
             {
+                const int t = omp_get_thread_num();
                 int j0, j1;
-                share((N + 15) / 16, 16, N, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+                share((N + 15) / 16, 16, N, t, omp_get_num_threads(), &j0, &j1);
                 if (j1 > j0)
-                    gemm_few_rows(&p, j0, j1);
+                    gemm_few_rows(&p, j0, j1, graphc_scratch_region(scratch, t));
             }
             return;
         }
 #endif
-        gemm_few_rows(&p, 0, N);
+        gemm_few_rows(&p, 0, N, scratch != NULL ? scratch->base : NULL);
         return;
     }
+    a_floats = a_block_floats(g, M, K);
 #ifdef _OPENMP
     {
-        const int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK);
+        const int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK, scratch);
         if (threads > 1) {
-            gemm_parallel(g, threads, &p);
+            gemm_parallel(g, threads, &p, scratch, a_floats);
             return;
         }
     }
 #endif
-    gemm_serial(g, &p);
+    gemm_serial(g, &p, scratch->base, scratch->base + a_floats);
+}
+
+size_t graphc_sgemm_scratch_floats(int64_t M, int64_t N, int64_t K)
+{
+    size_t portable, simd, few;
+    if (M <= 0 || N <= 0 || K <= 0)
+        return 0;
+    /* the few-rows path: op(A)'s rows of one K chunk (with transa and transb); larger M need at least as
+     * much, so that a bound for M covers every smaller product */
+    few = graphc_scratch_round((size_t)((M < SMALL_M ? M : SMALL_M - 1) * (K < SMALL_M_KCHUNK ? K : SMALL_M_KCHUNK)));
+    if (M < SMALL_M)
+        return few;
+    portable = a_block_floats(&impl_portable, M, K) + b_block_floats(&impl_portable, N, K);
+    simd = a_block_floats(&impl_simd, M, K) + b_block_floats(&impl_simd, N, K);
+    portable = portable > simd ? portable : simd;
+    return portable > few ? portable : few;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1025,7 +1049,7 @@ static void gemm_few_rows_packed(const gemm_args *p, int kc_block, const float *
 }
 
 void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
-                                float beta, float *C, int ldc)
+                                float beta, float *C, int ldc, const graphc_scratch *scratch)
 {
     const gemm_impl *g = &impl_simd;
     const float *Bp = align64((float *)packed);
@@ -1034,7 +1058,7 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0 || alpha == 0.0f) { /* C = beta * C: A and B are not read (as gemm_driver) */
-        gemm_driver(g, 0, 0, M, N, 0, alpha, A, lda, NULL, N, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+        gemm_driver(g, 0, 0, M, N, 0, alpha, A, lda, NULL, N, beta, C, ldc, NULL, GRAPHC_ACT_NONE, NULL);
         return;
     }
     p.transa = 0; p.transb = 0;
@@ -1051,7 +1075,7 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
         const int nc = N - jc < NC ? N - jc : NC;
         for (pc = 0; pc < K; pc += g->kc) {
             const int kc = K - pc < g->kc ? K - pc : g->kc;
-            gemm_macro(g, &p, 0, M, jc, nc, pc, kc, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc));
+            gemm_macro(g, &p, 0, M, jc, nc, pc, kc, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc), scratch->base);
         }
     }
 }
@@ -1060,40 +1084,41 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
 /* Public entry points. */
 
 void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc)
+                     const float *B, int ldb, float beta, float *C, int ldc, const graphc_scratch *scratch)
 {
-    gemm_driver(&impl_simd, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE);
+    gemm_driver(&impl_simd, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, GRAPHC_ACT_NONE,
+                scratch);
 }
 
 void graphc_sgemm_ex_portable(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                              const float *B, int ldb, float beta, float *C, int ldc)
+                              const float *B, int ldb, float beta, float *C, int ldc, const graphc_scratch *scratch)
 {
     gemm_driver(&impl_portable, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL,
-                GRAPHC_ACT_NONE);
+                GRAPHC_ACT_NONE, scratch);
 }
 
 void graphc_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                  float beta, float *C, int ldc)
+                  float beta, float *C, int ldc, const graphc_scratch *scratch)
 {
-    graphc_sgemm_ex(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    graphc_sgemm_ex(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, scratch);
 }
 
 void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-                           float beta, float *C, int ldc)
+                           float beta, float *C, int ldc, const graphc_scratch *scratch)
 {
-    graphc_sgemm_ex_portable(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    graphc_sgemm_ex_portable(0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, scratch);
 }
 
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                           const float *bias, int act, float *C, int ldc)
+                           const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch)
 {
-    gemm_driver(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+    gemm_driver(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act, scratch);
 }
 
 void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                                    const float *bias, int act, float *C, int ldc)
+                                    const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch)
 {
-    gemm_driver(&impl_portable, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act);
+    gemm_driver(&impl_portable, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act, scratch);
 }
 
 const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }

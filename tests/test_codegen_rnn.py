@@ -133,6 +133,9 @@ PORTABLE_SOURCE = """/* kernels/rnn.c as a machine without AVX2 builds it (plain
 #define graphc_simple_rnn portable_simple_rnn
 #define graphc_lstm portable_lstm
 #define graphc_gru portable_gru
+#define graphc_simple_rnn_scratch_floats portable_simple_rnn_scratch_floats
+#define graphc_lstm_scratch_floats portable_lstm_scratch_floats
+#define graphc_gru_scratch_floats portable_gru_scratch_floats
 #define graphc_rnn_activate portable_rnn_activate
 #include "rnn.c"
 #undef graphc_rnn_activate
@@ -140,12 +143,16 @@ void graphc_rnn_activate(int activation, float *v, int64_t n); /* the kernels li
 void library_rnn_activate(int activation, float *v, int64_t n) { graphc_rnn_activate(activation, v, n); }
 """
 PORTABLE_CDEF = """
+typedef struct graphc_scratch { float *base; size_t floats_per_thread; int nthreads; } graphc_scratch;
+size_t portable_simple_rnn_scratch_floats(int64_t, int64_t, int, int);
+size_t portable_lstm_scratch_floats(int64_t, int64_t, int, int);
+size_t portable_gru_scratch_floats(int64_t, int64_t, int, int, int);
 int portable_simple_rnn(int64_t, int64_t, int, int, int, int, const float *, const float *, const float *,
-                        const float *, const float *, float *, float *);
+                        const float *, const float *, float *, float *, const graphc_scratch *);
 int portable_lstm(int64_t, int64_t, int, int, int, int, int, const float *, const float *, const float *,
-                  const float *, const float *, const float *, float *, float *, float *);
+                  const float *, const float *, const float *, float *, float *, float *, const graphc_scratch *);
 int portable_gru(int64_t, int64_t, int, int, int, int, int, int, const float *, const float *, const float *,
-                 const float *, const float *, float *, float *);
+                 const float *, const float *, float *, float *, const graphc_scratch *);
 void portable_rnn_activate(int, float *, int64_t);
 void library_rnn_activate(int, float *, int64_t);
 """
@@ -179,9 +186,22 @@ def test_activation_accuracy_and_special_values(build):
         np.testing.assert_array_equal(v, np.array(want, "float32"), err_msg=name)
 
 
+def scratch_for(ffi, floats, nthreads):
+    """A graphc_scratch of ``nthreads`` regions of ``floats`` (rounded to 16) floats, 64-byte aligned, followed by
+    a NaN guard; returns (the struct pointer, the regions' array with the guard, what must stay alive)."""
+    per = -(-floats // 16) * 16
+    buf = np.full(per * nthreads + 16 + 64, np.nan, "float32")
+    start = (-buf.ctypes.data % 64) // 4
+    regions = buf[start:]
+    s = ffi.new("graphc_scratch *", {"base": ffi.cast("float *", regions.ctypes.data), "floats_per_thread": per,
+                                     "nthreads": nthreads})
+    return s, regions[per * nthreads:per * nthreads + 16], buf
+
+
 @pytest.mark.parametrize("kind,reset_after", [("simple_rnn", True), ("lstm", True), ("gru", True), ("gru", False)])
 def test_portable_kernel_against_the_reference(rng, kind, reset_after):
-    """The plain C path (ARM and other non-AVX2 machines) on every variant, called directly."""
+    """The plain C path (ARM and other non-AVX2 machines) on every variant, called directly with scratch of
+    the size its sizing function gives (on two threads), which the call does not overstep."""
     from graphc.ir import OPS
     from graphc.runtime import compile_module
     module = compile_module(PORTABLE_SOURCE, PORTABLE_CDEF, name="rnn_portable")
@@ -202,8 +222,13 @@ def test_portable_kernel_against_the_reference(rng, kind, reset_after):
         acts = [CODES["tanh"]] + ([CODES["sigmoid"]] if kind != "simple_rnn" else [])
         flags = [int(back)] + ([int(reset_after)] if kind == "gru" else [])
         init = [ptr(s) for s in states] or [ffi.NULL] * (2 if kind == "lstm" else 1)
+        floats = getattr(module.lib, f"portable_{kind}_scratch_floats")(n, steps, features, units, *flags[1:])
+        scratch, guard, keep = scratch_for(ffi, floats, 2)
+        assert 0 < floats < 16384  # sized for the problem: tens of KB here (it was 2 MB per thread)
         assert fn(n, steps, features, units, *acts, *flags, ptr(x), ptr(kernel), ptr(recurrent), ptr(b), *init,
-                  *outs) == 0
+                  *outs, scratch) == 0
+        assert np.isnan(guard).all(), "the kernel wrote past its scratch"
+        del keep
         if not seq:
             got[0] = got[1]
         for g, w in zip(got, want):

@@ -22,7 +22,9 @@ def c_ident(text: str, limit: int = 40) -> str:
 
 def c_comment(text: str) -> str:
     text = "".join(ch if ch.isprintable() else "?" for ch in str(text))
-    return text.replace("*/", "* /").replace("/*", "/ *").replace("\\", "/")
+    # "??" could start a trigraph (C99 reads "??/" as a backslash): break those up too
+    text = text.replace("*/", "* /").replace("/*", "/ *").replace("\\", "/")
+    return re.sub(r"\?(?=\?)", "? ", text)
 
 
 def c_float(x: float) -> str:
@@ -42,6 +44,7 @@ class Context:
         self.decls = []          # pointer declarations at the top of the run function
         self.view_of = {}        # value id -> value id whose storage it shares (reshape)
         self.direct = {}         # value id -> index of the graph output buffer it is computed in
+        self.scratch_sizes = []  # C expressions (of `batch`) of the floats per thread kernels need
         self._used = set()
         for i, v in enumerate(graph.inputs):
             self._declare(v, f"in_{c_ident(v.name)}", f"inputs[{i}]")
@@ -83,6 +86,13 @@ class Context:
 
     def ptr(self, v) -> str:
         return self.names[v.id]
+
+    def scratch(self, floats: str) -> str:
+        """The scratch argument of a kernel call (a ``const graphc_scratch *``), recording what the kernel needs:
+        ``floats`` is a C expression, in terms of ``batch``, of the floats per thread (its sizing function)."""
+        if floats not in self.scratch_sizes:
+            self.scratch_sizes.append(floats)
+        return "&scratch"
 
     # --- shapes ---------------------------------------------------------------------------------
     @staticmethod

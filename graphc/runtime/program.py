@@ -1,8 +1,9 @@
 """A graph compiled to C, called with NumPy arrays.
 
 Inputs that are C-contiguous arrays of the right dtype are passed to C without a copy
-(``ffi.from_buffer``); others are converted once. The arena is allocated per thread and reused, grown
-only when a larger batch arrives, so steady-state calls allocate nothing but their outputs.
+(``ffi.from_buffer``); others are converted once. The arena (intermediates, then the kernels' scratch for
+the call's thread count) is allocated per thread and reused, grown only when a larger batch or more threads
+arrive, so steady-state calls allocate nothing but their outputs.
 """
 from __future__ import annotations
 
@@ -40,19 +41,27 @@ class CompiledGraph:
         """The owners (weights) of the parameters, in the order ``run`` expects their arrays."""
         return [self.graph.param_keys[v.id] for v in self.graph.params]
 
-    def arena_bytes(self, batch: int) -> int:
-        return int(self._arena_bytes(batch))
+    def arena_bytes(self, batch: int, nthreads: int = 1) -> int:
+        """Bytes of the arena a call at ``batch`` on ``nthreads`` threads needs (intermediates and scratch)."""
+        return int(self._arena_bytes(batch, nthreads))
+
+    def scratch_bytes(self, batch: int, nthreads: int = 1) -> int:
+        """The kernels' scratch part of the arena: ``nthreads`` regions of the per-thread need."""
+        return max(1, nthreads) * (self.arena_bytes(batch, 2) - self.arena_bytes(batch, 1))
 
     def memory_report(self, batch: int = 1) -> dict:
-        """Bytes of the arena for ``batch`` against the peak of simultaneously live intermediates."""
+        """Bytes of the planned intermediates for ``batch`` ("arena_bytes") against the peak of simultaneously
+        live ones, and the kernels' scratch a call on the current thread count adds after them."""
         plan = self.generated.plan
-        return {"batch": batch, "arena_bytes": self.arena_bytes(batch),
+        nthreads = threads.compiled_threads()
+        return {"batch": batch, "arena_bytes": plan.arena_bytes(batch),
                 "peak_live_bytes": plan.peak_live_bytes(batch),
-                "all_intermediates_bytes": plan.total_fixed + batch * plan.total_per_sample}
+                "all_intermediates_bytes": plan.total_fixed + batch * plan.total_per_sample,
+                "threads": nthreads, "scratch_bytes": self.scratch_bytes(batch, nthreads)}
 
-    def _arena(self, batch):
-        """This thread's arena as a cffi pointer, 64-byte aligned, grown only for a larger batch."""
-        need = self.arena_bytes(batch)
+    def _arena(self, batch, nthreads):
+        """This thread's arena as a cffi pointer, 64-byte aligned, grown only when a call needs more."""
+        need = self.arena_bytes(batch, nthreads)
         cached = self._local.__dict__.get("arena")
         if cached is None or cached[0] < need:
             buf = np.empty(need + 64, dtype=np.uint8)
@@ -98,11 +107,10 @@ class CompiledGraph:
                 outs.append(o)
             else:
                 outs.append(np.empty(shape, dtype=v.type.dtype))
-        arena = self._arena(batch)
         in_ptrs = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins] or [ffi.NULL])
         out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs] or [ffi.NULL])
-        with threads.share_of_threads():
-            rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, arena)
+        with threads.share_of_threads() as nthreads:
+            rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
             from ..ir.ops.gather import explain_bad_ids
             raise IdOutOfRangeError("compiled model returned error code 2: an id is out of range for an Embedding "

@@ -74,11 +74,19 @@ def _default_threads():
     return default_num_threads()
 
 
+def compiled_threads() -> int:
+    """Threads compiled code uses for a call made alone: the set or default count with OpenMP, else 1."""
+    if not openmp_enabled():
+        return 1
+    return _requested if _requested is not None else _default_threads()
+
+
 @contextlib.contextmanager
 def share_of_threads():
     """Around a call into compiled code: the calling thread gets the thread count divided by the number of
     Python threads inside compiled code right now, so concurrent callers don't oversubscribe the cores.
-    (OpenMP keeps the count per calling thread, so it is set on every call.)"""
+    (OpenMP keeps the count per calling thread, so it is set on every call.) Gives the share applied: the
+    most threads compiled code will use in this call (1 without OpenMP)."""
     global _active
     with _active_lock:
         _active += 1
@@ -86,11 +94,12 @@ def share_of_threads():
     try:
         total = _requested if _requested is not None else _default_threads()
         share = max(1, total // callers)
-        if getattr(_applied, "share", None) != (share, len(_libraries)):  # OpenMP keeps it per thread
+        applied = getattr(_applied, "share", None)
+        if applied is None or applied[:2] != (share, len(_libraries)):  # OpenMP keeps it per thread
             for lib in _libraries.values():
                 lib.graphc_runtime_set_num_threads(share)
-            _applied.share = (share, len(_libraries))
-        yield
+            applied = _applied.share = (share, len(_libraries), share if openmp_enabled() else 1)
+        yield applied[2]
     finally:
         with _active_lock:
             _active -= 1

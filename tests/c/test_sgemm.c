@@ -2,7 +2,9 @@
  * and its fused bias/activation epilogue against graphc_sgemm_ref_ex (itself checked against a
  * double-precision triple loop by test_sgemm_ref) on edge tiles, block boundaries, padded leading
  * dimensions (NaN in the padding of A and B: reading it fails), alpha/beta, NaN in C with beta == 0,
- * several thread counts and concurrent callers. Prints "N passed, N failed". */
+ * several thread counts and concurrent callers. Every call gets scratch of exactly
+ * graphc_sgemm_scratch_floats(M, N, K) floats per thread followed by a guard that must stay intact (the
+ * sizing function covers what the kernels use). Prints "N passed, N failed". */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,11 +19,12 @@
 
 #define SENTINEL (-12345.0f)
 
-typedef void (*sgemm_fn)(int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*sgemm_fn)(int, int, int, float, const float *, int, const float *, int, float, float *, int,
+                         const graphc_scratch *);
 typedef void (*sgemm_ex_fn)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
-                            int);
+                            int, const graphc_scratch *);
 typedef void (*bias_act_fn)(int, int, int, const float *, int, const float *, int, const float *, int, float *,
-                            int);
+                            int, const graphc_scratch *);
 
 static const struct {
     const char *name;
@@ -62,6 +65,57 @@ static void *xmalloc(size_t n)
 }
 
 static double dabs(double x) { return x < 0 ? -x : x; }
+
+/* Scratch: `need` floats per thread for `threads` threads, each region followed by GUARD floats of
+ * SENTINEL (inside floats_per_thread, so the kernels see them as theirs if they overstep). */
+#define GUARD 16
+
+typedef struct {
+    graphc_scratch s;
+    size_t need;
+    void *raw;
+} test_scratch;
+
+static void scratch_open(test_scratch *t, size_t need, int threads)
+{
+    size_t i;
+    int r;
+    t->need = need;
+    t->s.floats_per_thread = graphc_scratch_round(need) + GUARD;
+    t->s.nthreads = threads;
+    t->raw = xmalloc((t->s.floats_per_thread * (size_t)threads + 16) * sizeof(float));
+    t->s.base = (float *)(((size_t)t->raw + 63u) & ~(size_t)63u);
+    for (r = 0; r < threads; ++r)
+        for (i = need; i < t->s.floats_per_thread; ++i)
+            graphc_scratch_region(&t->s, r)[i] = SENTINEL;
+}
+
+/* Frees the scratch; 0 when every guard is intact. */
+static int scratch_close(test_scratch *t, const char *what)
+{
+    size_t i;
+    int r, bad = 0;
+    for (r = 0; r < t->s.nthreads && !bad; ++r)
+        for (i = t->need; i < t->s.floats_per_thread; ++i)
+            if (graphc_scratch_region(&t->s, r)[i] != SENTINEL) {
+                printf("FAIL %s: scratch of thread %d written past the %zu floats of graphc_sgemm_scratch_floats\n",
+                       what, r, t->need);
+                bad = 1;
+                break;
+            }
+    free(t->raw);
+    return bad;
+}
+
+/* The threads a call may use: the OpenMP count (what a caller sizes its scratch for). */
+static int team(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 static double act_ref(double x, int act)
 {
@@ -170,15 +224,21 @@ static void gemm_case_t(int ta, int tb, int M, int N, int K, int pad_a, int pad_
     C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
     for (path = 0; path < NPATHS; ++path) {
         for (api = 0; api < (ta || tb ? 1 : 2); ++api) {
+            test_scratch ts;
+            int guard_bad;
+            scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), team());
             memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
             if (api == 0)
-                paths[path].gemm_ex(ta, tb, M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
+                paths[path].gemm_ex(ta, tb, M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc, &ts.s);
             else
-                paths[path].gemm(M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc);
+                paths[path].gemm(M, N, K, alpha, p.A, p.lda, p.B, p.ldb, beta, C, p.ldc, &ts.s);
             snprintf(what, sizeof what, "%s%s ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d alpha=%g beta=%g%s",
                      paths[path].name, api ? " (graphc_sgemm)" : "", ta, tb, M, N, K, p.lda, p.ldb, p.ldc,
                      (double)alpha, (double)beta, nan_in_c ? " (NaN in C)" : "");
-            if (corrupt) {
+            guard_bad = scratch_close(&ts, what);
+            if (guard_bad) {
+                record(0);
+            } else if (corrupt) {
                 C[(size_t)(M / 2) * p.ldc + N / 2] += 0.5f;
                 if (!check(&p, C, p.expect, 0.0, what, 0)) {
                     printf("FAIL %s: the checker missed a wrong element\n", what);
@@ -213,9 +273,9 @@ static void null_operands_case(int ta, int tb, int M, int N, int K, float alpha,
     int path;
     make_problem(&p, ta, tb, M, N, K, 1, 1, 2, alpha, beta, beta == 0.0f);
     C = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
-    for (path = 0; path < NPATHS; ++path) {
+    for (path = 0; path < NPATHS; ++path) { /* A and B are not read: neither is the scratch */
         memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
-        paths[path].gemm_ex(ta, tb, M, N, K, alpha, NULL, p.lda, NULL, p.ldb, beta, C, p.ldc);
+        paths[path].gemm_ex(ta, tb, M, N, K, alpha, NULL, p.lda, NULL, p.ldb, beta, C, p.ldc, NULL);
         snprintf(what, sizeof what, "%s NULL A/B ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g", paths[path].name, ta,
                  tb, M, N, K, (double)alpha, (double)beta);
         record(!check(&p, C, p.expect, 0.0, what, 1));
@@ -244,12 +304,16 @@ static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
             expect[at] = j >= N ? SENTINEL : (float)act_ref((double)p.expect[at] + (bias ? bias[j] : 0.0), act);
         }
     for (path = 0; path < NPATHS; ++path) {
+        test_scratch ts;
+        int guard_bad;
+        scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), team());
         memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
-        paths[path].bias_act(M, N, K, p.A, p.lda, p.B, p.ldb, bias, act, C, p.ldc);
+        paths[path].bias_act(M, N, K, p.A, p.lda, p.B, p.ldb, bias, act, C, p.ldc, &ts.s);
         snprintf(what, sizeof what, "%s bias_act M=%d N=%d K=%d pad=%d bias=%d act=%d", paths[path].name, M, N, K,
                  pad, with_bias, act);
+        guard_bad = scratch_close(&ts, what);
         /* relu, sigmoid and tanh have slope <= 1: the GEMM bound carries over, plus their own rounding */
-        record(!check(&p, C, expect, 1e-6, what, 1));
+        record(!guard_bad && !check(&p, C, expect, 1e-6, what, 1));
     }
     free(bias); free(C); free(expect);
     free_problem(&p);
@@ -350,9 +414,11 @@ static void packed_case(int tb, int M, int N, int K, int pad_a, int pad_b, int p
     for (i = 13 + size; i < size + 40; ++i) ok &= buf[i] != buf[i];
     if (!ok) printf("FAIL %s: packing wrote outside its %zu floats\n", what, size);
     for (rep = 0; rep < 2 && ok; ++rep) {
+        test_scratch ts;
+        scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), 1);
         memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
-        graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, C, p.ldc);
-        ok = !check(&p, C, p.expect, 0.0, what, 1);
+        graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, C, p.ldc, &ts.s);
+        ok = !scratch_close(&ts, what) && !check(&p, C, p.expect, 0.0, what, 1);
     }
 #ifdef _OPENMP
     if (ok) {
@@ -360,8 +426,11 @@ static void packed_case(int tb, int M, int N, int K, int pad_a, int pad_b, int p
 #pragma omp parallel num_threads(2) reduction(+ : bad)
         {
             float *mine = xmalloc((size_t)M * p.ldc * sizeof(float) + 1);
+            test_scratch ts; /* each caller its own */
+            scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), 1);
             memcpy(mine, p.C_in, (size_t)M * p.ldc * sizeof(float));
-            graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, mine, p.ldc);
+            graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, mine, p.ldc, &ts.s);
+            bad += scratch_close(&ts, what);
             bad += check(&p, mine, p.expect, 0.0, what, 1);
             free(mine);
         }
@@ -410,16 +479,18 @@ static void packed_cases(void)
 }
 
 #ifdef _OPENMP
-/* Two application threads calling at once must not share packing buffers. */
+/* Two application threads calling at once, each with scratch of its own, do not interfere. */
 static void concurrent_case(void)
 {
     struct problem p[2];
+    test_scratch ts[2];
     float *C[2];
     int t, ok = 1;
     for (t = 0; t < 2; ++t) {
         make_problem(&p[t], t, 1 - t, 150 + 7 * t, 170 - 5 * t, 520, 1, 1, 1, 1.0f, 0.0f, 1);
         C[t] = xmalloc((size_t)p[t].M * p[t].ldc * sizeof(float));
         memcpy(C[t], p[t].C_in, (size_t)p[t].M * p[t].ldc * sizeof(float));
+        scratch_open(&ts[t], graphc_sgemm_scratch_floats(p[t].M, p[t].N, p[t].K), 1);
     }
 #pragma omp parallel num_threads(2)
     {
@@ -427,10 +498,10 @@ static void concurrent_case(void)
         for (rep = 0; rep < 3; ++rep)
             for (me = omp_get_thread_num(); me < 2; me += omp_get_num_threads())
                 graphc_sgemm_ex(p[me].ta, p[me].tb, p[me].M, p[me].N, p[me].K, 1.0f, p[me].A, p[me].lda, p[me].B,
-                                p[me].ldb, 0.0f, C[me], p[me].ldc);
+                                p[me].ldb, 0.0f, C[me], p[me].ldc, &ts[me].s);
     }
     for (t = 0; t < 2; ++t) {
-        if (check(&p[t], C[t], p[t].expect, 0.0, "concurrent callers", 1))
+        if (scratch_close(&ts[t], "concurrent callers") || check(&p[t], C[t], p[t].expect, 0.0, "concurrent callers", 1))
             ok = 0;
         free(C[t]);
         free_problem(&p[t]);
@@ -438,6 +509,30 @@ static void concurrent_case(void)
     record(ok);
 }
 #endif
+
+/* The sizing function: nothing for empty products, little for small ones (a Dense layer at batch 32 needs
+ * well under 1 MB), never more than one A block and one B block of the largest blocking, and no less for a
+ * larger problem (callers size for the largest product they make). */
+static void sizing_cases(void)
+{
+    const size_t most = 168 * 384 + 384 * 1024 + 32; /* MC_MAX x KC_MAX + KC_MAX x NC, rounded */
+    int ok = graphc_sgemm_scratch_floats(0, 8, 8) == 0 && graphc_sgemm_scratch_floats(8, 0, 8) == 0 &&
+             graphc_sgemm_scratch_floats(8, 8, 0) == 0;
+    int i;
+    ok &= graphc_sgemm_scratch_floats(32, 128, 784) < 65536;
+    ok &= graphc_sgemm_scratch_floats(1, 10, 10) <= 16;
+    ok &= graphc_sgemm_scratch_floats(4096, 4096, 4096) <= most;
+    ok &= graphc_sgemm_scratch_floats(4096, 4096, 4096) >= 100000; /* big products keep big blocks */
+    for (i = 0; i < 200; ++i) {
+        const int M = rand_int(1, 400), N = rand_int(1, 1500), K = rand_int(1, 900);
+        const size_t s = graphc_sgemm_scratch_floats(M, N, K);
+        ok &= s % 16 == 0 && s <= most;
+        ok &= s <= graphc_sgemm_scratch_floats(M + rand_int(0, 20), N + rand_int(0, 40), K + rand_int(0, 30));
+    }
+    if (!ok)
+        printf("FAIL graphc_sgemm_scratch_floats: sizes out of bounds or not monotonic\n");
+    record(ok);
+}
 
 int main(void)
 {
@@ -458,6 +553,7 @@ int main(void)
     bias_act_cases();
 #endif
     packed_cases();
+    sizing_cases();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

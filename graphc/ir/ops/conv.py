@@ -286,6 +286,12 @@ def _require_float32(op):
                          f"{[v.dtype for v in op.inputs]}")
 
 
+def window_arg(window) -> str:
+    """A pointer to the window as a C99 compound literal: how a sizing expression, evaluated outside the op's
+    block (where ``win`` is not in scope), names it."""
+    return f"&(const graphc_window){window}"
+
+
 def _call(window, call):
     return ["{", f"    static const graphc_window win = {window};", f"    {call}", "}"]
 
@@ -301,8 +307,10 @@ def _conv_c(ctx, op):
     window = _window_c(spatial, y.shape[1:-1], kernel, a["strides"], dilation, pads)
     bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
     act = _fused_activation(a.get("activation", "linear"))
+    sizes = f"{ctx.dim(x, 0)}, {window_arg(window)}, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
+    scratch = ctx.scratch(f"graphc_conv_scratch_floats({sizes})")
     return _call(window, f"graphc_conv_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {ctx.ptr(y)}, {ctx.dim(x, 0)}, "
-                         f"&win, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}, {act});")
+                         f"&win, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}, {act}, {scratch});")
 
 
 def _conv_transpose_c(ctx, op):
@@ -317,8 +325,10 @@ def _conv_transpose_c(ctx, op):
     window = _window_c(in_spatial, out_spatial, kernel, a["strides"], dilation, pads)
     bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
     act = _fused_activation(a.get("activation", "linear"))
+    scratch = ctx.scratch(f"graphc_conv_transpose_scratch_floats({ctx.dim(x, 0)}, {window_arg(window)}, "
+                          f"{x.shape[-1]}, {w.shape[-2]})")
     return _call(window, f"graphc_conv_transpose_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {ctx.ptr(y)}, "
-                         f"{ctx.dim(x, 0)}, &win, {x.shape[-1]}, {w.shape[-2]}, {act});")
+                         f"{ctx.dim(x, 0)}, &win, {x.shape[-1]}, {w.shape[-2]}, {act}, {scratch});")
 
 
 def _pool_c(ctx, op):

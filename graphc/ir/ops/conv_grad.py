@@ -18,7 +18,7 @@ import numpy as np
 from ..registry import OPS, defop
 from ..types import ShapeError, TensorType, dims_compatible, is_float
 from .conv import (_call, _check_attrs, _check_padding, _pad_spatial, _require_float32, _tap_slices, _taps,
-                   _window_c, window_output_spatial, window_pads)
+                   _window_c, window_arg, window_output_spatial, window_pads)
 
 TIES = ("first", "all")
 
@@ -196,8 +196,10 @@ def _conv_input_grad_c(ctx, op):
     dx = op.outputs[0]
     a = op.attrs
     win = _window(a["input_spatial"], dy.shape[1:-1], w.shape[:-2], a["strides"], a["padding"], a.get("dilation"))
+    channels = f"{dx.shape[-1]}, {dy.shape[-1]}, {a.get('groups', 1)}"
+    scratch = ctx.scratch(f"graphc_conv_input_grad_scratch_floats({ctx.dim(dy, 0)}, {window_arg(win)}, {channels})")
     return _call(win, f"graphc_conv_input_grad_f32({ctx.ptr(dy)}, {ctx.ptr(w)}, {ctx.ptr(dx)}, {ctx.dim(dy, 0)}, "
-                      f"&win, {dx.shape[-1]}, {dy.shape[-1]}, {a.get('groups', 1)});")
+                      f"&win, {channels}, {scratch});")
 
 
 def _conv_filter_grad_c(ctx, op):
@@ -206,8 +208,10 @@ def _conv_filter_grad_c(ctx, op):
     dw = op.outputs[0]
     a = op.attrs
     win = _window(x.shape[1:-1], dy.shape[1:-1], a["kernel_size"], a["strides"], a["padding"], a.get("dilation"))
+    channels = f"{x.shape[-1]}, {dy.shape[-1]}, {a.get('groups', 1)}"
+    scratch = ctx.scratch(f"graphc_conv_filter_grad_scratch_floats({ctx.dim(x, 0)}, {window_arg(win)}, {channels})")
     return _call(win, f"graphc_conv_filter_grad_f32({ctx.ptr(x)}, {ctx.ptr(dy)}, {ctx.ptr(dw)}, {ctx.dim(x, 0)}, "
-                      f"&win, {x.shape[-1]}, {dy.shape[-1]}, {a.get('groups', 1)});")
+                      f"&win, {channels}, {scratch});")
 
 
 def _max_pool_grad_c(ctx, op):

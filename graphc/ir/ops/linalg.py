@@ -46,8 +46,9 @@ def _matmul_c(ctx, op):
     if b.type.rank == 2 and (a.type.rank == 2 or not ta):
         M = ctx.prod(a, 0, -1) if not ta else ctx.dim(a, -1)
         K = ctx.dim(a, 0) if ta else K
+        scratch = ctx.scratch(f"graphc_sgemm_scratch_floats({M}, {N}, {K})")
         return [f"graphc_sgemm_ex({ta}, {tb}, (int)({M}), {N}, (int)({K}), 1.0f, {ctx.ptr(a)}, {lda}, "
-                f"{ctx.ptr(b)}, {ldb}, 0.0f, {ctx.ptr(out)}, {N});"]
+                f"{ctx.ptr(b)}, {ldb}, 0.0f, {ctx.ptr(out)}, {N}, {scratch});"]
     lead = out.type.rank - 2
     pa = (1,) * (out.type.rank - a.type.rank) + tuple(a.shape)
     pb = (1,) * (out.type.rank - b.type.rank) + tuple(b.shape)
@@ -64,8 +65,9 @@ def _matmul_c(ctx, op):
             stride_b *= pb[axis] or 1
         if axis:
             lines.append(f"    rest /= {out.shape[axis]};")
+    scratch = ctx.scratch(f"graphc_sgemm_scratch_floats({M}, {N}, {K})")
     lines += [f"    graphc_sgemm_ex({ta}, {tb}, {M}, {N}, {K}, 1.0f, {ctx.ptr(a)} + a_off, {lda}, {ctx.ptr(b)} + b_off, "
-              f"{ldb}, 0.0f,", f"                    {ctx.ptr(out)} + m * {M * N}, {N});", "}"]
+              f"{ldb}, 0.0f,", f"                    {ctx.ptr(out)} + m * {M * N}, {N}, {scratch});", "}"]
     return lines
 
 
@@ -98,8 +100,10 @@ def _dense_c(ctx, op):
     y = op.outputs[0]
     K, N = w.shape
     bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
-    return [f"graphc_sgemm_bias_act((int)({ctx.prod(x, 0, -1)}), {N}, {K}, {ctx.ptr(x)}, {K}, {ctx.ptr(w)}, {N}, "
-            f"{bias}, {DENSE_ACTIVATIONS[op.attrs.get('activation', 'linear')]}, {ctx.ptr(y)}, {N});"]
+    M = ctx.prod(x, 0, -1)
+    scratch = ctx.scratch(f"graphc_sgemm_scratch_floats({M}, {N}, {K})")
+    return [f"graphc_sgemm_bias_act((int)({M}), {N}, {K}, {ctx.ptr(x)}, {K}, {ctx.ptr(w)}, {N}, "
+            f"{bias}, {DENSE_ACTIVATIONS[op.attrs.get('activation', 'linear')]}, {ctx.ptr(y)}, {N}, {scratch});"]
 
 
 defop("dense", infer=_dense_type, reference=_dense_ref)

@@ -181,7 +181,7 @@ C_ACTIVATIONS = {"identity": "GRAPHC_RNN_ACT_IDENTITY", "tanh": "GRAPHC_RNN_ACT_
                  "elu": "GRAPHC_RNN_ACT_ELU", "selu": "GRAPHC_RNN_ACT_SELU", "softplus": "GRAPHC_RNN_ACT_SOFTPLUS",
                  "softsign": "GRAPHC_RNN_ACT_SOFTSIGN", "silu": "GRAPHC_RNN_ACT_SILU",
                  "gelu": "GRAPHC_RNN_ACT_GELU", "leaky_relu": "GRAPHC_RNN_ACT_LEAKY_RELU"}
-# Floats of the kernel's thread-local scratch buffer (GRAPHC_RNN_SCRATCH_FLOATS in graphc_rnn.h).
+# Floats of the kernel's largest block of projections (GRAPHC_RNN_SCRATCH_FLOATS in graphc_rnn.h).
 C_SCRATCH_FLOATS = 262144
 
 
@@ -223,8 +223,10 @@ def _rnn_c(ctx, op):
     h0 = [ptr(states[0]) if states else "NULL"]
     c0 = [ptr(states[1]) if states else "NULL"] if kind == "lstm" else []
     results = [seq, ctx.ptr(last)] + ([ctx.ptr(op.outputs[2])] if kind == "lstm" else [])
-    args = [f"(int64_t)({ctx.dim(x, 0)})", ctx.dim(x, 1), ctx.dim(x, 2), str(units), *acts, *flags,
-            ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), ptr(bias), *h0, *c0, *results]
+    sizes = [f"(int64_t)({ctx.dim(x, 0)})", ctx.dim(x, 1), ctx.dim(x, 2), str(units)]
+    scratch = ctx.scratch(f"graphc_{kind}_scratch_floats({', '.join(sizes + flags[1:])})")
+    args = [*sizes, *acts, *flags, ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), ptr(bias), *h0, *c0, *results,
+            scratch]
     lines = [f"if (graphc_{kind}({', '.join(args)}) != 0) return -1;"]
     if seq == "NULL":  # output 0 is the last state too
         lines.append(f"memcpy({ctx.ptr(out)}, {ctx.ptr(last)}, (size_t)({ctx.numel(last)}) * sizeof(float));")

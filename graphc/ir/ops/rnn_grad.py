@@ -240,7 +240,7 @@ for _kind in CELLS:
 
 # --- C lowering (kernels/rnn_grad.c) -------------------------------------------------------------------------------
 C_CELLS = {"simple_rnn": "GRAPHC_RNN_CELL_SIMPLE", "lstm": "GRAPHC_RNN_CELL_LSTM", "gru": "GRAPHC_RNN_CELL_GRU"}
-# Floats of the kernels' thread-local scratch (GRAPHC_RNN_GRAD_SCRATCH_FLOATS in graphc_rnn_grad.h).
+# Floats of the kernels' largest per-block buffers (GRAPHC_RNN_GRAD_SCRATCH_FLOATS in graphc_rnn_grad.h).
 C_SCRATCH_FLOATS = 131072
 
 
@@ -263,6 +263,11 @@ def _common_args(ctx, op, kind, x):
             str(int(a["go_backwards"])), str(int(a["reset_after"])), str(int(a["return_sequences"]))]
 
 
+def _scratch(ctx, args, which):
+    """The scratch argument, sized by graphc_rnn_<which>_scratch_floats of the call's cell and sizes."""
+    return ctx.scratch(f"graphc_rnn_{which}_scratch_floats({', '.join(args[:5])}, {args[8]})")
+
+
 def _ptrs(ctx, values):
     return [ctx.ptr(v) if v is not None else "NULL" for v in values]
 
@@ -278,6 +283,7 @@ def _train_c(ctx, op):
     args = _common_args(ctx, op, kind, x) + _ptrs(ctx, [
         x, kernel, recurrent, bias, h0, c0, out if a["return_sequences"] else None, h, c,
         saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux")])
+    args.append(_scratch(ctx, args, "train"))
     lines = [f"if (graphc_rnn_train({', '.join(args)}) != 0) return -1;"]
     if not a["return_sequences"]:  # output 0 is the last state too
         lines.append(f"memcpy({ctx.ptr(out)}, {ctx.ptr(h)}, (size_t)({ctx.numel(h)}) * sizeof(float));")
@@ -307,6 +313,7 @@ def _grad_c(ctx, op):
         x, kernel, recurrent, c0, saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux"),
         grads[0], grads[1], grads[2] if kind == "lstm" else None,
         d["dx"], d["dkernel"], d["drecurrent"], d["dbias"], *(d_states + [None, None])[:2], scratch[0], scratch[1]])
+    args.append(_scratch(ctx, args, "grad"))
     return [f"if (graphc_rnn_grad({', '.join(args)}) != 0) return -1;"]
 
 
