@@ -101,14 +101,24 @@ int main(void) {
     return 0;
 }
 """)
+    readme = (pkg / "README.md").read_text()
+    (tmp_path / "readme.c").write_text(readme.split("## Embedding")[1].split("```c\n")[1].split("```")[0])
     (tmp_path / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.13)
 project(info C)
 add_subdirectory("{pkg}" mlp)
-add_executable(info info.c)
-set_target_properties(info PROPERTIES C_STANDARD 99 C_EXTENSIONS OFF)
-target_link_libraries(info PRIVATE mlp_static)
+foreach(program info readme)
+  add_executable(${{program}} ${{program}}.c)
+  set_target_properties(${{program}} PROPERTIES C_STANDARD 99 C_EXTENSIONS OFF)
+  target_compile_options(${{program}} PRIVATE -Wall -Wextra -pedantic)
+  target_link_libraries(${{program}} PRIVATE mlp_static)
+endforeach()
 """)
-    cmake_build(tmp_path, tmp_path / "build")
+    log = cmake_build(tmp_path, tmp_path / "build")
+    assert "warning" not in log.lower(), log
+    # the README's embedding example builds and prints the first output of a zero input
+    first = float(run([tmp_path / "build" / "readme"]).stdout)
+    x0 = np.zeros((2, 6), "float32")
+    assert first == pytest.approx(float(model.predict(x0)[0, 0]), abs=1e-6)
     lines = run([tmp_path / "build" / "info"]).stdout.splitlines()
     assert lines[0] == "features 1 2 -1 6 3"
     assert lines[1] == "probs 1"
@@ -155,11 +165,16 @@ def test_weights_file_is_checked(tmp_path):
 
 
 def test_every_kernel_family_gcc_and_clang(tmp_path):
+    """Inference and the training step of a model using every kernel file build warning-free."""
     model = every_kernel_model()
-    pkg = graphc.export_c(model, tmp_path / "pkg", name="kern")
-    shipped = sorted(p.name for p in (pkg / "kernels").glob("*.c"))
+    model.compile(optimizer="adam", loss="mse")
+    inference = graphc.export_c(model, tmp_path / "inference", name="kern")
+    shipped = sorted(p.name for p in (inference / "kernels").glob("*.c"))
     # what the model calls, not the training kernels (conv_grad, norm_grad, rnn_grad) nor unused nn.c
     assert shipped == ["kern_gc_conv.c", "kern_gc_norm.c", "kern_gc_rnn.c", "kern_gc_sgemm.c"]
+    pkg = graphc.export_c(model, tmp_path / "pkg", name="kern", training=True)
+    with_training = sorted(p.name for p in (pkg / "kernels").glob("*.c"))
+    assert set(shipped) < set(with_training) and {"kern_gc_conv_grad.c", "kern_gc_rnn_grad.c"} <= set(with_training)
     xs = kernel_inputs(3, np.random.default_rng(2))
     expected = model.predict(xs)
     compilers = ["gcc"] + (["clang"] if shutil.which("clang") else [])

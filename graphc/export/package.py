@@ -227,6 +227,9 @@ def _readme(model, name, spec) -> str:
             f"`{name}_load_weights(path, buffer, {name}_weights_size())` and pass the buffer as `weights`; a "
             "wrong or damaged file returns an error code.\n")
     weights_arg = "NULL" if spec.embedded else "weights"
+    if not spec.embedded:
+        buffers += [f"    static unsigned char weights[{name.upper()}_WEIGHTS_SIZE];",
+                    f"    if ({name}_load_weights(\"{name}.weights\", weights, sizeof weights) != {name.upper()}_OK) return 1;"]
     return _fill(_template("README.md"), name, TITLE=c_comment(f"model {model.name}"), SIGNATURE=signature,
                  EXAMPLE_BATCH=2, BUFFERS="\n".join(buffers), WEIGHTS_ARG=weights_arg, WEIGHTS_NOTE=note,
                  INPUT_LIST=", ".join(f"in{i}" for i in range(len(spec.inputs))),
