@@ -36,28 +36,6 @@ static int64_t prod3(const int64_t *a) { return a[0] * a[1] * a[2]; }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP, at most the
- * scratch's regions. */
-static int max_threads(const graphc_scratch *scratch)
-{
-#ifdef _OPENMP
-    const int n = omp_in_parallel() || scratch == NULL ? 1 : omp_get_max_threads();
-    return scratch == NULL || n < scratch->nthreads ? n : scratch->nthreads;
-#else
-    (void)scratch;
-    return 1;
-#endif
-}
-
-static int thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* What a kernel's loop body passes to graphc_sgemm: the whole scratch from the calling thread (the GEMM
  * may start threads itself), thread t's region alone from a team of its own. */
 static graphc_scratch gemm_scratch(const graphc_scratch *scratch, int par, int t)
@@ -269,7 +247,7 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
     cc = plan.cc;
     chunked = tc < taps || cc < cin_g;
     rows = plan.rows;
-    threads = max_threads(scratch);
+    threads = graphc_scratch_threads(scratch);
     if (threads > 1 && rows * threads > M) { /* small problem: one block per thread */
         rows = (M + threads - 1) / threads;
         if (rows < MIN_ROWS)
@@ -280,7 +258,7 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
 
     GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (par))
     for (blk = 0; blk < nblocks; blk++) {
-        const int t = thread_num();
+        const int t = graphc_thread_num();
         const graphc_scratch gs = gemm_scratch(scratch, par, t);
         float *patch = graphc_scratch_region(scratch, t) + plan.gemm;
         const int64_t m0 = blk * rows, mb = min64(M - m0, rows);
@@ -409,13 +387,13 @@ void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias
     plan = plan_transpose(win, cin, cout);
     kc = plan.kc, tc = plan.tc, cc = plan.cc, rows = plan.rows > 0 ? plan.rows : 1;
     /* Images scatter into disjoint outputs, so they are what the threads share. */
-    threads = max_threads(scratch);
+    threads = graphc_scratch_threads(scratch);
     par = threads > 1 && batch > 1 &&
           (double)batch * (double)p_in * (double)taps * (double)cin * (double)cout > (double)PARALLEL_MIN_WORK * 2;
 
     GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (par))
     for (n = 0; n < batch; n++) {
-        const int t = thread_num();
+        const int t = graphc_thread_num();
         const graphc_scratch gs = gemm_scratch(scratch, par, t);
         float *bt = cin > 0 ? graphc_scratch_region(scratch, t) + plan.gemm : NULL;
         float *cols = cin > 0 ? bt + plan.kernel : NULL;

@@ -41,28 +41,6 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* Threads a kernel may use: 1 inside an enclosing parallel region or without OpenMP, at most the
- * scratch's regions. */
-static int max_threads(const graphc_scratch *scratch)
-{
-#ifdef _OPENMP
-    const int n = omp_in_parallel() || scratch == NULL ? 1 : omp_get_max_threads();
-    return scratch == NULL || n < scratch->nthreads ? n : scratch->nthreads;
-#else
-    (void)scratch;
-    return 1;
-#endif
-}
-
-static int thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Taps [lo, hi) of a kernel of size k and dilation d whose cell start + tap * d lies in [0, n). */
 static void tap_range(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
 {
@@ -308,7 +286,7 @@ void graphc_conv_filter_grad_f32(const float *x, const float *dy, float *dw, int
         return;
     P.x = x;
     P.dy = dy;
-    threads = plan_filter(&P, win, batch, cin, cout, groups, max_threads(scratch));
+    threads = plan_filter(&P, win, batch, cin, cout, groups, graphc_scratch_threads(scratch));
 #ifdef _OPENMP
     if (threads > 1) {
         filter_grad_parallel(&P, threads, dw, scratch);
@@ -444,13 +422,13 @@ void graphc_conv_input_grad_f32(const float *dy, const float *w, float *dx, int6
     split_columns(taps, cin_g, SCRATCH_FLOATS / MIN_ROWS, &tc, &cc);
     /* Images scatter into disjoint parts of dx: each thread takes a contiguous range of them. With fewer
      * images than threads, one part runs and graphc_sgemm_ex may use the threads itself. */
-    parts = max_threads(scratch);
+    parts = graphc_scratch_threads(scratch);
     if (work < (double)PARALLEL_MIN_WORK * (double)parts)
         parts = (int64_t)(work / PARALLEL_MIN_WORK);
     parts = parts > batch ? batch : parts < 1 ? 1 : parts;
     GRAPHC_OMP(omp parallel for schedule(static) num_threads((int)parts) if (parts > 1))
     for (part = 0; part < parts; part++) {
-        const int t = parts > 1 ? thread_num() : 0;
+        const int t = parts > 1 ? graphc_thread_num() : 0;
         const graphc_scratch gs = parts > 1 ? graphc_scratch_thread(scratch, t) : *scratch;
         input_grad_images(dy, w, dx, batch * part / parts, batch * (part + 1) / parts, win, cin, cout, groups, tc,
                           cc, graphc_scratch_region(scratch, t) + gemm, &gs);

@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +43,29 @@ static inline graphc_scratch graphc_scratch_thread(const graphc_scratch *s, int 
 
 /* floats rounded up to whole 64-byte lines, so that what follows them in a region stays aligned. */
 static inline size_t graphc_scratch_round(size_t floats) { return (floats + 15u) & ~(size_t)15u; }
+
+/* Threads a kernel may start: 1 inside an enclosing parallel region, without OpenMP or without scratch;
+ * else OpenMP's count, at most the scratch's regions. */
+static inline int graphc_scratch_threads(const graphc_scratch *s)
+{
+#ifdef _OPENMP
+    const int n = omp_in_parallel() || s == NULL ? 1 : omp_get_max_threads();
+    return s == NULL || n < s->nthreads ? n : s->nthreads;
+#else
+    (void)s;
+    return 1;
+#endif
+}
+
+/* This thread's number in its team (0 without OpenMP). */
+static inline int graphc_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /*
  * Reference single-precision GEMM, row-major:
