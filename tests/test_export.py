@@ -67,6 +67,27 @@ def test_package_builds_warning_free_and_matches_predict(tmp_path):
     symbols = global_symbols(static)
     assert "mlp_predict" in symbols and "mlp_workspace_size" in symbols
     assert all(s.startswith("mlp_") for s in symbols), [s for s in symbols if not s.startswith("mlp_")]
+    # A C++ program includes the header and links the C library (the extern "C" guards).
+    cxx = shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        print("no C++ compiler found: the C++ link is not checked")
+        return
+    (tmp_path / "main.cpp").write_text("""#include <cstdio>
+#include <vector>
+#include "mlp.h"
+int main() {
+    std::vector<float> x(2 * MLP_INPUT0_SAMPLE_ELEMENTS, 1.0f), y(2 * MLP_OUTPUT0_SAMPLE_ELEMENTS);
+    const void *in[] = {x.data()};
+    void *out[] = {y.data()};
+    if (mlp_predict_alloc(nullptr, 2, in, out) != MLP_OK) return 1;
+    std::printf("%.9g\\n", static_cast<double>(y[4]));
+    return 0;
+}
+""")
+    run([cxx, "-std=c++11", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I", pkg, tmp_path / "main.cpp", static,
+         "-fopenmp", "-lm", "-o", tmp_path / "cpp_main"])
+    assert float(run([tmp_path / "cpp_main"]).stdout) == pytest.approx(float(model.predict(np.ones((2, 6), "float32"))[1, 1]),
+                                                                      abs=1e-6)
 
 
 def test_header_is_cxx_compatible_and_describes_the_model(tmp_path):
