@@ -63,8 +63,9 @@
  * microseconds (measured on 2 cores: 48^3 gains nothing from a second thread, 64^3 = 2 * 2^17
  * runs 1.3x faster, 80^3 1.5x). */
 #define PARALLEL_MIN_WORK (1L << 17)
-/* The unpacked few-rows path is bound by reading B from memory: a second thread only helped from
- * about 3 x 4096 x 4096 on (measured on 2 cores; OpenBLAS's GEMV slowed down with 2 threads too). */
+/* The unpacked few-rows path (2-3 rows) is bound by reading B from memory: a second thread only helped
+ * from about 3 x 4096 x 4096 on (measured on 2 cores; OpenBLAS's GEMV slowed down with 2 threads too).
+ * One row uses PARALLEL_MIN_WORK: 1 x 512 x 784 ran 28 -> 16 us on 2 threads, 1 x 216 x 512 the same. */
 #define PARALLEL_MIN_WORK_FEW_ROWS (1L << 24)
 #define MAX_GRID_THREADS 256
 
@@ -592,8 +593,51 @@ static void gemm_serial(const gemm_impl *g, const gemm_args *p, float *Ap, float
 
 static void gemm_small_m_strided(const gemm_args *p, int j0, int j1, size_t a_row, size_t a_col);
 
+/* One row (a Dense layer at batch 1): a strip of ROW_STRIP columns of C stays in registers for the whole
+ * K loop (8 AVX2 / 4 AVX-512 accumulators), so each k costs only the loads of B's strip, where the loop
+ * below stores C back at every k (bound by store-to-load forwarding: measured ~5x slower for N = 64). */
+#define ROW_STRIP 64
+
+static inline __attribute__((always_inline)) void gemm_one_row_body(const gemm_args *p, int j0, int j1, size_t a_col)
+{
+    const size_t ldb = (size_t)p->ldb;
+    const float *a = p->A;
+    int js, j, k;
+    for (js = j0; js < j1; js += ROW_STRIP) {
+        float acc[ROW_STRIP];
+        float *c = p->C + js;
+        const int n = j1 - js < ROW_STRIP ? j1 - js : ROW_STRIP;
+        for (j = 0; j < ROW_STRIP; ++j)
+            acc[j] = 0.0f;
+        if (n == ROW_STRIP) {
+            for (k = 0; k < p->K; ++k) {
+                const float s = a[(size_t)k * a_col], *b = p->B + (size_t)k * ldb + js;
+                for (j = 0; j < ROW_STRIP; ++j)
+                    acc[j] += s * b[j];
+            }
+        } else {
+            for (k = 0; k < p->K; ++k) {
+                const float s = a[(size_t)k * a_col], *b = p->B + (size_t)k * ldb + js;
+                for (j = 0; j < n; ++j)
+                    acc[j] += s * b[j];
+            }
+        }
+        for (j = 0; j < n; ++j)
+            c[j] = p->alpha * acc[j] + (p->beta == 0.0f ? 0.0f : p->beta * c[j]);
+        if (p->bias != NULL || p->act != GRAPHC_ACT_NONE)
+            epilogue(1, n, c, p->ldc, p->bias ? p->bias + js : NULL, p->act);
+    }
+}
+
 static void gemm_small_m(const gemm_args *p, int j0, int j1)
 {
+    if (p->M == 1) { /* op(A)'s one row: A itself, or A's column 0 when transa */
+        if (p->transa)
+            gemm_one_row_body(p, j0, j1, (size_t)p->lda);
+        else
+            gemm_one_row_body(p, j0, j1, 1);
+        return;
+    }
     /* op(A)[i][k] = A[i*a_row + k*a_col]: constant strides in the common case keep its loop as fast as it
      * was before transposes existed (a runtime stride measured 10-25% slower at batch 1) */
     if (p->transa)
@@ -888,7 +932,9 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
     p.bias = bias; p.act = act;
     if (M < SMALL_M) {
 #ifdef _OPENMP
-        int threads = team_size(M, N, K, (double)PARALLEL_MIN_WORK_FEW_ROWS, scratch);
+        /* one row keeps C in registers: then a second core's cache bandwidth pays off early */
+        const double min_work = M == 1 && !p.transb ? (double)PARALLEL_MIN_WORK : (double)PARALLEL_MIN_WORK_FEW_ROWS;
+        int threads = team_size(M, N, K, min_work, scratch);
         if (threads > N / 64) /* at least 64 columns (4 cache lines per row of B) each */
             threads = N / 64;
         if (threads > 1) {

@@ -336,6 +336,8 @@ static void gemm_cases(void)
     gemm_case(2, 40, 30, 1, 2, 3, 0.5f, 0.0f, 1, 0);    /* ... and with a few rows (unpacked path) */
     gemm_case(3, 4100, 2800, 0, 1, 2, 2.0f, -1.0f, 0, 0); /* few rows, threaded over columns */
     gemm_case(2, 4200, 20, 1, 1, 1, 1.0f, 0.5f, 0, 0);   /* few rows, two column strips (4096) */
+    gemm_case(1, 130, 50, 1, 2, 3, 0.5f, -0.5f, 0, 0);  /* one row: two 64-column register strips and a tail */
+    gemm_case(1, 1000, 900, 0, 1, 1, 1.0f, 0.0f, 1, 0); /* one row, threaded over columns */
     gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 3.0f, 0, 0);     /* K == 0: C = beta * C */
     gemm_case(6, 8, 0, 0, 0, 2, 1.0f, 0.0f, 1, 0);     /* K == 0, beta == 0: zeros */
     gemm_case(6, 8, 5, 0, 0, 2, 0.0f, 0.5f, 0, 0);     /* alpha == 0: C = beta * C */
@@ -388,6 +390,7 @@ static void bias_act_cases(void)
         bias_act_case(40, 300, 200, 0, 1, act);  /* threaded */
         bias_act_case(5, 1500, 120, 1, 1, act);  /* threaded, columns split: bias offset per thread */
         bias_act_case(3, 4000, 2900, 0, 1, act); /* few rows, threaded over columns */
+        bias_act_case(1, 200, 700, 1, 1, act);   /* one row: strips, tail, threaded */
     }
 }
 
