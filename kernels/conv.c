@@ -94,19 +94,6 @@ static void bias_act(float *y, int64_t rows, int64_t n, int64_t ld, const float 
         store_act(y + i * ld, y + i * ld, bias, n, act);
 }
 
-/* Taps [lo, hi) of a kernel of size k and dilation d whose cell start + tap * d lies in [0, n). */
-static void tap_range(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
-{
-    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
-    int64_t b = n - start <= 0 ? 0 : (n - start + d - 1) / d;
-    if (b > k)
-        b = k;
-    if (a > b)
-        a = b;
-    *lo = a;
-    *hi = b;
-}
-
 static void copy_floats(float *dst, const float *src, int64_t n)
 {
     int64_t i;
@@ -139,9 +126,9 @@ static void pack_patches(const float *x, const graphc_window *g, int64_t cin, in
         const float *xn = x + n * cells * cin + coff + c0;
         float *row = patch + (m - m0) * width;
         int64_t lo0, hi0, lo1, hi1, lo2, hi2, a, b, c;
-        tap_range(s0, g->dilation[0], k0, g->in[0], &lo0, &hi0);
-        tap_range(s1, g->dilation[1], k1, in1, &lo1, &hi1);
-        tap_range(s2, g->dilation[2], k2, in2, &lo2, &hi2);
+        graphc_tap_range(s0, g->dilation[0], k0, g->in[0], &lo0, &hi0);
+        graphc_tap_range(s1, g->dilation[1], k1, in1, &lo1, &hi1);
+        graphc_tap_range(s2, g->dilation[2], k2, in2, &lo2, &hi2);
         if (all_taps) {
             for (a = 0; a < k0; a++) {
                 for (b = 0; b < k1; b++) {

@@ -41,19 +41,6 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* Taps [lo, hi) of a kernel of size k and dilation d whose cell start + tap * d lies in [0, n). */
-static void tap_range(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
-{
-    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
-    int64_t b = n - start <= 0 ? 0 : (n - start + d - 1) / d;
-    if (b > k)
-        b = k;
-    if (a > b)
-        a = b;
-    *lo = a;
-    *hi = b;
-}
-
 /* The window start of output cell p (within an image) along each axis: cell * stride - pad. */
 static void window_start(const graphc_window *g, int64_t p, int64_t *s)
 {
@@ -96,9 +83,9 @@ static void pack_patches(const float *x, const graphc_window *g, int64_t cin, in
         float *row = patch + (m - m0) * width;
         int64_t s[3], lo0, hi0, lo1, hi1, lo2, hi2, t = t0;
         window_start(g, m % per_image, s);
-        tap_range(s[0], g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
-        tap_range(s[1], g->dilation[1], k1, in1, &lo1, &hi1);
-        tap_range(s[2], g->dilation[2], k2, in2, &lo2, &hi2);
+        graphc_tap_range(s[0], g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
+        graphc_tap_range(s[1], g->dilation[1], k1, in1, &lo1, &hi1);
+        graphc_tap_range(s[2], g->dilation[2], k2, in2, &lo2, &hi2);
         while (t < t1) { /* taps [t, e): a run along the last kernel axis, kernel cells [c, ce) of it */
             const int64_t a = t / (k1 * k2), b = (t / k2) % k1, c = t % k2;
             const int64_t e = min64(t1, t - c + k2), ce = c + (e - t);
@@ -319,9 +306,9 @@ static void scatter_cols(const float *cols, const graphc_window *g, int64_t cin,
         float *dxn = dx + (m / per_image) * cells * cin + c0;
         int64_t s[3], lo0, hi0, lo1, hi1, lo2, hi2;
         window_start(g, m % per_image, s);
-        tap_range(s[0], g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
-        tap_range(s[1], g->dilation[1], k1, in1, &lo1, &hi1);
-        tap_range(s[2], g->dilation[2], k2, in2, &lo2, &hi2);
+        graphc_tap_range(s[0], g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
+        graphc_tap_range(s[1], g->dilation[1], k1, in1, &lo1, &hi1);
+        graphc_tap_range(s[2], g->dilation[2], k2, in2, &lo2, &hi2);
         for (a = lo0; a < hi0; a++)
             for (b = lo1; b < hi1; b++) {
                 float *row = dxn + ((s[0] + a * g->dilation[0]) * in1 + s[1] + b * g->dilation[1]) * in2 * cin;

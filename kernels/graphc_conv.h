@@ -28,6 +28,20 @@ typedef struct {
     int64_t pad[3];
 } graphc_window;
 
+/* Taps [lo, hi) of a kernel of size k and dilation d whose cell start + tap * d lies in [0, n)
+ * (shared by the convolution kernels and their gradients). */
+static inline void graphc_tap_range(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
+{
+    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
+    int64_t b = n - start <= 0 ? 0 : (n - start + d - 1) / d;
+    if (b > k)
+        b = k;
+    if (a > b)
+        a = b;
+    *lo = a;
+    *hi = b;
+}
+
 /*
  * y = act(conv(x, w) + bias), a cross-correlation (the kernel is not flipped) as Keras/TensorFlow.
  * x: (batch, *in, cin); w: (*kernel, cin / groups, cout); bias: cout elements or NULL;
