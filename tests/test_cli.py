@@ -2,6 +2,7 @@
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_summary_of_a_model_json_warns_that_weights_are_random(capsys, tmp_path)
 
 
 # --- plot -----------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not __import__("shutil").which("dot"), reason="Graphviz 'dot' is not installed")
+@pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz 'dot' is not installed")
 def test_plot_writes_a_png(capsys, saved, tmp_path):
     target = tmp_path / "model.png"
     code, out, err = run(capsys, "plot", saved, "-o", target, "--show-shapes", "--show-dtype", "--rankdir", "LR",

@@ -134,11 +134,11 @@ def header(spec: ApiSpec, title: str, extra=()) -> str:
     lines += ["",
               "/* inputs and outputs: name, dtype code, rank, dims (axis 0 is -1: any batch), elements per sample;",
               " * NULL / -1 / 0 for an index out of range */",
-              *[f"{ret} {n}_{kind}_{what}({args});" for kind in ("input", "output") for ret, what, args in
-                (("const char *", "name", "int index"), ("int", "dtype", "int index"), ("int", "rank", "int index"),
-                 ("int64_t", "dim", "int index, int axis"), ("size_t", "sample_elements", "int index"))],
+              *[f"{ret}{n}_{kind}_{what}({args});" for kind in ("input", "output") for ret, what, args in
+                (("const char *", "name", "int index"), ("int ", "dtype", "int index"), ("int ", "rank", "int index"),
+                 ("int64_t ", "dim", "int index, int axis"), ("size_t ", "sample_elements", "int index"))],
               *extra, "", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {N}_H_ */", ""]
-    return "\n".join(line.replace("( *", "(*") for line in lines).replace("const char * ", "const char *")
+    return "\n".join(lines)
 
 
 def _shape_text(t):
@@ -277,8 +277,19 @@ static int resolve_weights(const void *weights, const void **params)
     return {N}_OK;
 }}
 
-/* for the training step's translation unit */
+/* for the training step's translation unit too */
 int {n}_gc_check_header(const void *weights) {{ return check_header((const unsigned char *)weights); }}
+
+/* the threads a call uses: OpenMP's count, at most the MAX_THREADS the workspace has scratch for */
+int {n}_gc_threads(void)
+{{
+#ifdef _OPENMP
+    const int n = omp_get_max_threads();
+    return n < {N}_MAX_THREADS ? n : {N}_MAX_THREADS;
+#else
+    return 1;
+#endif
+}}
 
 size_t {n}_weights_size(void) {{ return {N}_WEIGHTS_SIZE; }}
 
@@ -390,7 +401,7 @@ int {n}_predict(const void *weights, int batch, const void *const *inputs, void 
     void *workspace, size_t workspace_bytes)
 {{
     const void *params[{max(spec.num_weights, 1)}];
-    int i, rc, nthreads = 1;
+    int i, rc;
     if (!inputs || !outputs || !workspace) return {N}_ERR_NULL_ARGUMENT;
     for (i = 0; i < {N}_NUM_INPUTS; i++) if (!inputs[i]) return {N}_ERR_NULL_ARGUMENT;
     for (i = 0; i < {N}_NUM_OUTPUTS; i++) if (!outputs[i]) return {N}_ERR_NULL_ARGUMENT;
@@ -399,11 +410,7 @@ int {n}_predict(const void *weights, int batch, const void *const *inputs, void 
         return {N}_ERR_WORKSPACE;
     rc = resolve_weights(weights, params);
     if (rc != {N}_OK) return rc;
-#ifdef _OPENMP
-    nthreads = omp_get_max_threads();
-    if (nthreads > {N}_MAX_THREADS) nthreads = {N}_MAX_THREADS;
-#endif
-    rc = {g}_run((int64_t)batch, (void *const *)inputs, outputs, params, workspace, nthreads);
+    rc = {g}_run((int64_t)batch, (void *const *)inputs, outputs, params, workspace, {n}_gc_threads());
     return rc == 0 ? {N}_OK : rc == 2 ? {N}_ERR_ID_RANGE : {N}_ERR_INTERNAL;
 }}
 

@@ -40,6 +40,14 @@ def rename(text: str, name: str) -> str:
     return re.sub(r"\bgraphc_", f"{name}_gc_", text)
 
 
+def internal_source(generated, name: str) -> str:
+    """A GeneratedC's source in the model's namespace (``graphc_model`` -> ``<name>_gc_model``...), its two
+    entry points made static: only the export's API functions are public."""
+    prefix = rename(generated.prefix, name)
+    return re.sub(rf"^(size_t|int) ({prefix}_(?:arena_bytes|run))\(", r"static \1 \2(",
+                  rename(generated.source, name), flags=re.M)
+
+
 def kernel_files(generated: str, name: str) -> dict:
     """{file name in the package's kernels/ dir: renamed text} for the sources and headers ``generated``
     needs."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen import generate_c
+from ..codegen.generate import optimize
 from ..passes.memory import rows_factor
 from . import capi, kernel_sources
 from .training import training_parts
@@ -113,8 +114,7 @@ def load_weights(model, path, input_shapes=None):
     """Sets ``model``'s weights from a weights file written by ``export_c(weights="file")`` or by the C
     function ``<name>_save_weights`` (e.g. after training in C); the file must belong to this model."""
     from .weights import read_file
-    generated = generate_c(_inference_graph(model, input_shapes), prefix="graphc_model")
-    layout = WeightsLayout(generated.graph)
+    layout = WeightsLayout(optimize(_inference_graph(model, input_shapes)))  # generate_c's params, in its order
     payload = read_file(path, layout)
     for var, e in zip(layout.variables, layout.entries):
         var.assign(np.frombuffer(payload, dtype=np.dtype(e.dtype).newbyteorder("<"), count=math.prod(e.shape),
@@ -188,12 +188,8 @@ def _workspace_bytes(generated, batch, max_threads) -> int:
 
 
 def _model_source(generated, name, spec) -> str:
-    """The generated graph code in the model's namespace, its entry points made static (the header is the
-    API), followed by the API functions."""
-    source = kernel_sources.rename(generated.source, name)
-    prefix = spec.graph_prefix
-    source = re.sub(rf"^(size_t|int) ({prefix}_(?:arena_bytes|run))\(", r"static \1 \2(", source, flags=re.M)
-    return source + capi.implementation(spec)
+    """The generated graph code in the model's namespace followed by the API functions."""
+    return kernel_sources.internal_source(generated, name) + capi.implementation(spec)
 
 
 def _template(file):

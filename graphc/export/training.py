@@ -10,14 +10,13 @@ The C side starts a fresh optimizer, as compile() does: slots at their initial v
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from ..codegen import generate_c
 from ..codegen.context import c_comment, c_float
 from ..optimizers.schedules import LearningRateSchedule
 from ..training.step import build_step
 from . import kernel_sources
-from .capi import DTYPE_CODES, TensorInfo, c_string
+from .capi import DTYPE_CODES, TensorInfo
 
 RECORD_BYTES = 64
 ALIGN = 64
@@ -27,9 +26,7 @@ ALIGN = 64
 class TrainSpec:
     source: str                 # <name>_train.c
     generated_source: str       # the step's generated C before renaming (says which kernels it calls)
-    state_bytes: int
-    targets: list               # TensorInfo per target
-    header_lines: list
+    header_lines: list          # the training part of <name>.h
 
 
 def _align(n):
@@ -83,11 +80,9 @@ def training_parts(model, name, graph, layout, embedded) -> TrainSpec:
 
     target_infos = [TensorInfo(f"{spec.output_names[k]}", lo.target_dtype, (None,) + tuple(shape[1:]), 1)
                     for k, (lo, shape) in enumerate(zip(spec.losses, targets)) if lo is not None]
-    source = kernel_sources.rename(generated.source, name)
     prefix = f"{name}_gc_train"
-    source = re.sub(rf"^(size_t|int) ({prefix}_(?:arena_bytes|run))\(", r"static \1 \2(", source, flags=re.M)
-    source += _train_api(name, prefix, step, g, offset_of, extras, record, n_scalars, target_infos, opt, embedded)
-    return TrainSpec(source, generated.source, state_bytes, target_infos, _header(name, state_bytes, target_infos))
+    source = kernel_sources.internal_source(generated, name) + _train_api(name, prefix, step, g, offset_of, extras, record, n_scalars, target_infos, opt, embedded)
+    return TrainSpec(source, generated.source, _header(name, state_bytes, target_infos))
 
 
 def _slot_fills(opt) -> dict:
@@ -159,11 +154,9 @@ def _train_api(name, prefix, step, g, offset_of, extras, record, n_scalars, targ
     return f"""
 /* ---- training API (see {n}.h) ------------------------------------------------------------------------ */
 #include "{n}.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 int {n}_gc_check_header(const void *weights); /* in {n}.c */
+int {n}_gc_threads(void);
 
 #define RECORD {record}u
 {tables}
@@ -232,7 +225,7 @@ int {n}_train_step(void *state, int batch, const void *const *inputs, const void
     float losses[{max(n_scalars, 1)}], hyper_lr;
 {decl_alpha}    int64_t it;
     int32_t rng;
-    int i, rc, nthreads = 1;
+    int i, rc;
     if (!state || !inputs || !targets || !workspace) return {N}_ERR_NULL_ARGUMENT;
     for (i = 0; i < {N}_NUM_INPUTS; i++) if (!inputs[i]) return {N}_ERR_NULL_ARGUMENT;
     for (i = 0; i < {N}_NUM_TARGETS; i++) if (!targets[i]) return {N}_ERR_NULL_ARGUMENT;
@@ -244,15 +237,11 @@ int {n}_train_step(void *state, int batch, const void *const *inputs, const void
     memcpy(&hyper_lr, s + RECORD + 16, 4);
 {alpha}    rng = (int32_t)(it % 2147483648);
     (void)rng;
-#ifdef _OPENMP
-    nthreads = omp_get_max_threads();
-    if (nthreads > {N}_MAX_THREADS) nthreads = {N}_MAX_THREADS;
-#endif
     {{
         void *const feeds[{max(len(feed_exprs), 1)}] = {{{', '.join(feed_exprs) or '0'}}};
         const void *const params[{max(len(params), 1)}] = {{{', '.join(params) or '0'}}};
         void *const outs[{len(outs)}] = {{{', '.join(outs)}}};
-        rc = {prefix}_run((int64_t)batch, feeds, outs, params, workspace, nthreads);
+        rc = {prefix}_run((int64_t)batch, feeds, outs, params, workspace, {n}_gc_threads());
     }}
     if (rc != 0) return rc == 2 ? {N}_ERR_ID_RANGE : {N}_ERR_INTERNAL;
     it += 1;
