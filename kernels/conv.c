@@ -1,15 +1,13 @@
 /* Convolution, transposed convolution and pooling on channels_last tensors (contracts in graphc_conv.h).
  *
- * Convolution packs the patches of a block of output cells (rows of the flattened batch x spatial grid)
- * into the thread's region of the caller's scratch and multiplies them by the kernel with graphc_sgemm:
+ * Convolution is an implicit GEMM: graphc_sgemm_implicit calls pack_patch_panels to pack the patch rows
+ * of the output cells (rows of the flattened batch x spatial grid) straight from x into its micro-panels,
  *     y[m][o] = sum over (tap, c) of patch[m][tap * cin_g + c] * w[tap * cin_g + c][o]
- * A block holds at most SCRATCH_FLOATS floats, so it has SCRATCH_FLOATS / width rows (all rows when fewer);
- * when a patch row alone is too wide (huge kernels), its columns are split into chunks whose products
- * accumulate in y. Each region holds graphc_sgemm's scratch first, then the patches (see conv_plan).
+ * so the patch matrix is never stored and the GEMM's own blocking and threads apply.
  * A 1x1 stride-1 convolution reads x directly (a plain GEMM). Transposed convolution multiplies a block
  * of input cells by the transposed kernel and scatter-adds the products into the output (col2im).
- * Blocks of rows (convolution) or images (transposed) are shared by OpenMP threads; inside a parallel
- * region graphc_sgemm runs serially, outside one (small problems) it may use the threads itself.
+ * Blocks of images (transposed) are shared by OpenMP threads; inside a parallel region graphc_sgemm runs
+ * serially, outside one (small problems) it may use the threads itself.
  */
 #include "graphc_conv.h"
 #include "graphc_kernels.h"
@@ -26,7 +24,7 @@
 #ifndef SCRATCH_FLOATS /* (a -D flag may override it, for tuning) */
 #define SCRATCH_FLOATS (1 << 17)      /* 512 KB per thread: a block of patches stays in L2 */
 #endif
-#define MIN_ROWS 32                   /* patch rows per block at least (for an efficient GEMM) */
+#define MR_PANEL 16                   /* the tallest micro-panel graphc_sgemm packs (AVX-512: 14) */
 #define MAX_KC 1024                   /* input channels per GEMM of a transposed convolution */
 #define PARALLEL_MIN_WORK (1L << 18)  /* multiply-adds below which one thread is faster */
 #define PARALLEL_MIN 32768            /* pooling: elements read below which one thread is faster */
@@ -94,118 +92,185 @@ static void bias_act(float *y, int64_t rows, int64_t n, int64_t ld, const float 
         store_act(y + i * ld, y + i * ld, bias, n, act);
 }
 
-static void copy_floats(float *dst, const float *src, int64_t n)
-{
-    int64_t i;
-    for (i = 0; i < n; i++)
-        dst[i] = src[i];
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Convolution */
 
-/* Patch rows of output cells [m0, m1) of the flattened (batch, *out) grid, for taps [t0, t1) and the
- * input channels [c0, c1) of each; coff is the group's first input channel. Row width (t1-t0)*(c1-c0);
- * padding cells are zeros. */
-static void pack_patches(const float *x, const graphc_window *g, int64_t cin, int64_t coff, int64_t m0,
-                         int64_t m1, int64_t t0, int64_t t1, int64_t c0, int64_t c1, float *patch)
+/* What the patch packer needs: the input, its geometry, the group's channels, and the first output cell of
+ * the product (the flattened (batch, *out) grid may be split into products of at most GEMM_MAX_ROWS rows). */
+typedef struct {
+    const float *x;
+    const graphc_window *win;
+    int64_t cin, cin_g, coff, m_off;
+} patch_source;
+
+/* One patch row: where output cell m's window starts in its image, and its taps [lo, hi) per axis that lie
+ * inside the input (the others read padding, zeros). */
+typedef struct {
+    const float *xn;
+    int64_t s[3], lo[3], hi[3];
+} patch_row;
+
+/* The rows of output cells m0, m0 + 1, ... (n of them): the first by division, the next ones by stepping
+ * the cell's coordinates (divisions cost more than packing a small patch row). */
+static void locate_rows(const patch_source *ps, int64_t m0, int n, patch_row *rows)
 {
-    const int64_t k0 = g->kernel[0], k1 = g->kernel[1], k2 = g->kernel[2], taps = k0 * k1 * k2;
-    const int64_t in1 = g->in[1], in2 = g->in[2], cells = prod3(g->in);
-    const int64_t o1 = g->out[1], o2 = g->out[2], per_image = prod3(g->out);
-    const int64_t cc = c1 - c0, width = (t1 - t0) * cc;
-    const int all_taps = t0 == 0 && t1 == taps;
-    /* whole cells, undilated along the last axis: a run of taps along it is one contiguous copy */
-    const int runs = all_taps && coff == 0 && c0 == 0 && c1 == cin && g->dilation[2] == 1;
-    int64_t m;
-    for (m = m0; m < m1; m++) {
-        const int64_t n = m / per_image, p = m % per_image;
-        const int64_t s0 = (p / (o2 * o1)) * g->stride[0] - g->pad[0];
-        const int64_t s1 = ((p / o2) % o1) * g->stride[1] - g->pad[1];
-        const int64_t s2 = (p % o2) * g->stride[2] - g->pad[2];
-        const float *xn = x + n * cells * cin + coff + c0;
-        float *row = patch + (m - m0) * width;
-        int64_t lo0, hi0, lo1, hi1, lo2, hi2, a, b, c;
-        graphc_tap_range(s0, g->dilation[0], k0, g->in[0], &lo0, &hi0);
-        graphc_tap_range(s1, g->dilation[1], k1, in1, &lo1, &hi1);
-        graphc_tap_range(s2, g->dilation[2], k2, in2, &lo2, &hi2);
-        if (all_taps) {
-            for (a = 0; a < k0; a++) {
-                for (b = 0; b < k1; b++) {
-                    float *dst = row + (a * k1 + b) * k2 * cc;
-                    const float *src;
-                    if (a < lo0 || a >= hi0 || b < lo1 || b >= hi1) {
-                        memset(dst, 0, (size_t)(k2 * cc) * sizeof(float));
-                        continue;
-                    }
-                    src = xn + ((s0 + a * g->dilation[0]) * in1 + s1 + b * g->dilation[1]) * in2 * cin;
-                    memset(dst, 0, (size_t)(lo2 * cc) * sizeof(float));
-                    if (runs)
-                        memcpy(dst + lo2 * cc, src + (s2 + lo2) * cin, (size_t)((hi2 - lo2) * cc) * sizeof(float));
-                    else
-                        for (c = lo2; c < hi2; c++)
-                            copy_floats(dst + c * cc, src + (s2 + c * g->dilation[2]) * cin, cc);
-                    memset(dst + hi2 * cc, 0, (size_t)((k2 - hi2) * cc) * sizeof(float));
+    const graphc_window *g = ps->win;
+    const int64_t o1 = g->out[1], o2 = g->out[2], per_image = prod3(g->out), image = prod3(g->in) * ps->cin;
+    const int64_t q = m0 % per_image;
+    int64_t img = m0 / per_image, o[3];
+    int i, a;
+    o[0] = q / (o2 * o1), o[1] = (q / o2) % o1, o[2] = q % o2;
+    for (i = 0; i < n; i++) {
+        patch_row *r = &rows[i];
+        r->xn = ps->x + img * image + ps->coff;
+        for (a = 0; a < 3; a++) {
+            r->s[a] = o[a] * g->stride[a] - g->pad[a];
+            graphc_tap_range(r->s[a], g->dilation[a], g->kernel[a], g->in[a], &r->lo[a], &r->hi[a]);
+        }
+        if (++o[2] == o2) {
+            o[2] = 0;
+            if (++o[1] == o1) {
+                o[1] = 0;
+                if (++o[0] == g->out[0]) {
+                    o[0] = 0;
+                    img++;
                 }
-            }
-        } else {
-            int64_t t;
-            for (t = t0; t < t1; t++) {
-                float *dst = row + (t - t0) * cc;
-                a = t / (k1 * k2);
-                b = (t / k2) % k1;
-                c = t % k2;
-                if (a < lo0 || a >= hi0 || b < lo1 || b >= hi1 || c < lo2 || c >= hi2)
-                    memset(dst, 0, (size_t)cc * sizeof(float));
-                else
-                    copy_floats(dst, xn + (((s0 + a * g->dilation[0]) * in1 + s1 + b * g->dilation[1]) * in2
-                                           + s2 + c * g->dilation[2]) * cin, cc);
             }
         }
     }
 }
 
-/* How a convolution uses its scratch, the same for the sizing function and the kernel: columns per
- * chunk of a patch row (all taps, or tc taps of all channels, or cc channels of one tap), the most patch
- * rows per block, and the floats of a region: graphc_sgemm's first, then one block of patches. */
-typedef struct {
-    int direct;     /* 1x1, stride 1, unpadded: the input cells are the patch rows (no patches) */
-    int64_t tc, cc, rows;
-    size_t gemm, total;
-} conv_plan;
-
-static conv_plan plan_conv(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+/* Ap[j * MR + i] = src[i][j] for j < n: one segment of MR rows, interleaved. With a constant MR the i loop
+ * unrolls. */
+static inline void interleave(int64_t n, int MR, const float *const *src, float *Ap)
 {
-    const int64_t cin_g = cin / groups, cout_g = cout / groups;
-    const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
-    const int64_t max_width = SCRATCH_FLOATS / MIN_ROWS;
-    conv_plan c;
-    c.direct = taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
-    c.tc = taps, c.cc = cin_g, c.rows = M;
-    if (c.direct) {
-        c.gemm = c.total = graphc_sgemm_scratch_floats(min64(M, GEMM_MAX_ROWS), cout_g, cin_g);
-        return c;
+    int64_t j;
+    int i;
+    for (j = 0; j < n; j++)
+        for (i = 0; i < MR; i++)
+            Ap[j * MR + i] = src[i][j];
+}
+
+#if defined(__AVX2__) && !defined(GRAPHC_FORCE_PORTABLE)
+#include <immintrin.h>
+/* interleave for 6 rows (the AVX2 micro-panel): 8 channels at a time as an 8x8 transpose whose rows 6 and
+ * 7 are zero; column j of the transpose is channel j of the 6 rows. Each column is stored 8 wide, its last
+ * 2 floats overwritten by the next column's store; the 8th column, which has no successor, stores 6. */
+static void interleave6_avx2(int64_t n, const float *const *src, float *Ap)
+{
+    const __m256 z = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8, Ap += 48) {
+        const __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[0] + j), _mm256_loadu_ps(src[1] + j));
+        const __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[0] + j), _mm256_loadu_ps(src[1] + j));
+        const __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[2] + j), _mm256_loadu_ps(src[3] + j));
+        const __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[2] + j), _mm256_loadu_ps(src[3] + j));
+        const __m256 t4 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[4] + j), _mm256_loadu_ps(src[5] + j));
+        const __m256 t5 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[4] + j), _mm256_loadu_ps(src[5] + j));
+        const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 s4 = _mm256_shuffle_ps(t4, z, 0x44), s5 = _mm256_shuffle_ps(t4, z, 0xEE);
+        const __m256 s6 = _mm256_shuffle_ps(t5, z, 0x44), s7 = _mm256_shuffle_ps(t5, z, 0xEE);
+        const __m256 c7 = _mm256_permute2f128_ps(s3, s7, 0x31);
+        _mm256_storeu_ps(Ap + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
+        _mm256_storeu_ps(Ap + 6, _mm256_permute2f128_ps(s1, s5, 0x20));
+        _mm256_storeu_ps(Ap + 12, _mm256_permute2f128_ps(s2, s6, 0x20));
+        _mm256_storeu_ps(Ap + 18, _mm256_permute2f128_ps(s3, s7, 0x20));
+        _mm256_storeu_ps(Ap + 24, _mm256_permute2f128_ps(s0, s4, 0x31));
+        _mm256_storeu_ps(Ap + 30, _mm256_permute2f128_ps(s1, s5, 0x31));
+        _mm256_storeu_ps(Ap + 36, _mm256_permute2f128_ps(s2, s6, 0x31));
+        _mm_storeu_ps(Ap + 42, _mm256_castps256_ps128(c7));
+        _mm_storel_pi((__m64 *)(Ap + 46), _mm256_extractf128_ps(c7, 1));
     }
-    if (K > max_width) {
-        if (cin_g <= max_width) {
-            c.tc = max_width / cin_g;
-        } else {
-            c.tc = 1;
-            c.cc = max_width;
+    for (; j < n; j++, Ap += 6) {
+        int i;
+        for (i = 0; i < 6; i++)
+            Ap[i] = src[i][j];
+    }
+}
+#define INTERLEAVE6(n, src, dst) interleave6_avx2(n, src, dst)
+#else
+#define INTERLEAVE6(n, src, dst) interleave(n, 6, src, dst)
+#endif
+
+/* graphc_pack_a_fn of a convolution: op(A)[m][tap * cin_g + c] = x at output cell m_off + m's window tap
+ * `tap`, channel coff + c (0 in padding). A patch row is a sequence of segments, each contiguous in x: one
+ * per tap (seg = cin_g floats), or, when a whole row of taps along the last axis is one run of memory
+ * (all channels, undilated), one per such row (seg = kernel[2] * cin floats). Segments of panels whose
+ * rows all lie inside the input are interleaved straight from x; the others go row by row, zero first. */
+static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap)
+{
+    const patch_source *ps = (const patch_source *)ctx;
+    const graphc_window *g = ps->win;
+    const int64_t cin = ps->cin, cin_g = ps->cin_g, k1 = g->kernel[1], k2 = g->kernel[2];
+    const int64_t in1 = g->in[1], in2 = g->in[2];
+    const int runs = g->dilation[2] == 1 && cin_g == cin;
+    const int64_t seg = runs ? k2 * cin : cin_g, taps_per_seg = runs ? k2 : 1;
+    patch_row row[MR_PANEL];
+    const float *src[MR_PANEL];
+    int p, i;
+    for (p = 0; p < rows; p += mr, Ap += (size_t)mr * kc) {
+        const int live = rows - p < mr ? rows - p : mr;
+        int inside = live == mr, axis;
+        int64_t sg;
+        locate_rows(ps, ps->m_off + i0 + p, live, row);
+        for (i = 0; i < live; i++) {
+            for (axis = 0; axis < 3; axis++)
+                inside &= row[i].lo[axis] == 0 && row[i].hi[axis] == g->kernel[axis];
+        }
+        for (sg = k0 / seg; sg * seg < k0 + kc; sg++) {
+            const int64_t j0 = sg * seg > k0 ? 0 : k0 - sg * seg, j1 = min64(seg, k0 + kc - sg * seg);
+            const int64_t t = sg * taps_per_seg, a = t / (k1 * k2), b = (t / k2) % k1, c = t % k2;
+            /* the segment starts at x offset off[i] from its row's image (outside x when in padding) */
+            float *dst = Ap + (sg * seg + j0 - k0) * mr;
+            int64_t off[MR_PANEL];
+            for (i = 0; i < live; i++) {
+                const patch_row *r = &row[i];
+                off[i] = (((r->s[0] + a * g->dilation[0]) * in1 + r->s[1] + b * g->dilation[1]) * in2 + r->s[2]
+                          + c * g->dilation[2]) * cin;
+            }
+            if (inside) {
+                for (i = 0; i < mr; i++)
+                    src[i] = row[i].xn + off[i] + j0;
+                switch (mr) { /* the micro-tile heights in use */
+                case 4: interleave(j1 - j0, 4, src, dst); break;
+                case 6: INTERLEAVE6(j1 - j0, src, dst); break;
+                case 8: interleave(j1 - j0, 8, src, dst); break;
+                case 14: interleave(j1 - j0, 14, src, dst); break;
+                default: interleave(j1 - j0, mr, src, dst); break;
+                }
+                continue;
+            }
+            memset(dst, 0, (size_t)((j1 - j0) * mr) * sizeof(float));
+            for (i = 0; i < live; i++) {
+                const patch_row *r = &row[i];
+                int64_t v0 = j0, v1 = j1, j; /* the part of [j0, j1) inside the input */
+                const float *x_at;
+                if (a < r->lo[0] || a >= r->hi[0] || b < r->lo[1] || b >= r->hi[1])
+                    continue;
+                if (runs) {
+                    v0 = v0 > r->lo[2] * cin ? v0 : r->lo[2] * cin;
+                    v1 = v1 < r->hi[2] * cin ? v1 : r->hi[2] * cin;
+                } else if (c < r->lo[2] || c >= r->hi[2]) {
+                    continue;
+                }
+                if (v0 >= v1)
+                    continue;
+                x_at = r->xn + off[i] + v0; /* segment element v0 */
+                for (j = v0; j < v1; j++)
+                    dst[(j - j0) * mr + i] = x_at[j - v0];
+            }
         }
     }
-    c.rows = min64(SCRATCH_FLOATS / (c.tc * c.cc), M);
-    c.gemm = graphc_sgemm_scratch_floats(c.rows, cout_g, c.tc * c.cc);
-    c.total = c.gemm + graphc_scratch_round((size_t)(c.rows * c.tc * c.cc));
-    return c;
 }
 
 size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                   int64_t groups)
 {
+    const int64_t M = batch * prod3(win->out), K = prod3(win->kernel) * (cin / groups);
     if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0)
         return 0;
-    return plan_conv(batch, win, cin, cout, groups).total;
+    return graphc_sgemm_implicit_scratch_floats(min64(M, GEMM_MAX_ROWS), cout / groups, K);
 }
 
 void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
@@ -214,63 +279,23 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
 {
     const int64_t cin_g = cin / groups, cout_g = cout / groups;
     const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
-    conv_plan plan;
-    int64_t tc, cc, rows, nblocks, blk;
-    int threads, chunked, par;
+    const int direct = taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
+    int64_t gi, m0;
     if (M <= 0 || cout <= 0)
         return;
-    plan = plan_conv(batch, win, cin, cout, groups);
-    if (plan.direct) {
-        int64_t gi, m0;
-        for (gi = 0; gi < groups; gi++)
-            for (m0 = 0; m0 < M; m0 += GEMM_MAX_ROWS)
-                graphc_sgemm_bias_act((int)min64(M - m0, GEMM_MAX_ROWS), (int)cout_g, (int)cin_g,
-                                      x + m0 * cin + gi * cin_g, (int)cin, w + gi * cout_g, (int)cout,
-                                      bias ? bias + gi * cout_g : NULL, act, y + m0 * cout + gi * cout_g, (int)cout,
-                                      scratch);
-        return;
-    }
-    tc = plan.tc;
-    cc = plan.cc;
-    chunked = tc < taps || cc < cin_g;
-    rows = plan.rows;
-    threads = graphc_scratch_threads(scratch);
-    if (threads > 1 && rows * threads > M) { /* small problem: one block per thread */
-        rows = (M + threads - 1) / threads;
-        if (rows < MIN_ROWS)
-            rows = MIN_ROWS;
-    }
-    nblocks = (M + rows - 1) / rows;
-    par = threads > 1 && nblocks > 1 && (double)M * (double)K * (double)cout > (double)PARALLEL_MIN_WORK * 2;
-
-    GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (par))
-    for (blk = 0; blk < nblocks; blk++) {
-        const int t = graphc_thread_num();
-        const graphc_scratch gs = gemm_scratch(scratch, par, t);
-        float *patch = graphc_scratch_region(scratch, t) + plan.gemm;
-        const int64_t m0 = blk * rows, mb = min64(M - m0, rows);
-        int64_t gi;
-        for (gi = 0; gi < groups; gi++) {
+    for (gi = 0; gi < groups; gi++) {
+        const float *bg = bias ? bias + gi * cout_g : NULL;
+        for (m0 = 0; m0 < M; m0 += GEMM_MAX_ROWS) {
+            const int mb = (int)min64(M - m0, GEMM_MAX_ROWS);
             float *yb = y + m0 * cout + gi * cout_g;
-            const float *bg = bias ? bias + gi * cout_g : NULL;
-            if (!chunked) {
-                pack_patches(x, win, cin, gi * cin_g, m0, m0 + mb, 0, taps, 0, cin_g, patch);
-                graphc_sgemm_bias_act((int)mb, (int)cout_g, (int)K, patch, (int)K, w + gi * cout_g, (int)cout, bg,
-                                      act, yb, (int)cout, &gs);
+            if (direct) { /* 1x1, stride 1, unpadded: the input cells are the patch rows */
+                graphc_sgemm_bias_act(mb, (int)cout_g, (int)cin_g, x + m0 * cin + gi * cin_g, (int)cin, w + gi * cout_g,
+                                      (int)cout, bg, act, yb, (int)cout, scratch);
             } else {
-                int64_t t0, c0;
-                float beta = 0.0f;
-                for (t0 = 0; t0 < taps; t0 += tc) {
-                    for (c0 = 0; c0 < cin_g; c0 += cc) {
-                        const int64_t t1 = min64(taps, t0 + tc), c1 = min64(cin_g, c0 + cc);
-                        const int64_t width = (t1 - t0) * (c1 - c0);
-                        pack_patches(x, win, cin, gi * cin_g, m0, m0 + mb, t0, t1, c0, c1, patch);
-                        graphc_sgemm((int)mb, (int)cout_g, (int)width, 1.0f, patch, (int)width,
-                                     w + (t0 * cin_g + c0) * cout + gi * cout_g, (int)cout, beta, yb, (int)cout, &gs);
-                        beta = 1.0f;
-                    }
-                }
-                bias_act(yb, mb, cout_g, cout, bg, act);
+                patch_source ps;
+                ps.x = x, ps.win = win, ps.cin = cin, ps.cin_g = cin_g, ps.coff = gi * cin_g, ps.m_off = m0;
+                graphc_sgemm_implicit(mb, (int)cout_g, (int)K, pack_patch_panels, &ps, w + gi * cout_g, (int)cout,
+                                      0.0f, bg, act, yb, (int)cout, scratch);
             }
         }
     }

@@ -47,10 +47,10 @@ static inline void graphc_tap_range(int64_t start, int64_t d, int64_t k, int64_t
  * x: (batch, *in, cin); w: (*kernel, cin / groups, cout); bias: cout elements or NULL;
  * y: (batch, *out, cout); act: GRAPHC_ACT_* of graphc_kernels.h. Output channel o belongs to group
  * o / (cout / groups), which reads input channels [g * cin / groups, (g + 1) * cin / groups).
- * Patches are packed into the caller's scratch (graphc_kernels.h), graphc_conv_scratch_floats(...) floats
- * per thread, at most 512 KB of patches plus graphc_sgemm's scratch (a 1x1, stride-1 convolution needs only
- * the latter), then multiplied by graphc_sgemm; OpenMP threads share the output rows when the work is large
- * enough. The sizing function takes the same batch, window and channels as the kernel.
+ * An implicit GEMM (graphc_sgemm_implicit): patches are packed from x straight into the GEMM's micro-panels,
+ * never stored whole; scratch is graphc_conv_scratch_floats(...) floats per thread (the GEMM's packing
+ * buffers), and the GEMM's threads share the output rows when the work is large enough. The sizing function
+ * takes the same batch, window and channels as the kernel.
  */
 size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                   int64_t groups);

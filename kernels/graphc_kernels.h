@@ -140,6 +140,20 @@ void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, floa
 void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
                                 float beta, float *C, int ldc, const graphc_scratch *scratch);
 
+/*
+ * Implicit GEMM: C = act(op(A) @ B + beta * C + bias) where op(A), M x K, is never stored: the caller's
+ * pack_a(ctx, i0, rows, k0, kc, mr, Ap) writes its rows [i0, i0 + rows) x columns [k0, k0 + kc) as
+ * micro-panels of mr rows, Ap[(p * kc + k) * mr + i] = op(A)[i0 + p * mr + i][k0 + k], rows past `rows`
+ * zero (a convolution packs its patches straight from the input). It is called from the threads of the
+ * GEMM's team with disjoint Ap, so it must be reentrant. B is K x N (row stride ldb); beta, bias and act
+ * as in graphc_sgemm / graphc_sgemm_bias_act (beta == 0 never reads C; bias and act apply after the sum).
+ * Scratch: graphc_sgemm_implicit_scratch_floats(M, N, K) floats per thread.
+ */
+typedef void (*graphc_pack_a_fn)(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap);
+size_t graphc_sgemm_implicit_scratch_floats(int64_t M, int64_t N, int64_t K);
+void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const void *ctx, const float *B, int ldb,
+                           float beta, const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch);
+
 /* The same three functions forced onto the portable C micro-kernel (same blocking and threading):
  * always available, so one build can test both paths. */
 void graphc_sgemm_portable(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,

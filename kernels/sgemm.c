@@ -76,11 +76,17 @@ static float *align64(float *p) { return (float *)(((uintptr_t)p + 63u) & ~(uint
 typedef void (*micro_kernel_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
                                 float beta);
 
+/* The same with the epilogue of full tiles fused into the store: + bias[0..NR) (if not NULL), then ReLU (if
+ * relu), before C is written (a tile stored and then re-read stalls on its store misses). */
+typedef void (*micro_kernel_epi_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
+                                    float beta, const float *bias, int relu);
+
 typedef struct {
     int mr, nr;     /* register tile */
     int mc, kc;     /* A block (mc a multiple of mr, <= MC_MAX; kc <= KC_MAX) */
     micro_kernel_fn kernel;
     const char *name;
+    micro_kernel_epi_fn kernel_epi; /* or NULL: epilogue() after the tile */
 } gemm_impl;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -123,7 +129,7 @@ static void kernel_portable(int kc, const float *Ap, const float *Bp, float *C, 
     store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
 }
 
-static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16"};
+static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16", NULL};
 
 /* ------------------------------------------------------------------------------------------------ */
 #if defined(GRAPHC_SIMD_AVX512)
@@ -186,7 +192,7 @@ static void kernel_avx512(int kc, const float *Ap, const float *Bp, float *C, in
 #undef GRAPHC_FMA_ROW
 #undef GRAPHC_STORE_ROW
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-512 14x32"};
+static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-512 14x32", NULL};
 
 #elif defined(GRAPHC_SIMD_AVX2)
 /* AVX2 + FMA: 6 x 16 tile = 12 ymm accumulators + 2 ymm of B + 1 broadcast = 15 of 16 registers
@@ -197,13 +203,22 @@ static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-51
 
 /* Accumulators are named variables, not an array: an array indexed in a loop makes GCC keep it in
  * memory and store all of it on every k step. */
-static inline void store_row_avx2(float *r, __m256 lo, __m256 hi, __m256 va, __m256 vb, float beta)
+static inline __attribute__((always_inline)) void store_row_avx2(float *r, __m256 lo, __m256 hi, __m256 va,
+                                                                  __m256 vb, float beta, const float *bias, int relu)
 {
     lo = _mm256_mul_ps(va, lo);
     hi = _mm256_mul_ps(va, hi);
     if (beta != 0.0f) {
         lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r), lo);
         hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(r + 8), hi);
+    }
+    if (bias) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(bias));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(bias + 8));
+    }
+    if (relu) { /* max(x, 0) gives 0 for NaN, as epilogue() */
+        lo = _mm256_max_ps(lo, _mm256_setzero_ps());
+        hi = _mm256_max_ps(hi, _mm256_setzero_ps());
     }
     _mm256_storeu_ps(r, lo);
     _mm256_storeu_ps(r + 8, hi);
@@ -216,9 +231,11 @@ static inline void store_row_avx2(float *r, __m256 lo, __m256 hi, __m256 va, __m
         c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);          \
         c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);          \
     } while (0)
-#define GRAPHC_STORE_ROW(i) store_row_avx2(C + (size_t)(i) * (size_t)ldc, c##i##0, c##i##1, va, vb, beta)
+#define GRAPHC_STORE_ROW(i) store_row_avx2(C + (size_t)(i) * (size_t)ldc, c##i##0, c##i##1, va, vb, beta, bias, relu)
 
-static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha, float beta)
+static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const float *Ap, const float *Bp, float *C,
+                                                                    int ldc, float alpha, float beta,
+                                                                    const float *bias, int relu)
 {
     GRAPHC_ZERO_ROW(0); GRAPHC_ZERO_ROW(1); GRAPHC_ZERO_ROW(2);
     GRAPHC_ZERO_ROW(3); GRAPHC_ZERO_ROW(4); GRAPHC_ZERO_ROW(5);
@@ -242,7 +259,18 @@ static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int 
 #undef GRAPHC_FMA_ROW
 #undef GRAPHC_STORE_ROW
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16"};
+static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha, float beta)
+{
+    kernel_avx2_body(kc, Ap, Bp, C, ldc, alpha, beta, NULL, 0);
+}
+
+static void kernel_avx2_epi(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha, float beta,
+                            const float *bias, int relu)
+{
+    kernel_avx2_body(kc, Ap, Bp, C, ldc, alpha, beta, bias, relu);
+}
+
+static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16", kernel_avx2_epi};
 
 #elif defined(GRAPHC_SIMD_NEON)
 /* AArch64 NEON: 8 x 12 tile = 24 q-register accumulators + 3 of B + 2 of A = 29 of 32 registers
@@ -299,7 +327,7 @@ static void kernel_neon(int kc, const float *Ap, const float *Bp, float *C, int 
 #undef GRAPHC_FMA_ROW
 #undef GRAPHC_STORE_ROW
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 160, 256, kernel_neon, "NEON 8x12"};
+static const gemm_impl impl_simd = {V_MR, V_NR, 160, 256, kernel_neon, "NEON 8x12", NULL};
 
 #else
 #define impl_simd impl_portable
@@ -487,6 +515,9 @@ typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sg
     int lda, ldb, ldc;
     const float *bias; /* N entries or NULL; with act, applied after the last K block */
     int act;
+    graphc_pack_a_fn pack_a; /* op(A) packed by the caller's function (A unused), or NULL */
+    const void *pack_ctx;
+    int row0;                /* row of the caller's op(A) that this product's row 0 is */
 } gemm_args;
 
 /* Floats of an A block and of a B block (each rounded to 64-byte lines) that impl g packs for an M x N x K
@@ -533,12 +564,16 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     const int mr = g->mr, nr = g->nr;
     const float alpha = p->alpha, beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
     const int epilogue_now = pc + kc >= p->K && (p->bias != NULL || p->act != GRAPHC_ACT_NONE);
+    const int fuse = epilogue_now && g->kernel_epi != NULL && (p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU);
     const int ldc = p->ldc;
     int ic, jr, ir, i, j;
 
     for (ic = m0; ic < m1; ic += g->mc) {
         const int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-        pack_a(mc, kc, mr, a_at(p, ic, pc), p->lda, p->transa, Ap);
+        if (p->pack_a)
+            p->pack_a(p->pack_ctx, p->row0 + ic, mc, pc, kc, mr, Ap);
+        else
+            pack_a(mc, kc, mr, a_at(p, ic, pc), p->lda, p->transa, Ap);
         for (jr = 0; jr < nc; jr += nr) {
             const int n = nc - jr < nr ? nc - jr : nr;
             const float *bp = Bp + (size_t)jr * kc;
@@ -546,6 +581,11 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
                 const int m = mc - ir < mr ? mc - ir : mr;
                 const float *ap = Ap + (size_t)ir * kc;
                 float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
+                if (m == mr && n == nr && fuse) {
+                    g->kernel_epi(kc, ap, bp, c, ldc, alpha, beta, p->bias ? p->bias + jc + jr : NULL,
+                                  p->act == GRAPHC_ACT_RELU);
+                    continue;
+                }
                 if (m == mr && n == nr) {
                     g->kernel(kc, ap, bp, c, ldc, alpha, beta);
                 } else {
@@ -894,7 +934,8 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, c
             if (m1 > m0 && n1 > n0) {
                 mine.M = m1 - m0;
                 mine.N = n1 - n0;
-                mine.A = a_at(p, m0, 0);
+                mine.A = p->pack_a ? NULL : a_at(p, m0, 0);
+                mine.row0 = p->row0 + m0;
                 mine.B = b_at(p, 0, n0);
                 mine.C = p->C + (size_t)m0 * (size_t)p->ldc + n0;
                 mine.bias = p->bias ? p->bias + n0 : NULL;
@@ -905,9 +946,11 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, c
 }
 #endif
 
-static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
-                        const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                        const float *bias, int act, const graphc_scratch *scratch)
+/* gemm_driver, or with pack_a != NULL a product whose op(A) the caller's function packs (A unused). */
+static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
+                           const float *A, int lda, graphc_pack_a_fn pack_a, const void *pack_ctx, const float *B,
+                           int ldb, float beta, float *C, int ldc, const float *bias, int act,
+                           const graphc_scratch *scratch)
 {
     gemm_args p;
     size_t a_floats;
@@ -930,7 +973,8 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
     p.A = A; p.B = B; p.C = C;
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     p.bias = bias; p.act = act;
-    if (M < SMALL_M) {
+    p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0;
+    if (M < SMALL_M && pack_a == NULL) {
 #ifdef _OPENMP
         /* one row keeps C in registers: then a second core's cache bandwidth pays off early */
         const double min_work = M == 1 && !p.transb ? (double)PARALLEL_MIN_WORK : (double)PARALLEL_MIN_WORK_FEW_ROWS;
@@ -965,6 +1009,13 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
     gemm_serial(g, &p, scratch->base, scratch->base + a_floats);
 }
 
+static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                        const float *bias, int act, const graphc_scratch *scratch)
+{
+    gemm_driver_fn(g, transa, transb, M, N, K, alpha, A, lda, NULL, NULL, B, ldb, beta, C, ldc, bias, act, scratch);
+}
+
 size_t graphc_sgemm_scratch_floats(int64_t M, int64_t N, int64_t K)
 {
     size_t portable, simd, few;
@@ -979,6 +1030,13 @@ size_t graphc_sgemm_scratch_floats(int64_t M, int64_t N, int64_t K)
     simd = a_block_floats(&impl_simd, M, K) + b_block_floats(&impl_simd, N, K);
     portable = portable > simd ? portable : simd;
     return portable > few ? portable : few;
+}
+
+size_t graphc_sgemm_implicit_scratch_floats(int64_t M, int64_t N, int64_t K)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return 0;
+    return a_block_floats(&impl_simd, M, K) + b_block_floats(&impl_simd, N, K);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1113,6 +1171,7 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
     p.A = A; p.B = NULL; p.C = C;
     p.lda = lda; p.ldb = N; p.ldc = ldc;
     p.bias = NULL; p.act = GRAPHC_ACT_NONE;
+    p.pack_a = NULL; p.pack_ctx = NULL; p.row0 = 0;
     if (M < SMALL_M) {
         gemm_few_rows_packed(&p, g->kc, Bp);
         return;
@@ -1165,6 +1224,12 @@ void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda
                                     const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch)
 {
     gemm_driver(&impl_portable, 0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, act, scratch);
+}
+
+void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const void *ctx, const float *B, int ldb,
+                           float beta, const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch)
+{
+    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, NULL, K, pack_a, ctx, B, ldb, beta, C, ldc, bias, act, scratch);
 }
 
 const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }
