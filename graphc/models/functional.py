@@ -228,6 +228,15 @@ class Model(Trainer, Layer):
     # --- running (NumPy reference for now) ---------------------------------------------------------------
     def _standardize_inputs(self, x):
         """Arrays in the order of ``self.inputs``, checked against the input shapes."""
+        if type(x) is np.ndarray:  # the common call (one array, of the input's dtype, laid out for C): fast
+            fast = self.__dict__.get("_fast_input")
+            if fast is None:
+                t = self.inputs[0]
+                fast = self._fast_input = ((np.dtype(t.dtype), len(t.shape), tuple(t.shape[1:]))
+                                           if len(self.inputs) == 1 and t.shape and t.shape[0] is None
+                                           and None not in t.shape[1:] else ())
+            if fast and x.dtype == fast[0] and x.ndim == fast[1] and x.shape[1:] == fast[2] and x.flags.c_contiguous:
+                return [x]
         names = self.input_names
         if isinstance(x, dict):
             missing = [n for n in names if n not in x]

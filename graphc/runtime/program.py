@@ -35,11 +35,15 @@ class CompiledGraph:
         self._out_rows = [rows.get(v.id) for v in self.graph.outputs]
         self._batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
         self._local = threading.local()
+        self._needs = {}  # (batch, nthreads) -> arena bytes
 
     @property
     def param_keys(self):
         """The owners (weights) of the parameters, in the order ``run`` expects their arrays."""
-        return [self.graph.param_keys[v.id] for v in self.graph.params]
+        keys = self.__dict__.get("_param_keys")
+        if keys is None:
+            keys = self._param_keys = tuple(self.graph.param_keys[v.id] for v in self.graph.params)
+        return keys
 
     def arena_bytes(self, batch: int, nthreads: int = 1) -> int:
         """Bytes of the arena a call at ``batch`` on ``nthreads`` threads needs (intermediates and scratch)."""
@@ -61,7 +65,9 @@ class CompiledGraph:
 
     def _arena(self, batch, nthreads):
         """This thread's arena as a cffi pointer, 64-byte aligned, grown only when a call needs more."""
-        need = self.arena_bytes(batch, nthreads)
+        need = self._needs.get((batch, nthreads))
+        if need is None:
+            need = self._needs[(batch, nthreads)] = self.arena_bytes(batch, nthreads)
         cached = self._local.__dict__.get("arena")
         if cached is None or cached[0] < need:
             buf = np.empty(need + 64, dtype=np.uint8)
@@ -81,12 +87,24 @@ class CompiledGraph:
         self._local.params = (key, ptrs, params)
         return ptrs, params
 
+    def _pointer_arrays(self):
+        """This thread's arrays of input and output pointers, made once (filled on every call)."""
+        cached = self._local.__dict__.get("pointers")
+        if cached is None:
+            cached = self._local.pointers = (self.ffi.new("void *[]", max(1, len(self.graph.inputs))),
+                                             self.ffi.new("void *[]", max(1, len(self.graph.outputs))))
+        return cached
+
     def run(self, arrays, param_arrays, outputs=None):
         """Run on ``arrays`` (graph input order); ``outputs``, if given, are the arrays to write the results
         into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
         ffi = self.ffi
         batched = self._batched
-        batch = next((int(np.shape(a)[0]) for a, b in zip(arrays, batched) if b), 1)
+        batch = 1
+        for a, b in zip(arrays, batched):
+            if b:
+                batch = int(np.shape(a)[0])
+                break
         ins = []
         for a, v, b in zip(arrays, self.graph.inputs, batched):
             if not (isinstance(a, np.ndarray) and a.dtype == v.type.dtype and a.flags.c_contiguous):
@@ -107,8 +125,11 @@ class CompiledGraph:
                 outs.append(o)
             else:
                 outs.append(np.empty(shape, dtype=v.type.dtype))
-        in_ptrs = ffi.new("void *[]", [ffi.from_buffer(a) for a in ins] or [ffi.NULL])
-        out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs] or [ffi.NULL])
+        in_ptrs, out_ptrs = self._pointer_arrays()
+        for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)
+            in_ptrs[k] = ffi.from_buffer(a)
+        for k, o in enumerate(outs):
+            out_ptrs[k] = ffi.from_buffer(o)
         with threads.share_of_threads() as nthreads:
             rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing

@@ -4,7 +4,6 @@ The count is recorded here and forwarded to every kernels library loaded in the 
 share the OpenMP runtime with the model modules), now or when one is loaded later. Without OpenMP
 the count is only recorded. By default OpenMP reads OMP_NUM_THREADS itself.
 """
-import contextlib
 import functools
 import ctypes
 import os
@@ -81,25 +80,41 @@ def compiled_threads() -> int:
     return _requested if _requested is not None else _default_threads()
 
 
-@contextlib.contextmanager
+class _ShareOfThreads:
+    """The context manager share_of_threads returns (a class, not a generator: this runs on every call into
+    compiled code, where a generator-based context manager costs a few microseconds)."""
+    __slots__ = ()
+
+    def __enter__(self) -> int:
+        global _active
+        with _active_lock:
+            _active += 1
+            callers = _active
+        try:
+            total = _requested if _requested is not None else _default_threads()
+            share = max(1, total // callers)
+            applied = getattr(_applied, "share", None)
+            if applied is None or applied[:2] != (share, len(_libraries)):  # OpenMP keeps it per thread
+                for lib in _libraries.values():
+                    lib.graphc_runtime_set_num_threads(share)
+                applied = _applied.share = (share, len(_libraries), share if openmp_enabled() else 1)
+            return applied[2]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        global _active
+        with _active_lock:
+            _active -= 1
+
+
+_SHARE = _ShareOfThreads()
+
+
 def share_of_threads():
     """Around a call into compiled code: the calling thread gets the thread count divided by the number of
     Python threads inside compiled code right now, so concurrent callers don't oversubscribe the cores.
     (OpenMP keeps the count per calling thread, so it is set on every call.) Gives the share applied: the
     most threads compiled code will use in this call (1 without OpenMP)."""
-    global _active
-    with _active_lock:
-        _active += 1
-        callers = _active
-    try:
-        total = _requested if _requested is not None else _default_threads()
-        share = max(1, total // callers)
-        applied = getattr(_applied, "share", None)
-        if applied is None or applied[:2] != (share, len(_libraries)):  # OpenMP keeps it per thread
-            for lib in _libraries.values():
-                lib.graphc_runtime_set_num_threads(share)
-            applied = _applied.share = (share, len(_libraries), share if openmp_enabled() else 1)
-        yield applied[2]
-    finally:
-        with _active_lock:
-            _active -= 1
+    return _SHARE
