@@ -193,11 +193,28 @@ static void interleave6_avx2(int64_t n, const float *const *src, float *Ap)
 #define INTERLEAVE6(n, src, dst) interleave(n, 6, src, dst)
 #endif
 
+/* Zeros that padding rows of a segment point at (longer segments are interleaved in pieces of this size;
+ * graphc_sgemm's K blocks are shorter). */
+#define ZERO_FLOATS 512
+static const float zero_floats[ZERO_FLOATS];
+
+/* Ap = the segment's rows src[0..mr) interleaved (see interleave), n floats of each. */
+static void interleave_rows(int64_t n, int mr, const float *const *src, float *Ap)
+{
+    switch (mr) { /* the micro-tile heights in use */
+    case 4: interleave(n, 4, src, Ap); break;
+    case 6: INTERLEAVE6(n, src, Ap); break;
+    case 8: interleave(n, 8, src, Ap); break;
+    case 14: interleave(n, 14, src, Ap); break;
+    default: interleave(n, mr, src, Ap); break;
+    }
+}
+
 /* graphc_pack_a_fn of a convolution: op(A)[m][tap * cin_g + c] = x at output cell m_off + m's window tap
- * `tap`, channel coff + c (0 in padding). A patch row is a sequence of segments, each contiguous in x: one
- * per tap (seg = cin_g floats), or, when a whole row of taps along the last axis is one run of memory
- * (all channels, undilated), one per such row (seg = kernel[2] * cin floats). Segments of panels whose
- * rows all lie inside the input are interleaved straight from x; the others go row by row, zero first. */
+ * `tap`, channel coff + c (0 in padding). A patch row is a sequence of segments, each contiguous in x (or all
+ * padding): one per tap (seg = cin_g floats), or, in a panel whose rows all lie inside the input and when a
+ * whole row of taps along the last axis is one run of memory (all channels, undilated), one per such row
+ * (seg = kernel[2] * cin floats). A segment's rows are interleaved from x, padding rows from zeros. */
 static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap)
 {
     const patch_source *ps = (const patch_source *)ctx;
@@ -205,60 +222,41 @@ static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc,
     const int64_t cin = ps->cin, cin_g = ps->cin_g, k1 = g->kernel[1], k2 = g->kernel[2];
     const int64_t in1 = g->in[1], in2 = g->in[2];
     const int runs = g->dilation[2] == 1 && cin_g == cin;
-    const int64_t seg = runs ? k2 * cin : cin_g, taps_per_seg = runs ? k2 : 1;
     patch_row row[MR_PANEL];
     const float *src[MR_PANEL];
     int p, i;
     for (p = 0; p < rows; p += mr, Ap += (size_t)mr * kc) {
         const int live = rows - p < mr ? rows - p : mr;
         int inside = live == mr, axis;
-        int64_t sg;
+        int64_t sg, seg, taps_per_seg;
         locate_rows(ps, ps->m_off + i0 + p, live, row);
-        for (i = 0; i < live; i++) {
+        for (i = 0; i < live; i++)
             for (axis = 0; axis < 3; axis++)
                 inside &= row[i].lo[axis] == 0 && row[i].hi[axis] == g->kernel[axis];
-        }
+        taps_per_seg = inside && runs ? k2 : 1;
+        seg = taps_per_seg * cin_g;
         for (sg = k0 / seg; sg * seg < k0 + kc; sg++) {
             const int64_t j0 = sg * seg > k0 ? 0 : k0 - sg * seg, j1 = min64(seg, k0 + kc - sg * seg);
             const int64_t t = sg * taps_per_seg, a = t / (k1 * k2), b = (t / k2) % k1, c = t % k2;
-            /* the segment starts at x offset off[i] from its row's image (outside x when in padding) */
             float *dst = Ap + (sg * seg + j0 - k0) * mr;
-            int64_t off[MR_PANEL];
-            for (i = 0; i < live; i++) {
+            for (i = 0; i < mr; i++) { /* padding and rows past the last: zeros */
                 const patch_row *r = &row[i];
-                off[i] = (((r->s[0] + a * g->dilation[0]) * in1 + r->s[1] + b * g->dilation[1]) * in2 + r->s[2]
-                          + c * g->dilation[2]) * cin;
+                const int valid = i < live && a >= r->lo[0] && a < r->hi[0] && b >= r->lo[1] && b < r->hi[1]
+                                  && c >= r->lo[2] && c < r->hi[2];
+                src[i] = valid ? r->xn + (((r->s[0] + a * g->dilation[0]) * in1 + r->s[1] + b * g->dilation[1]) * in2
+                                          + r->s[2] + c * g->dilation[2]) * cin + j0
+                               : zero_floats;
             }
-            if (inside) {
-                for (i = 0; i < mr; i++)
-                    src[i] = row[i].xn + off[i] + j0;
-                switch (mr) { /* the micro-tile heights in use */
-                case 4: interleave(j1 - j0, 4, src, dst); break;
-                case 6: INTERLEAVE6(j1 - j0, src, dst); break;
-                case 8: interleave(j1 - j0, 8, src, dst); break;
-                case 14: interleave(j1 - j0, 14, src, dst); break;
-                default: interleave(j1 - j0, mr, src, dst); break;
+            if (j1 - j0 <= ZERO_FLOATS) {
+                interleave_rows(j1 - j0, mr, src, dst);
+            } else { /* (a K block longer than the zeros: in pieces) */
+                const float *piece[MR_PANEL];
+                int64_t j;
+                for (j = 0; j < j1 - j0; j += ZERO_FLOATS) {
+                    for (i = 0; i < mr; i++)
+                        piece[i] = src[i] == zero_floats ? zero_floats : src[i] + j;
+                    interleave_rows(min64(ZERO_FLOATS, j1 - j0 - j), mr, piece, dst + j * mr);
                 }
-                continue;
-            }
-            memset(dst, 0, (size_t)((j1 - j0) * mr) * sizeof(float));
-            for (i = 0; i < live; i++) {
-                const patch_row *r = &row[i];
-                int64_t v0 = j0, v1 = j1, j; /* the part of [j0, j1) inside the input */
-                const float *x_at;
-                if (a < r->lo[0] || a >= r->hi[0] || b < r->lo[1] || b >= r->hi[1])
-                    continue;
-                if (runs) {
-                    v0 = v0 > r->lo[2] * cin ? v0 : r->lo[2] * cin;
-                    v1 = v1 < r->hi[2] * cin ? v1 : r->hi[2] * cin;
-                } else if (c < r->lo[2] || c >= r->hi[2]) {
-                    continue;
-                }
-                if (v0 >= v1)
-                    continue;
-                x_at = r->xn + off[i] + v0; /* segment element v0 */
-                for (j = v0; j < v1; j++)
-                    dst[(j - j0) * mr + i] = x_at[j - v0];
             }
         }
     }
