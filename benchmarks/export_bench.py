@@ -130,8 +130,8 @@ def c_latency(keys, data_dir: Path, quick: bool) -> dict:
     return out
 
 
-def run_all(keys, peers, quick, data_dir: Path, retries: int = 0) -> dict:
-    report = R.run_all(keys, peers, quick, data_dir, retries)
+def run_all(keys, peers, quick, data_dir: Path, retries: int = 0, rounds: int = 1) -> dict:
+    report = R.run_all(keys, peers, quick, data_dir, retries, rounds)
     print("C example programs:", flush=True)
     report["c_example"] = c_latency(keys, data_dir, quick)
     print("seed model packages:", flush=True)

@@ -488,6 +488,35 @@ def spawn_best(peer, keys, data_dir: Path, quick: bool, retries: int, env_extra=
     return best
 
 
+# A figure, whether lower is better, and the fields measured with it (kept or replaced together).
+ROUND_FIGURES = (("latency_ms", True, ("latency_ms", "latency_min_ms", "latency_runs")),
+                 ("throughput", False, ("throughput", "throughput_best", "throughput_runs")),
+                 ("step_ms", True, ("step_ms", "step_min_ms", "step_runs")),
+                 ("raw_step_ms", True, ("raw_step_ms", "raw_step_min_ms", "raw_step_runs")),
+                 ("epoch_s", True, ("epoch_s", "epoch_min_s", "epochs")))
+
+
+def keep_best(kept: dict, new: dict) -> dict:
+    """A peer's results over rounds (--rounds): per model (and per epoch entry), each figure from the round
+    where it was best, with the fields measured alongside it; everything else from the first round."""
+    for group in ("models", "epoch"):
+        for key, n in new.get(group, {}).items():
+            k = kept.setdefault(group, {}).setdefault(key, n)
+            if k is n or n.get("status") != "ok" or k.get("status") != "ok":
+                continue
+            for figure, lower, fields in ROUND_FIGURES:
+                if figure in n and figure in k and (n[figure] < k[figure] if lower else n[figure] > k[figure]):
+                    k.update({f: n[f] for f in fields if f in n})
+    kept["foreign_cpu"] = max(kept.get("foreign_cpu", 0.0), new.get("foreign_cpu", 0.0))
+    return kept
+
+
+def peer_order(peers, rounds: int):
+    """(round, peer) in running order: odd rounds reversed, so a machine that speeds up or slows down
+    during the run favours no peer."""
+    return [(r, p) for r in range(rounds) for p in (peers if r % 2 == 0 else list(reversed(peers)))]
+
+
 def peer_env(peer, data_dir: Path):
     """The environment variables a peer's worker gets on top of ours."""
     return {"keras-tf": {"KERAS_BACKEND": "tensorflow"}, "keras-torch": {"KERAS_BACKEND": "torch"},
@@ -495,31 +524,32 @@ def peer_env(peer, data_dir: Path):
             "torch.compile": {"TORCHINDUCTOR_CACHE_DIR": str(data_dir / "inductor-cache")}}.get(peer)
 
 
-def run_all(keys, peers, quick, data_dir: Path, retries: int = 0) -> dict:
+def run_all(keys, peers, quick, data_dir: Path, retries: int = 0, rounds: int = 1) -> dict:
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"graphc: building and compiling {', '.join(keys)} (empty cache {os.environ['GRAPHC_CACHE_DIR']})",
           flush=True)
     report = {"graphc_build": prepare(keys, data_dir), "peers": {}, "quick": quick, "keys": keys,
-              "started": started, "machine": machine()}
-    for peer in peers:
-        print(f"{peer}:", flush=True)
+              "started": started, "machine": machine(), "rounds": rounds}
+    for rnd, peer in peer_order(peers, rounds):
+        print(f"{peer}:" + (f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""), flush=True)
         if peer == "graphc":  # one process per model: its first call is the cached load
             parts = [spawn_best(peer, [k], data_dir, quick, retries) for k in keys]
-            report["peers"][peer] = {"version": parts[0]["version"],
-                                     "models": {k: p["models"][k] for k, p in zip(keys, parts)},
-                                     "foreign_cpu": max(p.get("foreign_cpu", float("nan")) for p in parts)}
+            result = {"version": parts[0]["version"], "models": {k: p["models"][k] for k, p in zip(keys, parts)},
+                      "foreign_cpu": max(p.get("foreign_cpu", float("nan")) for p in parts)}
         elif peer == "onnxruntime":
-            exported = spawn("onnx-export", keys, data_dir, quick)
-            report["onnx_export"] = exported
+            if "onnx_export" not in report:
+                report["onnx_export"] = spawn("onnx-export", keys, data_dir, quick)
+            exported = report["onnx_export"]
             ok = [k for k in keys if exported["models"][k]["status"] == "ok"]
             result = spawn_best(peer, ok, data_dir, quick, retries) if ok else \
                 {"version": "", "models": {}, "foreign_cpu": float("nan")}
             for k in keys:
                 if k not in ok:
                     result["models"][k] = dict(exported["models"][k])
-            report["peers"][peer] = result
         else:
-            report["peers"][peer] = spawn_best(peer, keys, data_dir, quick, retries, peer_env(peer, data_dir))
+            result = spawn_best(peer, keys, data_dir, quick, retries, peer_env(peer, data_dir))
+        report["peers"][peer] = keep_best(report["peers"][peer], result) if peer in report["peers"] else result
+    report["peers"] = {p: report["peers"][p] for p in peers}
     report["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return report
 
@@ -547,6 +577,12 @@ class Notes:
         if text not in self.items:
             self.items.append(text)
         return f"[{self.items.index(text) + 1}]"
+
+
+def rounds_text(report) -> str:
+    rounds = report.get("rounds", 1)
+    return (f" Every peer ran {rounds} times, in alternating order; each figure is the best of its {rounds} "
+            "medians." if rounds > 1 else "")
 
 
 def fmt(v, digits=3):
@@ -608,7 +644,7 @@ def render(report) -> str:
         return table(["model"] + [f"vs {TITLES[p]}" for p in peers if p != "graphc"], rows)
 
     out = [f"Run {report['started']} – {report['finished']}{' (--quick)' if report['quick'] else ''} on "
-           f"{report['machine']}; {THREADS} threads for every framework.", "",
+           f"{report['machine']}; {THREADS} threads for every framework.{rounds_text(report)}", "",
            "Versions: " + "; ".join(dict.fromkeys(p["version"] for p in peers.values() if p.get("version")))
            + f"; C compiler: {build['compiler']} ({build['flags']}).", ""]
     names = list(peers)
@@ -700,6 +736,9 @@ def common_arguments(ap, peers=PEERS, keep_what="data, ONNX files, logs"):
                     help="first wait up to SECONDS for other processes to leave the CPUs idle")
     ap.add_argument("--retries", type=int, default=0, metavar="N",
                     help="run a peer again, up to N times, while other processes used over 5%% of the CPUs")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="run every peer N times, in alternating order, keeping each figure's best median "
+                         "(a machine whose speed drifts then favours no peer)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -722,7 +761,7 @@ def bench_main(ap, argv, script, worker, run_all, render, peers=PEERS, section=S
     work = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["GRAPHC_CACHE_DIR"] = str(work / "graphc-cache")  # empty: the first compile is a real one
     try:
-        report = run_all(keys, chosen, args.quick, work, args.retries)
+        report = run_all(keys, chosen, args.quick, work, args.retries, max(1, args.rounds))
     finally:
         if args.keep:
             print(f"work directory kept: {work}")

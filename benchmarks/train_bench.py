@@ -303,16 +303,18 @@ def prepare(keys, data_dir: Path) -> dict:
     return info
 
 
-def run_all(keys, peers, quick, data_dir: Path, retries: int = 0) -> dict:
+def run_all(keys, peers, quick, data_dir: Path, retries: int = 0, rounds: int = 1) -> dict:
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"graphc: building and compiling the train steps of {', '.join(keys)} "
           f"(empty cache {os.environ['GRAPHC_CACHE_DIR']})", flush=True)
     report = {"graphc_build": prepare(keys, data_dir), "peers": {}, "quick": quick, "keys": keys,
-              "started": started, "machine": R.machine()}
-    for peer in peers:
-        print(f"{peer}:", flush=True)
-        report["peers"][peer] = R.spawn_best(peer, keys, data_dir, quick, retries, R.peer_env(peer, data_dir),
-                                             script=Path(__file__).resolve())
+              "started": started, "machine": R.machine(), "rounds": rounds}
+    for rnd, peer in R.peer_order(peers, rounds):
+        print(f"{peer}:" + (f" (round {rnd + 1} of {rounds})" if rounds > 1 else ""), flush=True)
+        result = R.spawn_best(peer, keys, data_dir, quick, retries, R.peer_env(peer, data_dir),
+                              script=Path(__file__).resolve())
+        report["peers"][peer] = R.keep_best(report["peers"][peer], result) if peer in report["peers"] else result
+    report["peers"] = {p: report["peers"][p] for p in peers}
     report["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return report
 
@@ -357,7 +359,7 @@ def render(report) -> str:
         return text
 
     out = [f"Run {report['started']} – {report['finished']}{' (--quick)' if report['quick'] else ''} on "
-           f"{report['machine']}; {R.THREADS} threads for every framework.", "",
+           f"{report['machine']}; {R.THREADS} threads for every framework.{R.rounds_text(report)}", "",
            "Versions: " + "; ".join(dict.fromkeys(p["version"] for p in peers.values() if p.get("version")))
            + f"; C compiler: {build['compiler']} ({build['flags']}).", "",
            f"One training step at batch {BATCH}: forward, sparse categorical cross-entropy (on logits for "

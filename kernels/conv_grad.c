@@ -1,8 +1,8 @@
 /* Gradients of convolution and pooling on channels_last tensors (contracts in graphc_conv_grad.h).
  *
- * Filter gradient: the patches of a block of output cells (im2col, the forward convolution's packing)
- * go into the thread's region of the caller's scratch and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a
- * transposed A whose inner dimension is the batch x spatial positions. Threads take contiguous ranges of
+ * Filter gradient: the patches of a block of output cells (im2col) go into the thread's region of the
+ * caller's scratch and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a transposed A whose inner
+ * dimension is the batch x spatial positions. Threads take contiguous ranges of
  * those positions, each accumulating a private partial dw (in its region too, bounded), reduced at the end.
  * When dw is wider than a partial or a patch row too wide for the buffer, dw is done in chunks of rows
  * (taps x channels) and columns (output channels). A 1x1, stride-1, unpadded convolution reads x in place.

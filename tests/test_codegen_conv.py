@@ -3,8 +3,9 @@ against the NumPy reference at batch 1 and 5; the conv epilogue fusion pass; the
 against GRAPHC_BACKEND=reference.
 
 Each test puts many ops into one graph (one compile). Shapes are chosen to reach every kernel path:
-1x1 stride-1 (plain GEMM), im2col blocks, column chunks of very wide patches, groups, dilation,
-padding on each side, threads (batch 5 problems above the work threshold).
+1x1 stride-1 (plain GEMM), the implicit GEMM (patches packed from the input) with patch rows longer than
+a K block of the GEMM, groups, dilation, padding on each side, threads (batch 5 problems above the work
+threshold). tests/c/test_conv.c checks the same kernel from C with the portable micro-kernel too.
 """
 import os
 import sys
@@ -75,7 +76,7 @@ def test_conv1d_and_conv3d(rng):
 
 
 def test_conv_with_very_wide_patches_splits_columns(rng):
-    """Patch rows wider than a block allows: column chunks of taps, then of channels of one tap."""
+    """Patch rows far longer than a K block of the GEMM (and than the packer's block of zeros for padding)."""
     def build(b, xs, p):
         x, = xs  # (None, 4, 5, 4200)
         return [conv(b, x, p((2, 2, 4200, 3)), (1, 1), "same"),
