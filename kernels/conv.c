@@ -22,9 +22,10 @@
 #endif
 
 #ifndef SCRATCH_FLOATS /* (a -D flag may override it, for tuning) */
-#define SCRATCH_FLOATS (1 << 17)      /* 512 KB per thread: a block of patches stays in L2 */
+/* 512 KB per thread: a transposed convolution's block of the kernel and of products stays in L2 */
+#define SCRATCH_FLOATS (1 << 17)
 #endif
-#define MR_PANEL 16                   /* the tallest micro-panel graphc_sgemm packs (AVX-512: 14) */
+#define MR_PANEL 16                   /* the tallest micro-panel graphc_sgemm_implicit packs */
 #define MAX_KC 1024                   /* input channels per GEMM of a transposed convolution */
 #define PARALLEL_MIN_WORK (1L << 18)  /* multiply-adds below which one thread is faster */
 #define PARALLEL_MIN 32768            /* pooling: elements read below which one thread is faster */

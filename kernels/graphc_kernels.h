@@ -143,8 +143,8 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
 /*
  * Implicit GEMM: C = act(op(A) @ B + beta * C + bias) where op(A), M x K, is never stored: the caller's
  * pack_a(ctx, i0, rows, k0, kc, mr, Ap) writes its rows [i0, i0 + rows) x columns [k0, k0 + kc) as
- * micro-panels of mr rows, Ap[(p * kc + k) * mr + i] = op(A)[i0 + p * mr + i][k0 + k], rows past `rows`
- * zero (a convolution packs its patches straight from the input). It is called from the threads of the
+ * micro-panels of mr rows (mr <= 16), Ap[(p * kc + k) * mr + i] = op(A)[i0 + p * mr + i][k0 + k], rows past
+ * `rows` zero (a convolution packs its patches straight from the input). It is called from the threads of the
  * GEMM's team with disjoint Ap, so it must be reentrant. B is K x N (row stride ldb); beta, bias and act
  * as in graphc_sgemm / graphc_sgemm_bias_act (beta == 0 never reads C; bias and act apply after the sum).
  * Scratch: graphc_sgemm_implicit_scratch_floats(M, N, K) floats per thread.
