@@ -130,6 +130,7 @@ class Model(Trainer, Layer):
                            for t in self.inputs]
         self._graph_cache = {}
         self._programs = {}
+        self.__dict__.pop("_fast_input", None)  # _standardize_inputs' check of the inputs made before
         self.built = True
 
     # --- graph structure ------------------------------------------------------------------------------
