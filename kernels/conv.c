@@ -104,37 +104,51 @@ typedef struct {
     int64_t cin, cin_g, coff, m_off;
 } patch_source;
 
-/* One patch row: where output cell m's window starts in its image, and its taps [lo, hi) per axis that lie
- * inside the input (the others read padding, zeros). */
+/* One patch row: where output cell m's window starts in its image (its tap (0, 0, 0) is element `at` of
+ * the image, outside it when in padding), and its taps [lo, hi) per axis that lie inside the input (the
+ * others read padding, zeros). */
 typedef struct {
     const float *xn;
-    int64_t s[3], lo[3], hi[3];
+    int64_t at, lo[3], hi[3];
 } patch_row;
 
-/* The rows of output cells m0, m0 + 1, ... (n of them): the first by division, the next ones by stepping
- * the cell's coordinates (divisions cost more than packing a small patch row). */
-static void locate_rows(const patch_source *ps, int64_t m0, int n, patch_row *rows)
+/* The output cell the next row of a pack call is: found by division once per call, then stepped (divisions
+ * cost more than packing a small patch row). */
+typedef struct {
+    int64_t img, o[3];
+} cell_cursor;
+
+static cell_cursor cursor_at(const graphc_window *g, int64_t m)
+{
+    const int64_t o1 = g->out[1], o2 = g->out[2], q = m % prod3(g->out);
+    cell_cursor c;
+    c.img = m / prod3(g->out);
+    c.o[0] = q / (o2 * o1), c.o[1] = (q / o2) % o1, c.o[2] = q % o2;
+    return c;
+}
+
+/* The next n rows from the cursor, which moves past them. */
+static void locate_rows(const patch_source *ps, cell_cursor *cur, int n, patch_row *rows)
 {
     const graphc_window *g = ps->win;
-    const int64_t o1 = g->out[1], o2 = g->out[2], per_image = prod3(g->out), image = prod3(g->in) * ps->cin;
-    const int64_t q = m0 % per_image;
-    int64_t img = m0 / per_image, o[3];
+    const int64_t image = prod3(g->in) * ps->cin;
     int i, a;
-    o[0] = q / (o2 * o1), o[1] = (q / o2) % o1, o[2] = q % o2;
     for (i = 0; i < n; i++) {
         patch_row *r = &rows[i];
-        r->xn = ps->x + img * image + ps->coff;
+        int64_t s[3];
+        r->xn = ps->x + cur->img * image + ps->coff;
         for (a = 0; a < 3; a++) {
-            r->s[a] = o[a] * g->stride[a] - g->pad[a];
-            graphc_tap_range(r->s[a], g->dilation[a], g->kernel[a], g->in[a], &r->lo[a], &r->hi[a]);
+            s[a] = cur->o[a] * g->stride[a] - g->pad[a];
+            graphc_tap_range(s[a], g->dilation[a], g->kernel[a], g->in[a], &r->lo[a], &r->hi[a]);
         }
-        if (++o[2] == o2) {
-            o[2] = 0;
-            if (++o[1] == o1) {
-                o[1] = 0;
-                if (++o[0] == g->out[0]) {
-                    o[0] = 0;
-                    img++;
+        r->at = ((s[0] * g->in[1] + s[1]) * g->in[2] + s[2]) * ps->cin;
+        if (++cur->o[2] == g->out[2]) {
+            cur->o[2] = 0;
+            if (++cur->o[1] == g->out[1]) {
+                cur->o[1] = 0;
+                if (++cur->o[0] == g->out[0]) {
+                    cur->o[0] = 0;
+                    cur->img++;
                 }
             }
         }
@@ -200,7 +214,7 @@ static void interleave6_avx2(int64_t n, const float *const *src, float *Ap)
 static const float zero_floats[ZERO_FLOATS];
 
 /* Ap = the segment's rows src[0..mr) interleaved (see interleave), n floats of each. */
-static void interleave_rows(int64_t n, int mr, const float *const *src, float *Ap)
+static inline void interleave_rows(int64_t n, int mr, const float *const *src, float *Ap)
 {
     switch (mr) { /* the micro-tile heights in use */
     case 4: interleave(n, 4, src, Ap); break;
@@ -225,28 +239,35 @@ static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc,
     const int runs = g->dilation[2] == 1 && cin_g == cin;
     patch_row row[MR_PANEL];
     const float *src[MR_PANEL];
+    cell_cursor cur = cursor_at(g, ps->m_off + i0);
     int p, i;
     for (p = 0; p < rows; p += mr, Ap += (size_t)mr * kc) {
         const int live = rows - p < mr ? rows - p : mr;
         int inside = live == mr, axis;
-        int64_t sg, seg, taps_per_seg;
-        locate_rows(ps, ps->m_off + i0 + p, live, row);
+        int64_t sg, seg, taps_per_seg, a, b, c;
+        locate_rows(ps, &cur, live, row);
         for (i = 0; i < live; i++)
             for (axis = 0; axis < 3; axis++)
                 inside &= row[i].lo[axis] == 0 && row[i].hi[axis] == g->kernel[axis];
         taps_per_seg = inside && runs ? k2 : 1;
         seg = taps_per_seg * cin_g;
-        for (sg = k0 / seg; sg * seg < k0 + kc; sg++) {
+        sg = k0 / seg;
+        a = sg * taps_per_seg / (k1 * k2), b = (sg * taps_per_seg / k2) % k1, c = sg * taps_per_seg % k2;
+        for (; sg * seg < k0 + kc; sg++) { /* segment sg starts at tap (a, b, c), stepped below */
             const int64_t j0 = sg * seg > k0 ? 0 : k0 - sg * seg, j1 = min64(seg, k0 + kc - sg * seg);
-            const int64_t t = sg * taps_per_seg, a = t / (k1 * k2), b = (t / k2) % k1, c = t % k2;
+            /* the tap's offset from a window's start, the same for every row */
+            const int64_t tap_at = ((a * g->dilation[0] * in1 + b * g->dilation[1]) * in2 + c * g->dilation[2]) * cin;
             float *dst = Ap + (sg * seg + j0 - k0) * mr;
-            for (i = 0; i < mr; i++) { /* padding and rows past the last: zeros */
-                const patch_row *r = &row[i];
-                const int valid = i < live && a >= r->lo[0] && a < r->hi[0] && b >= r->lo[1] && b < r->hi[1]
-                                  && c >= r->lo[2] && c < r->hi[2];
-                src[i] = valid ? r->xn + (((r->s[0] + a * g->dilation[0]) * in1 + r->s[1] + b * g->dilation[1]) * in2
-                                          + r->s[2] + c * g->dilation[2]) * cin + j0
-                               : zero_floats;
+            if (inside) {
+                for (i = 0; i < mr; i++)
+                    src[i] = row[i].xn + (row[i].at + tap_at + j0);
+            } else {
+                for (i = 0; i < mr; i++) { /* padding and rows past the last: zeros */
+                    const patch_row *r = &row[i];
+                    const int valid = i < live && a >= r->lo[0] && a < r->hi[0] && b >= r->lo[1] && b < r->hi[1]
+                                      && c >= r->lo[2] && c < r->hi[2];
+                    src[i] = valid ? r->xn + (r->at + tap_at + j0) : zero_floats;
+                }
             }
             if (j1 - j0 <= ZERO_FLOATS) {
                 interleave_rows(j1 - j0, mr, src, dst);
@@ -259,6 +280,11 @@ static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc,
                     interleave_rows(min64(ZERO_FLOATS, j1 - j0 - j), mr, piece, dst + j * mr);
                 }
             }
+            for (c += taps_per_seg; c >= k2; c -= k2)
+                if (++b == k1) {
+                    b = 0;
+                    a++;
+                }
         }
     }
 }

@@ -32,8 +32,9 @@ typedef struct {
  * (shared by the convolution kernels and their gradients). */
 static inline void graphc_tap_range(int64_t start, int64_t d, int64_t k, int64_t n, int64_t *lo, int64_t *hi)
 {
-    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
-    int64_t b = n - start <= 0 ? 0 : (n - start + d - 1) / d;
+    /* (undilated, the common case, without the divisions: packers call this for every patch row) */
+    int64_t a = start >= 0 ? 0 : d == 1 ? -start : (-start + d - 1) / d;
+    int64_t b = n - start <= 0 ? 0 : d == 1 ? n - start : (n - start + d - 1) / d;
     if (b > k)
         b = k;
     if (a > b)
