@@ -217,6 +217,27 @@ def test_float_to_int_cast_is_defined_for_nan_and_huge_values():
     np.testing.assert_array_equal(got, [[-2 ** 31, 2 ** 31 - 1, -2 ** 31, -2]])
 
 
+def test_results_go_into_the_arrays_the_caller_gives(rng):
+    """A train step passes the variables' own arrays as outputs on every call: each call writes there (the
+    checked pointers are reused), a different array is written when given, and a wrong one is refused."""
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 3)))
+    program = compile_graph(b.finish([b.emit("exp", [x]), b.emit("neg", [x])]))
+    v = rng.normal(size=(4, 3)).astype("float32")
+    first, second = np.zeros((4, 3), "float32"), np.zeros((4, 3), "float32")
+    for target, value in [(first, v), (first, v + 1), (second, v - 1)]:
+        out = program.run([value], [], outputs=[None, target])
+        assert out[1] is target
+        np.testing.assert_allclose(target, -value, rtol=1e-6)
+        np.testing.assert_allclose(out[0], np.exp(value), rtol=1e-5)
+    np.testing.assert_allclose(first, -(v + 1), rtol=1e-6)  # untouched by the call that got `second`
+    out = program.run([v[:2]], [], outputs=None)
+    assert out[1].shape == (2, 3)
+    for wrong in [np.zeros((4, 3), "float64"), np.zeros((3, 3), "float32"), np.zeros((3, 4), "float32").T]:
+        with pytest.raises(ValueError, match=r"output 1: expected a writeable C-contiguous float32 array of shape \(4, 3\)"):
+            program.run([v], [], outputs=[None, wrong])
+
+
 def test_operands_of_inlined_ops_stay_alive_until_their_loop_runs(rng):
     """exp(x) is computed inside the later add's loop, so x must not be overwritten by the matmul
     scheduled in between, even though no op reads x after exp in program order."""

@@ -36,6 +36,7 @@ class CompiledGraph:
         self._batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
         self._local = threading.local()
         self._needs = {}  # (batch, nthreads) -> arena bytes
+        self._shapes = {}  # batch -> [(shape, dtype)] per output
 
     @property
     def param_keys(self):
@@ -95,6 +96,43 @@ class CompiledGraph:
                                              self.ffi.new("void *[]", max(1, len(self.graph.outputs))))
         return cached
 
+    def _output_shapes(self, batch):
+        shapes = self._shapes.get(batch)
+        if shapes is None:
+            shapes = self._shapes[batch] = [
+                (((batch * rf if rf is not None else v.type.shape[0]),) + v.type.shape[1:] if v.type.rank else (),
+                 np.dtype(v.type.dtype)) for v, rf in zip(self.graph.outputs, self._out_rows)]
+        return shapes
+
+    def _outputs(self, batch, outputs, out_ptrs):
+        """The output arrays of a call, their pointers set in ``out_ptrs``: new arrays, except where the caller
+        gives ``outputs[k]``. Those are checked and pointed to once, then reused while the caller passes the
+        same arrays (a train step writes into the same variables on every call)."""
+        ffi, shapes = self.ffi, self._output_shapes(batch)
+        given = None
+        if outputs is not None:
+            key = (batch, tuple(map(id, outputs)))
+            given = self._local.__dict__.get("given")
+            if given is None or given[0] != key:
+                for k, o in enumerate(outputs):
+                    shape, dtype = shapes[k]
+                    if o is not None and not (isinstance(o, np.ndarray) and o.dtype == dtype and o.shape == shape
+                                              and o.flags.c_contiguous and o.flags.writeable):
+                        raise ValueError(f"output {k}: expected a writeable C-contiguous {dtype} array of "
+                                         f"shape {shape}")
+                given = self._local.given = (key, list(outputs), [None if o is None else ffi.from_buffer(o)
+                                                                   for o in outputs])
+        outs = []
+        for k, (shape, dtype) in enumerate(shapes):
+            if given is not None and given[1][k] is not None:
+                outs.append(given[1][k])
+                out_ptrs[k] = given[2][k]
+            else:
+                o = np.empty(shape, dtype=dtype)
+                outs.append(o)
+                out_ptrs[k] = ffi.from_buffer(o)
+        return outs
+
     def run(self, arrays, param_arrays, outputs=None):
         """Run on ``arrays`` (graph input order); ``outputs``, if given, are the arrays to write the results
         into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
@@ -113,23 +151,10 @@ class CompiledGraph:
                 raise ValueError(f"input '{v.name}': expected shape {v.type.shape} with batch {batch}, got {a.shape}")
             ins.append(a)
         param_ptrs, params = self._param_pointers(param_arrays)
-        outs = []
-        for k, (v, rf) in enumerate(zip(self.graph.outputs, self._out_rows)):
-            shape = ((batch * rf if rf is not None else v.type.shape[0]),) + v.type.shape[1:] if v.type.rank else ()
-            if outputs is not None and outputs[k] is not None:
-                o = outputs[k]
-                if not (isinstance(o, np.ndarray) and o.dtype == v.type.dtype and o.shape == shape
-                        and o.flags.c_contiguous and o.flags.writeable):
-                    raise ValueError(f"output {k}: expected a writeable C-contiguous {v.type.dtype} array of "
-                                     f"shape {shape}")
-                outs.append(o)
-            else:
-                outs.append(np.empty(shape, dtype=v.type.dtype))
         in_ptrs, out_ptrs = self._pointer_arrays()
         for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)
             in_ptrs[k] = ffi.from_buffer(a)
-        for k, o in enumerate(outs):
-            out_ptrs[k] = ffi.from_buffer(o)
+        outs = self._outputs(batch, outputs, out_ptrs)
         with threads.share_of_threads() as nthreads:
             rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
