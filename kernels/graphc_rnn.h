@@ -24,11 +24,14 @@ extern "C" {
  * h @ recurrent (one small GEMM) and applies the gates in one pass. Scratch is the caller's
  * (graphc_kernels.h), graphc_<cell>_scratch_floats(...) floats per thread for the same sizes: the
  * projections of a block of samples and timesteps, at most GRAPHC_RNN_SCRATCH_FLOATS floats (fewer for
- * a short sequence or a small batch), the recurrent kernel packed once (at most GRAPHC_RNN_PACK_FLOATS,
- * only for batches of more than 8 samples) and the GEMMs' scratch. Samples and timesteps are processed in
- * blocks that fit, which needs room for one sample's step: k * units floats, plus 3 * units (GRU with
- * reset_after) or units (GRU without) for the GRU's recurrent part.
- * Batches large enough are split over OpenMP threads (each runs the recurrence of its samples).
+ * a short sequence or a small batch), the recurrent kernel packed once (at most GRAPHC_RNN_PACK_FLOATS:
+ * all of it for batches of more than 8 samples, a thread's share of its columns for fewer) and the GEMMs'
+ * scratch. Samples and timesteps are processed in blocks that fit, which needs room for one sample's
+ * step: k * units floats, plus 3 * units (GRU with reset_after) or units (GRU without) for the GRU's
+ * recurrent part.
+ * Batches large enough are split over OpenMP threads (each runs the recurrence of its samples); fewer
+ * samples than threads share the units (each thread computes its units of every gate; one barrier per
+ * step), when a step has enough work to pay for the barrier.
  * Returns 0, or -1 (nothing computed) when one sample's step does not fit GRAPHC_RNN_SCRATCH_FLOATS.
  */
 #define GRAPHC_RNN_SCRATCH_FLOATS 262144 /* 1 MB */

@@ -8,8 +8,12 @@
  * (rows, k*units) block. The per-step product has as many rows as the block has samples: with few
  * rows (batch 1 is a matrix-vector product) a register-tiled kernel reads the recurrent kernel in
  * place, since packing it for the GEMM would cost as much as the product itself.
+ * Threads: a batch of at least as many samples as threads is split by samples (run_rows: no thread waits
+ * for another). Fewer samples than threads split the units instead (run_units: each thread computes the
+ * same columns of every gate, and the threads meet once per step).
  * Each region of the caller's scratch holds the GEMMs' scratch, then the projections and step buffer,
- * then the packed recurrent kernel (rnn_plan: sized for the call, the same in the kernel and its sizing).
+ * then the packed recurrent kernel (all of it for the GEMM, or a thread's columns for run_units), then
+ * run_units' second h (rnn_plan: sized for the call, the same in the kernel and its sizing).
  */
 #include "graphc_rnn.h"
 
@@ -44,6 +48,11 @@
 #define MIN_CHUNK 8          /* timesteps projected together at least, when the batch block allows */
 #define SMALL_ROWS 8         /* per-step products with up to this many rows skip the packed GEMM */
 #define PARALLEL_MIN (1L << 22) /* multiply-adds of a whole call below which it stays on one thread */
+/* Splitting the units of a few samples between threads (run_units) costs a barrier per step: it pays from
+ * this many multiply-adds per step and per call, with at least UNITS_PER_THREAD units per thread. */
+#define UNITS_STEP_MIN (1L << 15)
+#define UNITS_CALL_MIN (1L << 19)
+#define UNITS_PER_THREAD 16
 
 void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
                              size_t *left, const graphc_scratch *scratch)
@@ -357,6 +366,51 @@ static void step_gemm(const graphc_rnn_product *r, int m, const float *A, int ld
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* The gate math of one sample for n units. Gate g's pre-activations (x @ kernel + bias + h @ recurrent)
+ * are at z + g * zs: zs is units when a thread holds whole rows, and its own unit count when the threads
+ * share the units of a row (run_units). h, c, hprev point at the sample's first unit of those n. */
+
+static void simple_cell(const problem *p, float *z, int n, float *h)
+{
+    graphc_rnn_activate(p->act, z, n);
+    memcpy(h, z, (size_t)n * sizeof(float));
+}
+
+static void lstm_cell(const problem *p, float *z, int zs, int n, float *h, float *c)
+{
+    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    int j;
+    graphc_rnn_activate(p->ract, z, n);                   /* i */
+    graphc_rnn_activate(p->ract, z + zs, n);              /* f */
+    graphc_rnn_activate(p->act, z + 2 * (size_t)zs, n);   /* candidate */
+    graphc_rnn_activate(p->ract, z + 3 * (size_t)zs, n);  /* o */
+    for (j = 0; j < n; j++) {
+        c[j] = gf[j] * c[j] + gi[j] * gc[j];
+        h[j] = c[j];
+    }
+    graphc_rnn_activate(p->act, h, n);
+    for (j = 0; j < n; j++) h[j] *= go[j];
+}
+
+/* A GRU with reset_after: w holds h @ recurrent (its gates at the same zs as z), rb its bias (gate g at
+ * rb + g * units) or NULL. candidate = act(x_h + r * (h @ U_h + b_h)); h = z * hprev + (1 - z) * candidate. */
+static void gru_cell(const problem *p, float *z, float *w, const float *rb, int zs, int n, const float *hprev,
+                     float *h)
+{
+    float *gz = z, *gr = z + zs, *gc = z + 2 * (size_t)zs;
+    int g, j;
+    if (rb != NULL)
+        for (g = 0; g < 3; g++)
+            for (j = 0; j < n; j++) w[(size_t)g * zs + j] += rb[(size_t)g * p->units + j];
+    for (g = 0; g < 2; g++)
+        for (j = 0; j < n; j++) z[(size_t)g * zs + j] += w[(size_t)g * zs + j];
+    graphc_rnn_activate(p->ract, gz, n);
+    graphc_rnn_activate(p->ract, gr, n);
+    for (j = 0; j < n; j++) gc[j] += gr[j] * w[2 * (size_t)zs + j];
+    graphc_rnn_activate(p->act, gc, n);
+    for (j = 0; j < n; j++) h[j] = gz[j] * hprev[j] + (1.0f - gz[j]) * gc[j];
+}
+
 /* One step for `m` rows: z (m x G) holds x @ kernel + bias; h, c (m x units) are updated in place;
  * work is the step buffer (m x G for a GRU with reset_after, m x units without); rp the products with
  * the recurrent kernel (all of it, or for a GRU without reset_after its z, r columns and its h columns). */
@@ -365,57 +419,40 @@ static void step_simple(const problem *p, const graphc_rnn_product *rp, int m, f
 {
     const int u = p->units;
     step_gemm(rp, m, h, u, 1.0f, z, u);
-    graphc_rnn_activate(p->act, z, (int64_t)m * u);
-    memcpy(h, z, (size_t)m * (size_t)u * sizeof(float));
+    simple_cell(p, z, m * u, h);
 }
 
 static void step_lstm(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h, float *c)
 {
     const int u = p->units, G = 4 * u;
-    int i, j;
+    int i;
     step_gemm(rp, m, h, u, 1.0f, z, G);
-    for (i = 0; i < m; i++) {
-        float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
-        const float *gi = zi, *gf = zi + u, *gc = zi + 2 * u, *go = zi + 3 * u;
-        graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u); /* i, f */
-        graphc_rnn_activate(p->act, zi + 2 * u, u);       /* candidate */
-        graphc_rnn_activate(p->ract, zi + 3 * u, u);      /* o */
-        for (j = 0; j < u; j++) {
-            ci[j] = gf[j] * ci[j] + gi[j] * gc[j];
-            hi[j] = ci[j];
-        }
-        graphc_rnn_activate(p->act, hi, u);
-        for (j = 0; j < u; j++) hi[j] *= go[j];
-    }
+    for (i = 0; i < m; i++) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
 }
 
 static void step_gru(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *work, float *h)
 {
     const int u = p->units, G = 3 * u;
-    const float *rb = p->bias != NULL && p->reset_after ? p->bias + G : NULL; /* recurrent bias */
     int i, j;
-    if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_h)) */
+    if (p->reset_after) {
+        const float *rb = p->bias != NULL ? p->bias + G : NULL; /* recurrent bias */
         step_gemm(rp, m, h, u, 0.0f, work, G);
         for (i = 0; i < m; i++) {
-            float *zi = z + (size_t)i * G;
-            float *wi = work + (size_t)i * G;
-            if (rb != NULL)
-                for (j = 0; j < G; j++) wi[j] += rb[j];
-            for (j = 0; j < 2 * u; j++) zi[j] += wi[j];
-            graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
-            for (j = 0; j < u; j++) zi[2 * u + j] += zi[u + j] * wi[2 * u + j];
+            float *hi = h + (size_t)i * u;
+            gru_cell(p, z + (size_t)i * G, work + (size_t)i * G, rb, u, u, hi, hi);
         }
-    } else { /* candidate = act(x_h + (r * h) @ U_h) */
-        step_gemm(rp, m, h, u, 1.0f, z, G);
-        for (i = 0; i < m; i++) {
-            float *zi = z + (size_t)i * G;
-            const float *hi = h + (size_t)i * u;
-            float *wi = work + (size_t)i * u;
-            graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
-            for (j = 0; j < u; j++) wi[j] = zi[u + j] * hi[j];
-        }
-        step_gemm(rp + 1, m, work, u, 1.0f, z + 2 * u, G);
+        return;
     }
+    /* candidate = act(x_h + (r * h) @ U_h): the product needs all of r * h first */
+    step_gemm(rp, m, h, u, 1.0f, z, G);
+    for (i = 0; i < m; i++) {
+        float *zi = z + (size_t)i * G;
+        const float *hi = h + (size_t)i * u;
+        float *wi = work + (size_t)i * u;
+        graphc_rnn_activate(p->ract, zi, 2 * (int64_t)u);
+        for (j = 0; j < u; j++) wi[j] = zi[u + j] * hi[j];
+    }
+    step_gemm(rp + 1, m, work, u, 1.0f, z + 2 * u, G);
     for (i = 0; i < m; i++) {
         float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u;
         graphc_rnn_activate(p->act, zi + 2 * u, u);
@@ -431,20 +468,24 @@ static int step_buffer_floats(const problem *p)
     return p->reset_after ? p->gates * p->units : p->units;
 }
 
-/* proj[r] (m x G) = x[n0 : n0 + m, t0 + r] @ kernel + bias for r < len, as GEMMs with the most rows. */
-static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, float *proj, const graphc_scratch *gs)
+/* Columns [col, col + n) of the projection x @ kernel + bias for samples n0 .. n0+m-1 and timesteps t0 ..
+ * t0+len-1, into proj (timestep r, sample i at proj + (r * m + i) * ld, plus out): GEMMs with the most
+ * rows. The whole projection is col 0, n = ld = G, out 0. */
+static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, int col, int n, float *proj, int ld,
+                    int out, const graphc_scratch *gs)
 {
     const int F = p->features, G = p->gates * p->units;
     const float *x0 = p->x + ((size_t)n0 * (size_t)p->steps + (size_t)t0) * (size_t)F;
+    const float *bias = p->bias != NULL ? p->bias + col : NULL;
     int r, i;
     if (m >= len) {
         for (r = 0; r < len; r++)
-            graphc_sgemm_bias_act(m, G, F, x0 + (size_t)r * F, (int)(p->steps * F), p->kernel, G, p->bias,
-                                  GRAPHC_ACT_NONE, proj + (size_t)r * m * G, G, gs);
+            graphc_sgemm_bias_act(m, n, F, x0 + (size_t)r * F, (int)(p->steps * F), p->kernel + col, G, bias,
+                                  GRAPHC_ACT_NONE, proj + (size_t)r * m * ld + out, ld, gs);
     } else {
         for (i = 0; i < m; i++)
-            graphc_sgemm_bias_act(len, G, F, x0 + (size_t)i * (size_t)p->steps * F, F, p->kernel, G, p->bias,
-                                  GRAPHC_ACT_NONE, proj + (size_t)i * G, m * G, gs);
+            graphc_sgemm_bias_act(len, n, F, x0 + (size_t)i * (size_t)p->steps * F, F, p->kernel + col, G, bias,
+                                  GRAPHC_ACT_NONE, proj + (size_t)i * ld + out, m * ld, gs);
     }
 }
 
@@ -453,7 +494,7 @@ static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, fl
  * (not with few rows: their per-step products read it in place). */
 typedef struct {
     int64_t block;                    /* samples per block at most */
-    size_t gemm, buf, pack, total;    /* floats */
+    size_t gemm, buf, pack, hnext, total; /* floats */
 } rnn_plan;
 
 /* The products with the recurrent kernel (rp[0], and rp[1] for a GRU without reset_after), packed into buf
@@ -471,6 +512,16 @@ static size_t recurrent_products(const problem *p, graphc_rnn_product *rp, float
     return left;
 }
 
+/* Floats of a thread's columns of the recurrent kernel packed for run_units: the largest share of any team
+ * of two or more threads, or 0 when it would not fit GRAPHC_RNN_PACK_FLOATS (the product then reads the
+ * kernel in place). */
+static size_t units_pack_floats(const problem *p)
+{
+    const int64_t half = 8 * (((p->units + 7) / 8 + 1) / 2), share = half < p->units ? half : p->units;
+    const size_t floats = (size_t)p->gates * (size_t)share * (size_t)p->units;
+    return floats <= GRAPHC_RNN_PACK_FLOATS ? floats : 0;
+}
+
 static rnn_plan plan_rnn(const problem *p)
 {
     const int64_t u = p->units, G = p->gates * u, S = step_buffer_floats(p), T = p->steps;
@@ -486,12 +537,13 @@ static rnn_plan plan_rnn(const problem *p)
     buf = rows * (S + (T > 0 ? T : 1) * G);
     plan.buf = graphc_scratch_round((size_t)(buf < SCRATCH ? buf : SCRATCH));
     plan.pack = m > SMALL_ROWS ? GRAPHC_RNN_PACK_FLOATS - recurrent_products(p, rp, NULL, GRAPHC_RNN_PACK_FLOATS, NULL)
-                               : 0;
+                               : units_pack_floats(p);
     plan.pack = graphc_scratch_round(plan.pack);
+    plan.hnext = m <= SMALL_ROWS ? graphc_scratch_round((size_t)(m * u)) : 0; /* run_units' second h */
     /* projections: GEMMs of a block's rows or of a chunk's steps; per step: rows x G x units */
     plan.gemm = graphc_sgemm_scratch_floats(rows > T ? rows : T, G, p->features);
     if (graphc_sgemm_scratch_floats(rows, G, u) > plan.gemm) plan.gemm = graphc_sgemm_scratch_floats(rows, G, u);
-    plan.total = plan.gemm + plan.buf + plan.pack;
+    plan.total = plan.gemm + plan.buf + plan.pack + plan.hnext;
     return plan;
 }
 
@@ -523,7 +575,7 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
         for (s0 = 0; s0 < T; s0 += chunk) {
             const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
             /* processing steps s0 .. s0+len-1 read timesteps t0 .. t0+len-1, in reverse when going backwards */
-            project(p, n0, m, p->backwards ? T - s0 - len : s0, len, proj, gs);
+            project(p, n0, m, p->backwards ? T - s0 - len : s0, len, 0, G, proj, G, 0, gs);
             for (j = 0; j < len; j++) {
                 float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * G;
                 if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c);
@@ -538,6 +590,126 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
     }
 }
 
+#ifdef _OPENMP /* the unit split needs a team (without OpenMP every call runs run_rows) */
+/* Units [j0, j1) of thread t of team: ranges of whole 8-float vectors (the last ends at units). */
+static void unit_range(int units, int t, int team, int *j0, int *j1)
+{
+    const int64_t blocks = (units + 7) / 8;
+    const int a = 8 * (int)(blocks * t / team), b = 8 * (int)(blocks * (t + 1) / team);
+    *j0 = a < units ? a : units;
+    *j1 = b < units ? b : units;
+}
+
+/* run_units' product for its n units of every gate: out (m x Gn, gate g's units at g * n) (+)= h (m x units)
+ * @ those columns of the recurrent kernel. Packed (when the plan has room) as panels of 64 columns, each
+ * units x 64 contiguous floats: read in place, the columns of a gate are rows of 256 bytes strided by the
+ * kernel's width, and the per-step product ran 1.5x slower. */
+typedef struct { int n, Gn; const float *packed; } unit_columns;
+
+static void pack_unit_columns(const problem *p, int j0, int n, float *buf, unit_columns *uc)
+{
+    const int u = p->units, G = p->gates * u;
+    int c0, r, c, len;
+    uc->n = n, uc->Gn = p->gates * n, uc->packed = buf;
+    if (buf == NULL) return;
+    for (c0 = 0; c0 < uc->Gn; c0 += 64) {
+        const int w = uc->Gn - c0 < 64 ? uc->Gn - c0 : 64;
+        float *panel = buf + (size_t)c0 * u;
+        for (c = 0; c < w; c += len) { /* runs of the panel's columns within one gate */
+            const int g = (c0 + c) / n, k = (c0 + c) - g * n;
+            const float *src = p->recurrent + (size_t)g * u + j0 + k;
+            len = n - k < w - c ? n - k : w - c;
+            for (r = 0; r < u; r++) memcpy(panel + (size_t)r * w + c, src + (size_t)r * G, (size_t)len * sizeof(float));
+        }
+    }
+}
+
+static void unit_product(const problem *p, const unit_columns *uc, int j0, int m, const float *h, float beta,
+                         float *out)
+{
+    const int u = p->units, G = p->gates * u, n = uc->n, Gn = uc->Gn;
+    int i, g, c0;
+    if (uc->packed == NULL) {
+        for (g = 0; g < p->gates; g++)
+            small_gemm(m, n, u, h, u, p->recurrent + (size_t)g * u + j0, G, beta, out + g * n, Gn);
+        return;
+    }
+    for (i = 0; i < m; i++)
+        for (c0 = 0; c0 < Gn; c0 += 64) {
+            const float *panel = uc->packed + (size_t)c0 * u;
+            float *o = out + (size_t)i * Gn + c0;
+            if (Gn - c0 >= 64) tile_1x64(u, h + (size_t)i * u, panel, 64, beta, o);
+            else tile_edge(u, Gn - c0, h + (size_t)i * u, panel, Gn - c0, beta, o);
+        }
+}
+
+/* Few samples and several threads (batch 1 above all): thread t of team owns units [j0, j1) of every gate,
+ * so its gate math needs no other thread's columns. It projects its own columns of the input, and per step
+ * multiplies all of h by its columns of the recurrent kernel, applies the gates to its units and writes
+ * them into the next h. The team meets once per step, since the next product reads every unit. h
+ * alternates between p->h and hnext (thread 0's region), so no thread writes the h another still reads. */
+static void run_units(const problem *p, const rnn_plan *plan, float *region, float *hnext, int t, int team,
+                      const graphc_scratch *gs)
+{
+    const int u = p->units, gates = p->gates, m = (int)p->batch;
+    int j0, j1, n, Gn, S, chunk, i, j, g;
+    const int64_t T = p->steps;
+    const float *rb;
+    float *proj, *work, *h = p->h, *hn = hnext, *swap;
+    unit_columns uc;
+    int64_t s0, fit;
+    unit_range(u, t, team, &j0, &j1);
+    n = j1 - j0, Gn = gates * n;
+    S = p->cell == CELL_GRU ? Gn : 0; /* the GRU's recurrent part of its columns */
+    fit = Gn > 0 ? ((int64_t)plan->buf - (int64_t)m * S) / ((int64_t)m * Gn) : T;
+    chunk = (int)(T < fit ? T : fit);
+    rb = p->cell == CELL_GRU && p->bias != NULL ? p->bias + (size_t)gates * u + j0 : NULL;
+    proj = region + plan->gemm, work = proj + (size_t)chunk * m * Gn;
+    pack_unit_columns(p, j0, n, (size_t)Gn * u <= plan->pack ? proj + plan->buf : NULL, &uc);
+    for (i = 0; i < m; i++) { /* each thread starts its own units */
+        float *hi = h + (size_t)i * u + j0, *ci = p->c != NULL ? p->c + (size_t)i * u + j0 : NULL;
+        if (p->h0 != NULL) memcpy(hi, p->h0 + (size_t)i * u + j0, (size_t)n * sizeof(float));
+        else memset(hi, 0, (size_t)n * sizeof(float));
+        if (ci != NULL && p->c0 != NULL) memcpy(ci, p->c0 + (size_t)i * u + j0, (size_t)n * sizeof(float));
+        else if (ci != NULL) memset(ci, 0, (size_t)n * sizeof(float));
+    }
+    GRAPHC_OMP(omp barrier)
+    for (s0 = 0; s0 < T; s0 += chunk) {
+        const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
+        for (g = 0; g < gates && n > 0; g++)
+            project(p, 0, m, p->backwards ? T - s0 - len : s0, len, g * u + j0, n, proj, Gn, g * n, gs);
+        for (j = 0; j < len; j++) {
+            float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * Gn;
+            if (n > 0) {
+                if (p->cell == CELL_GRU) unit_product(p, &uc, j0, m, h, 0.0f, work);
+                else unit_product(p, &uc, j0, m, h, 1.0f, z);
+            }
+            for (i = 0; i < m && n > 0; i++) {
+                float *zi = z + (size_t)i * Gn, *hi = hn + (size_t)i * u + j0;
+                if (p->cell == CELL_LSTM) lstm_cell(p, zi, n, n, hi, p->c + (size_t)i * u + j0);
+                else if (p->cell == CELL_GRU) gru_cell(p, zi, work + (size_t)i * Gn, rb, n, n, h + (size_t)i * u + j0, hi);
+                else simple_cell(p, zi, n, hi);
+                if (p->seq != NULL)
+                    memcpy(p->seq + ((size_t)i * T + (size_t)(s0 + j)) * u + j0, hi, (size_t)n * sizeof(float));
+            }
+            GRAPHC_OMP(omp barrier)
+            swap = h, h = hn, hn = swap;
+        }
+    }
+    if (h != p->h) /* the last step wrote hnext: copy this thread's units back */
+        for (i = 0; i < m; i++) memcpy(p->h + (size_t)i * u + j0, h + (size_t)i * u + j0, (size_t)n * sizeof(float));
+}
+
+/* Whether run_units applies: a GRU without reset_after needs all of r * h for its candidate's product. The
+ * batch must fit one block (the row path's blocks are what the plan sizes) and the step buffers. */
+static int units_split_fits(const problem *p, const rnn_plan *plan)
+{
+    const int64_t m = p->batch, G = (int64_t)p->gates * p->units;
+    return (p->cell != CELL_GRU || p->reset_after) && plan->hnext > 0 && m <= plan->block &&
+           (int64_t)plan->buf >= m * (G + (p->cell == CELL_GRU ? G : 0));
+}
+#endif
+
 static int fits(const problem *p) { return (int64_t)p->gates * p->units + step_buffer_floats(p) <= SCRATCH; }
 
 static size_t scratch_floats(const problem *p) { return fits(p) && p->batch > 0 ? plan_rnn(p).total : 0; }
@@ -550,13 +722,25 @@ static int run(const problem *p, const graphc_scratch *scratch)
     if (p->batch <= 0) return 0;
     plan = plan_rnn(p);
 #ifdef _OPENMP
-    {
-        const double work = (double)p->batch * (double)p->steps * (double)p->gates * p->units *
-                            (double)(p->units + p->features);
-        if (!omp_in_parallel() && p->batch > 1 && work > (double)PARALLEL_MIN) {
-            threads = omp_get_max_threads();
-            threads = threads < p->batch ? threads : (int)p->batch;
-            threads = threads < scratch->nthreads ? threads : scratch->nthreads;
+    if (!omp_in_parallel()) {
+        const double step = (double)p->batch * (double)p->gates * p->units * (double)p->units;
+        const double work = (double)p->steps * (step + (double)p->batch * p->gates * p->units * (double)p->features);
+        int team = omp_get_max_threads();
+        team = team < scratch->nthreads ? team : scratch->nthreads;
+        if (p->batch < team && step >= (double)UNITS_STEP_MIN && work > (double)UNITS_CALL_MIN &&
+            p->units >= 2 * UNITS_PER_THREAD && units_split_fits(p, &plan)) {
+            float *hnext = scratch->base + plan.gemm + plan.buf + plan.pack; /* in thread 0's region */
+            team = team < p->units / UNITS_PER_THREAD ? team : p->units / UNITS_PER_THREAD;
+            GRAPHC_OMP(omp parallel num_threads(team))
+            {
+                const int t = omp_get_thread_num();
+                graphc_scratch gs = graphc_scratch_thread(scratch, t);
+                run_units(p, &plan, gs.base, hnext, t, omp_get_num_threads(), &gs);
+            }
+            return 0;
+        }
+        if (p->batch > 1 && work > (double)PARALLEL_MIN) {
+            threads = team < p->batch ? team : (int)p->batch;
         }
     }
 #endif

@@ -118,6 +118,50 @@ def test_batch_1_chunks_of_a_long_sequence(rng):
           [(150, 2)], rng, batches=(1, 2), low=0.0, high=1.0)
 
 
+@pytest.fixture
+def num_threads():
+    """Sets the compiled code's thread count for one test (restored after it)."""
+    from graphc.runtime import threads
+    yield threads.set_num_threads
+    threads.set_num_threads(threads.default_num_threads())
+    threads._requested = None
+
+
+@pytest.mark.parametrize("team", [2, 3])
+def test_fewer_samples_than_threads_share_the_units(rng, num_threads, team):
+    """With fewer samples than threads, each thread takes a range of the units, the same columns of every
+    gate (kernels/rnn.c run_units), and the threads meet once per step. 100 units split at multiples of 8
+    (3 threads: 32 + 32 + 36), states, sequences and both directions; a GRU without reset_after stays on
+    the one-thread path (its candidate's product needs the whole r * h). Equal to the reference, and to
+    the same program on one thread."""
+    num_threads(team)
+
+    def build(b, x, p):
+        seq, h0, c0 = x
+        return (cell(b, rng, "lstm", seq, 100, states=[h0, c0], return_sequences=True)
+                + cell(b, rng, "lstm", seq, 100, go_backwards=True, use_bias=False)
+                + cell(b, rng, "gru", seq, 100, states=[h0], return_sequences=True, go_backwards=True)
+                + cell(b, rng, "gru", seq, 110, reset_after=False)
+                + cell(b, rng, "simple_rnn", seq, 200, return_sequences=True))
+    program = check(build, [(25, 3), (100,), (100,)], rng, batches=(1, 2))
+    arrays = [rng.uniform(-2, 2, (1,) + s).astype("float32") for s in [(25, 3), (100,), (100,)]]
+    params = [w.value for w in program.param_keys]
+    shared = program.run(arrays, params)
+    num_threads(1)
+    for a, b in zip(shared, program.run(arrays, params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_shared_units_over_chunks_of_a_long_sequence(rng, num_threads):
+    """Two threads on one sample of a 512-unit LSTM: each projects its 1024 columns 256 steps at a time, so
+    301 steps take two chunks (an odd count: the last h is copied back from the second buffer). Its columns
+    of the recurrent kernel (1024 x 512 floats) are more than the kernel packs, so they are read in place;
+    the 100-unit cells above take the packed columns."""
+    num_threads(2)
+    check(lambda b, x, p: cell(b, rng, "lstm", x[0], 512, return_sequences=True, go_backwards=True),
+          [(301, 2)], rng, batches=(1,), low=0.0, high=1.0)
+
+
 def test_seed_lstm_length_784(rng):
     """Seed 003's recurrence (784 steps of one pixel, LSTM(128)) and the other cells at the same length,
     at the default tolerance: with Keras-scaled weights the float32 error stays near 1e-6."""
