@@ -293,9 +293,13 @@ size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64
                                   int64_t groups)
 {
     const int64_t M = batch * prod3(win->out), K = prod3(win->kernel) * (cin / groups);
+    size_t implicit, winograd = 0;
     if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0)
         return 0;
-    return graphc_sgemm_implicit_scratch_floats(min64(M, GEMM_MAX_ROWS), cout / groups, K);
+    implicit = graphc_sgemm_implicit_scratch_floats(min64(M, GEMM_MAX_ROWS), cout / groups, K);
+    if (graphc_winograd_applies(batch, win, cin, cout, groups)) /* (whatever the activation: it is not an argument) */
+        winograd = graphc_winograd_scratch_floats(batch, win, cin, cout);
+    return implicit > winograd ? implicit : winograd;
 }
 
 void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
@@ -308,6 +312,10 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
     int64_t gi, m0;
     if (M <= 0 || cout <= 0)
         return;
+    if (graphc_winograd_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU)) {
+        graphc_winograd_f32(x, w, bias, y, batch, win, cin, cout, act, scratch);
+        return;
+    }
     for (gi = 0; gi < groups; gi++) {
         const float *bg = bias ? bias + gi * cout_g : NULL;
         for (m0 = 0; m0 < M; m0 += GEMM_MAX_ROWS) {

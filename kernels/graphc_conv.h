@@ -59,6 +59,16 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
                      const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act,
                      const graphc_scratch *scratch);
 
+/* Internal to graphc_conv_f32: 2-D 3x3 convolutions of stride 1 (any padding, one group, at least 16 input
+ * and output channels, at least 128 tiles of 2x2 output cells over the batch) with no activation or ReLU
+ * run by Winograd's F(2x2, 3x3) (kernels/winograd.c): 2.25x fewer multiplies; results differ from the
+ * direct sum by rounding (the transforms add and subtract inputs before multiplying).
+ * graphc_conv_scratch_floats includes its scratch where it applies. */
+int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch);
+
 /*
  * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.
  * Here win->in is x's spatial size and win->out is y's: input cell i of an axis adds into output cell

@@ -237,6 +237,25 @@ def test_fused_ops_against_the_reference(rng):
     assert not {"add", "relu", "sigmoid", "tanh", "conv", "conv_transpose"} & set(kinds)
 
 
+def test_3x3_convolutions_with_many_tiles_take_winograd(rng):
+    """3x3 stride-1 convolutions with >= 16 channels each way and >= 128 tiles of 2x2 output cells run by
+    Winograd's F(2x2, 3x3) (kernels/winograd.c): same and valid padding, odd output sizes (edge tiles),
+    with bias and ReLU fused or not, and a sigmoid (not taken: the implicit GEMM). Against a direct loop in
+    float64 as well as the reference, at the default tolerance."""
+    def build(b, xs, p):
+        x, = xs  # (None, 15, 12, 16)
+        return [b.emit("relu", [b.emit("add", [conv(b, x, p((3, 3, 16, 24)), (1, 1), "same"), p((24,))])]),
+                conv(b, x, p((3, 3, 16, 17)), (1, 1), "valid"),
+                b.emit("sigmoid", [conv(b, x, p((3, 3, 16, 16)), (1, 1), "same")])]
+    program = check(build, [(15, 12, 16)], rng, batches=(4, 5))
+    xs = rng.uniform(-1, 1, (4, 15, 12, 16)).astype("float32")
+    params = [w.value for w in program.param_keys]
+    got = program.run([xs], params)
+    kernel, bias = (v for v in params if v.ndim == 4 and v.shape[3] == 24), (v for v in params if v.ndim == 1)
+    want = np.maximum(_naive_conv2d(xs.astype("float64"), next(kernel), next(bias), 1, [(1, 1), (1, 1)]), 0)
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
 # --- seed models ----------------------------------------------------------------------------------------------
 SEED_CNNS = ["cnn_003", "shared_input_003", "multi_input_003", "encoder_002", "autoencoder_002",
              "nested_autoencoder_002", "toy_resnet_002", "dcgan_generator"]

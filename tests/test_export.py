@@ -191,8 +191,9 @@ def test_every_kernel_family_gcc_and_clang(tmp_path):
     model.compile(optimizer="adam", loss="mse")
     inference = graphc.export_c(model, tmp_path / "inference", name="kern")
     shipped = sorted(p.name for p in (inference / "kernels").glob("*.c"))
-    # what the model calls, not the training kernels (conv_grad, norm_grad, rnn_grad) nor unused nn.c
-    assert shipped == ["kern_gc_conv.c", "kern_gc_norm.c", "kern_gc_rnn.c", "kern_gc_sgemm.c"]
+    # what the model calls (conv.c calls winograd.c), not the training kernels (conv_grad, norm_grad,
+    # rnn_grad) nor unused nn.c
+    assert shipped == ["kern_gc_conv.c", "kern_gc_norm.c", "kern_gc_rnn.c", "kern_gc_sgemm.c", "kern_gc_winograd.c"]
     pkg = graphc.export_c(model, tmp_path / "pkg", name="kern", training=True)
     with_training = sorted(p.name for p in (pkg / "kernels").glob("*.c"))
     assert set(shipped) < set(with_training) and {"kern_gc_conv_grad.c", "kern_gc_rnn_grad.c"} <= set(with_training)

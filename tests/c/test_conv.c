@@ -172,6 +172,13 @@ int main(void)
         {2, {1, 3, 4}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 2100, 3, 1, GRAPHC_ACT_NONE, 1},
         {7, {1, 6, 6}, {1, 1, 1}, {1, 2, 2}, {1, 1, 1}, {0, 0, 0}, {0, 1, 1}, 6, 5, 1, GRAPHC_ACT_NONE, 1},
         {2, {1, 4, 4}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}, 16, 24, 2, GRAPHC_ACT_RELU, 1},
+        /* Winograd F(2x2, 3x3) (3x3, stride 1, >= 16 channels, >= 128 tiles): many blocks of tiles, odd
+         * output sizes (edge tiles), uneven padding, channel counts off the vector width; then a sigmoid,
+         * which it does not take, on its geometry */
+        {3, {1, 30, 30}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}, 32, 64, 1, GRAPHC_ACT_RELU, 1},
+        {4, {1, 16, 15}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 16, 24, 1, GRAPHC_ACT_RELU, 1},
+        {8, {1, 7, 10}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 2}, {0, 2, 0}, 20, 17, 1, GRAPHC_ACT_NONE, 0},
+        {8, {1, 8, 8}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 16, 16, 1, GRAPHC_ACT_SIGMOID, 1},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     int i, threads;

@@ -1,0 +1,257 @@
+/* 3x3 convolutions, stride 1, by Winograd's F(2x2, 3x3) (see graphc_conv.h).
+ *
+ * Each 2x2 block of output cells (a tile) is computed from the 4x4 input cells under it as
+ *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
+ * for every (input, output) channel pair: 16 products per tile instead of 36. Over channels this is 16
+ * independent GEMMs, one per position xi of the 4x4 transformed tile:
+ *   M[xi] (tiles x cout) = V[xi] (tiles x cin) @ U[xi] (cin x cout),
+ * with V = B^T d B the transformed input and U = G g G^T the transformed kernel.
+ * The kernel is transformed and packed for the GEMM once per call (threads share it: one barrier). Then
+ * each thread takes blocks of TILES tiles: transforms their input into V (its own, cache-sized), runs the 16
+ * GEMMs into M, and transforms M back into the output with the bias and activation. Channel loops are the
+ * inner ones, so the transforms vectorize along channels (channels_last).
+ *
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "graphc_conv.h"
+#include "graphc_kernels.h"
+#include "graphc_nn.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* ISO C mode: let GCC contract a * b + c into FMA and turn the ReLU's comparison into a vector select. */
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
+#endif
+
+/* The transforms' channel loops read and write 16 streams each: more than GCC checks for overlap before
+ * vectorizing, so they are marked independent (they are: V, M and y never overlap x or each other).
+ * (Clang's counterpart turns into an error under sanitizers when it cannot vectorize: left out.) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define INDEPENDENT _Pragma("GCC ivdep")
+#else
+#define INDEPENDENT
+#endif
+
+#define TILE_FLOATS 4096  /* tiles per block: TILE_FLOATS / (cin + cout), so V and M of a block fit in L2 */
+/* Fewer tiles do not pay for transforming and packing the kernel on every call (measured: a 9x9 image of
+ * 64 channels, 25 tiles, ran 1.5-2x slower than the implicit GEMM; 28x28, 196 tiles, slightly faster). */
+#define MIN_TILES 128
+#define PARALLEL_MIN (1L << 21) /* multiply-adds (16 per tile and channel pair) below which one thread runs */
+
+typedef struct {
+    int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
+    int64_t pad_h, pad_w, cin, cout, block; /* block: tiles per block */
+    size_t v, m, gemm, edge, zeros;         /* floats of each part of a thread's region, then region 0's: */
+    size_t u, packed, region;               /* the transformed kernel, and each of its 16 packed matrices */
+} plan;
+
+int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+{
+    const int64_t tiles = batch * ((win->out[1] + 1) / 2) * ((win->out[2] + 1) / 2);
+    return groups == 1 && win->in[0] == 1 && win->kernel[0] == 1 && win->kernel[1] == 3 && win->kernel[2] == 3 &&
+           win->stride[1] == 1 && win->stride[2] == 1 && win->dilation[1] == 1 && win->dilation[2] == 1 &&
+           cin >= 16 && cout >= 16 && tiles >= MIN_TILES;
+}
+
+static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    plan p;
+    p.n = batch, p.h = win->in[1], p.w = win->in[2], p.oh = win->out[1], p.ow = win->out[2];
+    p.th = (p.oh + 1) / 2, p.tw = (p.ow + 1) / 2, p.tiles = p.n * p.th * p.tw;
+    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout;
+    p.block = TILE_FLOATS / (cin + cout);
+    p.block = p.block < 6 ? 6 : p.block / 6 * 6; /* whole micro-panels of the AVX2 kernel's 6 rows */
+    if (p.block > p.tiles) p.block = p.tiles;
+    p.v = graphc_scratch_round((size_t)(16 * p.block * cin));
+    p.m = graphc_scratch_round((size_t)(16 * p.block * cout));
+    p.gemm = graphc_scratch_round(graphc_sgemm_scratch_floats(p.block, cout, cin));
+    p.edge = graphc_scratch_round((size_t)(4 * cout));
+    p.zeros = graphc_scratch_round((size_t)cin);
+    p.u = graphc_scratch_round((size_t)(16 * cin * cout));
+    p.packed = graphc_scratch_round(graphc_sgemm_packed_b_size((int)cin, (int)cout));
+    p.region = p.v + p.m + p.gemm + p.edge + p.zeros + p.u + 16 * p.packed;
+    return p;
+}
+
+size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    return batch > 0 ? make_plan(batch, win, cin, cout).region : 0;
+}
+
+/* U[xi][ci][co] = (G g G^T)[xi] for input channels [c0, c1); w is (3, 3, cin, cout). */
+static void transform_kernel(const plan *p, const float *w, int64_t c0, int64_t c1, float *U)
+{
+    const int64_t C = p->cin, K = p->cout, plane = C * K;
+    int64_t ci, co;
+    for (ci = c0; ci < c1; ci++) {
+        const float *g = w + ci * K; /* g[(3 * r + s) * plane + co] */
+        float *u = U + ci * K;
+        INDEPENDENT
+        for (co = 0; co < K; co++) {
+            float t[4][3]; /* G g: rows of the 4x3 intermediate */
+            int s, i;
+            for (s = 0; s < 3; s++) {
+                const float g0 = g[(0 + s) * plane + co], g1 = g[(3 + s) * plane + co], g2 = g[(6 + s) * plane + co];
+                t[0][s] = g0;
+                t[1][s] = 0.5f * (g0 + g1 + g2);
+                t[2][s] = 0.5f * (g0 - g1 + g2);
+                t[3][s] = g2;
+            }
+            for (i = 0; i < 4; i++) { /* (G g) G^T */
+                u[(4 * i + 0) * plane + co] = t[i][0];
+                u[(4 * i + 1) * plane + co] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                u[(4 * i + 2) * plane + co] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                u[(4 * i + 3) * plane + co] = t[i][2];
+            }
+        }
+    }
+}
+
+/* V[xi][j][c] = (B^T d B)[xi] for tiles [t0, t0 + nt): d the 4x4 input cells under tile t0 + j (zeros
+ * outside the image). */
+static void transform_input(const plan *p, const float *x, int64_t t0, int nt, const float *zeros, float *V)
+{
+    const int64_t C = p->cin, stride = (int64_t)nt * C; /* floats between V[xi] and V[xi + 1] */
+    int j, r, s;
+    int64_t c;
+    for (j = 0; j < nt; j++) {
+        const int64_t t = t0 + j, img = t / (p->th * p->tw), ty = (t / p->tw) % p->th, tx = t % p->tw;
+        const int64_t y0 = 2 * ty - p->pad_h, x0 = 2 * tx - p->pad_w;
+        const float *d[4][4];
+        float *v = V + (int64_t)j * C;
+        for (r = 0; r < 4; r++)
+            for (s = 0; s < 4; s++) {
+                const int64_t yy = y0 + r, xx = x0 + s;
+                d[r][s] = yy >= 0 && yy < p->h && xx >= 0 && xx < p->w ? x + ((img * p->h + yy) * p->w + xx) * C
+                                                                      : zeros;
+            }
+        INDEPENDENT
+        for (c = 0; c < C; c++) {
+            float b[4][4]; /* B^T d: column s of row combinations */
+            for (s = 0; s < 4; s++) {
+                const float d0 = d[0][s][c], d1 = d[1][s][c], d2 = d[2][s][c], d3 = d[3][s][c];
+                b[0][s] = d0 - d2, b[1][s] = d1 + d2, b[2][s] = d2 - d1, b[3][s] = d1 - d3;
+            }
+            for (r = 0; r < 4; r++) { /* (B^T d) B */
+                v[(4 * r + 0) * stride + c] = b[r][0] - b[r][2];
+                v[(4 * r + 1) * stride + c] = b[r][1] + b[r][2];
+                v[(4 * r + 2) * stride + c] = b[r][2] - b[r][1];
+                v[(4 * r + 3) * stride + c] = b[r][1] - b[r][3];
+            }
+        }
+    }
+}
+
+/* The 2x2 cells o[0..3] (row-major) of one tile: act(A^T M A + bias), M[xi][co] at m + xi * stride + co. */
+static void tile_output(const float *m, int64_t stride, int64_t K, const float *bias, int relu, float *o0, float *o1,
+                        float *o2, float *o3)
+{
+    int64_t co;
+    INDEPENDENT
+    for (co = 0; co < K; co++) {
+        float a[2][4], o[4];
+        const float b = bias != NULL ? bias[co] : 0.0f;
+        int s, r;
+        for (s = 0; s < 4; s++) { /* A^T M */
+            const float m0 = m[(0 + s) * stride + co], m1 = m[(4 + s) * stride + co];
+            const float m2 = m[(8 + s) * stride + co], m3 = m[(12 + s) * stride + co];
+            a[0][s] = m0 + m1 + m2, a[1][s] = m1 - m2 - m3;
+        }
+        for (r = 0; r < 2; r++) { /* (A^T M) A */
+            o[2 * r] = a[r][0] + a[r][1] + a[r][2] + b;
+            o[2 * r + 1] = a[r][1] - a[r][2] - a[r][3] + b;
+        }
+        if (relu)
+            for (r = 0; r < 4; r++) o[r] = o[r] > 0.0f ? o[r] : 0.0f;
+        o0[co] = o[0], o1[co] = o[1], o2[co] = o[2], o3[co] = o[3];
+    }
+}
+
+/* y's cells of tiles [t0, t0 + nt) from M[xi][j][co]. A tile over the edge of an odd-sized output goes
+ * through edge (4 x cout floats), and only its cells inside the output are copied. */
+static void transform_output(const plan *p, const float *M, int64_t t0, int nt, const float *bias, int act,
+                             float *edge, float *y)
+{
+    const int64_t K = p->cout, stride = (int64_t)nt * K;
+    int j, r, s;
+    for (j = 0; j < nt; j++) {
+        const int64_t t = t0 + j, img = t / (p->th * p->tw), ty = (t / p->tw) % p->th, tx = t % p->tw;
+        const int64_t oy = 2 * ty, ox = 2 * tx;
+        const int rows = oy + 1 < p->oh ? 2 : 1, cols = ox + 1 < p->ow ? 2 : 1;
+        float *y0 = y + ((img * p->oh + oy) * p->ow + ox) * K;
+        if (rows == 2 && cols == 2) {
+            tile_output(M + (int64_t)j * K, stride, K, bias, act == GRAPHC_ACT_RELU, y0, y0 + K, y0 + p->ow * K,
+                        y0 + (p->ow + 1) * K);
+            continue;
+        }
+        tile_output(M + (int64_t)j * K, stride, K, bias, act == GRAPHC_ACT_RELU, edge, edge + K, edge + 2 * K,
+                    edge + 3 * K);
+        for (r = 0; r < rows; r++)
+            for (s = 0; s < cols; s++)
+                memcpy(y0 + (r * p->ow + s) * K, edge + (2 * r + s) * K, (size_t)K * sizeof(float));
+    }
+}
+
+/* What thread t of team does: its share of the kernel's transform and packing (barriers between), then
+ * every team-th block of tiles. */
+static void run_part(const plan *p, const float *x, const float *w, const float *bias, float *y, int act,
+                     const graphc_scratch *scratch, int t, int team)
+{
+    float *region = graphc_scratch_region(scratch, t), *region0 = graphc_scratch_region(scratch, 0);
+    float *V = region, *M = V + p->v, *edge = M + p->m + p->gemm, *zeros = edge + p->edge;
+    float *U = region0 + p->v + p->m + p->gemm + p->edge + p->zeros, *packed = U + p->u;
+    const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
+    graphc_scratch gs = graphc_scratch_thread(scratch, t);
+    int64_t b;
+    int xi;
+    gs.base = M + p->m;
+    memset(zeros, 0, (size_t)C * sizeof(float));
+    transform_kernel(p, w, C * t / team, C * (t + 1) / team, U);
+    GRAPHC_OMP(omp barrier)
+    for (xi = t; xi < 16; xi += team)
+        graphc_sgemm_pack_b(0, (int)C, (int)K, U + (size_t)xi * C * K, (int)K, packed + (size_t)xi * p->packed);
+    GRAPHC_OMP(omp barrier)
+    for (b = t; b < blocks; b += team) {
+        const int64_t t0 = b * p->block;
+        const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
+        transform_input(p, x, t0, nt, zeros, V);
+        for (xi = 0; xi < 16; xi++)
+            graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
+                                       packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
+        transform_output(p, M, t0, nt, bias, act, edge, y);
+    }
+}
+
+void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch)
+{
+    const plan p = make_plan(batch, win, cin, cout);
+    int team = 1;
+    if (p.tiles <= 0)
+        return;
+    if ((double)p.tiles * 16.0 * (double)cin * (double)cout >= (double)PARALLEL_MIN) {
+        const int64_t blocks = (p.tiles + p.block - 1) / p.block;
+        team = graphc_scratch_threads(scratch);
+        team = team < blocks ? team : (int)blocks;
+    }
+    if (team <= 1) {
+        run_part(&p, x, w, bias, y, act, scratch, 0, 1);
+        return;
+    }
+    GRAPHC_OMP(omp parallel num_threads(team))
+    {
+        int t = 0, n = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), n = omp_get_num_threads();
+#endif
+        run_part(&p, x, w, bias, y, act, scratch, t, n);
+    }
+}
