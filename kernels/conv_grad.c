@@ -378,10 +378,13 @@ static size_t input_grad_floats(int64_t batch, const graphc_window *win, int64_t
 size_t graphc_conv_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                              int64_t groups)
 {
-    size_t gemm;
+    size_t gemm, direct, winograd = 0;
     if (batch <= 0 || prod3(win->in) <= 0 || cin <= 0)
         return 0;
-    return input_grad_floats(batch, win, cin, cout, groups, &gemm);
+    direct = input_grad_floats(batch, win, cin, cout, groups, &gemm);
+    if (graphc_winograd_input_grad_applies(batch, win, cin, cout, groups))
+        winograd = graphc_winograd_input_grad_scratch_floats(batch, win, cin, cout);
+    return direct > winograd ? direct : winograd;
 }
 
 void graphc_conv_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
@@ -395,6 +398,10 @@ void graphc_conv_input_grad_f32(const float *dy, const float *w, float *dx, int6
     int64_t tc, cc, parts, part;
     if (batch <= 0 || p_in <= 0 || cin <= 0)
         return;
+    if (graphc_winograd_input_grad_applies(batch, win, cin, cout, groups)) {
+        graphc_winograd_input_grad_f32(dy, w, dx, batch, win, cin, cout, scratch);
+        return;
+    }
     if (input_grad_direct(win)) {
         const int64_t M = batch * p_in;
         int64_t gi, m0;

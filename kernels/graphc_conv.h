@@ -68,6 +68,13 @@ int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin
 size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
                          const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch);
+/* The same for graphc_conv_input_grad_f32 (graphc_conv_grad.h; win the forward window, w its kernel): dx is
+ * the Winograd convolution of dy with the flipped kernel. */
+int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                       int64_t groups);
+size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
+                                    const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch);
 
 /*
  * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.

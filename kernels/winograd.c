@@ -49,6 +49,7 @@
 typedef struct {
     int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
     int64_t pad_h, pad_w, cin, cout, block; /* block: tiles per block */
+    int flip;                               /* w is a forward kernel (3, 3, cout, cin), flipped: dx's conv */
     size_t v, m, gemm, edge, zeros;         /* floats of each part of a thread's region, then region 0's: */
     size_t u, packed, region;               /* the transformed kernel, and each of its 16 packed matrices */
 } plan;
@@ -66,7 +67,7 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
     plan p;
     p.n = batch, p.h = win->in[1], p.w = win->in[2], p.oh = win->out[1], p.ow = win->out[2];
     p.th = (p.oh + 1) / 2, p.tw = (p.ow + 1) / 2, p.tiles = p.n * p.th * p.tw;
-    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout;
+    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout, p.flip = 0;
     p.block = TILE_FLOATS / (cin + cout);
     p.block = p.block < 6 ? 6 : p.block / 6 * 6; /* whole micro-panels of the AVX2 kernel's 6 rows */
     if (p.block > p.tiles) p.block = p.tiles;
@@ -86,20 +87,23 @@ size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, i
     return batch > 0 ? make_plan(batch, win, cin, cout).region : 0;
 }
 
-/* U[xi][ci][co] = (G g G^T)[xi] for input channels [c0, c1); w is (3, 3, cin, cout). */
+/* U[xi][ci][co] = (G g G^T)[xi] for input channels [c0, c1). w is (3, 3, cin, cout): g[r][s] at tap 3r + s,
+ * [ci][co]; or, flipped, a forward kernel (3, 3, cout, cin) read at tap 8 - (3r + s), [co][ci]. */
 static void transform_kernel(const plan *p, const float *w, int64_t c0, int64_t c1, float *U)
 {
     const int64_t C = p->cin, K = p->cout, plane = C * K;
+    const int64_t tap0 = p->flip ? 8 * plane : 0, dtap = p->flip ? -plane : plane, dco = p->flip ? C : 1;
     int64_t ci, co;
     for (ci = c0; ci < c1; ci++) {
-        const float *g = w + ci * K; /* g[(3 * r + s) * plane + co] */
+        const float *g = w + tap0 + (p->flip ? ci : ci * K); /* g[(3 * r + s) * dtap + co * dco] */
         float *u = U + ci * K;
         INDEPENDENT
         for (co = 0; co < K; co++) {
             float t[4][3]; /* G g: rows of the 4x3 intermediate */
             int s, i;
             for (s = 0; s < 3; s++) {
-                const float g0 = g[(0 + s) * plane + co], g1 = g[(3 + s) * plane + co], g2 = g[(6 + s) * plane + co];
+                const float g0 = g[(0 + s) * dtap + co * dco], g1 = g[(3 + s) * dtap + co * dco];
+                const float g2 = g[(6 + s) * dtap + co * dco];
                 t[0][s] = g0;
                 t[1][s] = 0.5f * (g0 + g1 + g2);
                 t[2][s] = 0.5f * (g0 - g1 + g2);
@@ -230,20 +234,19 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     }
 }
 
-void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch)
+static void run(const plan *p, const float *x, const float *w, const float *bias, float *y, int act,
+                const graphc_scratch *scratch)
 {
-    const plan p = make_plan(batch, win, cin, cout);
     int team = 1;
-    if (p.tiles <= 0)
+    if (p->tiles <= 0)
         return;
-    if ((double)p.tiles * 16.0 * (double)cin * (double)cout >= (double)PARALLEL_MIN) {
-        const int64_t blocks = (p.tiles + p.block - 1) / p.block;
+    if ((double)p->tiles * 16.0 * (double)p->cin * (double)p->cout >= (double)PARALLEL_MIN) {
+        const int64_t blocks = (p->tiles + p->block - 1) / p->block;
         team = graphc_scratch_threads(scratch);
         team = team < blocks ? team : (int)blocks;
     }
     if (team <= 1) {
-        run_part(&p, x, w, bias, y, act, scratch, 0, 1);
+        run_part(p, x, w, bias, y, act, scratch, 0, 1);
         return;
     }
     GRAPHC_OMP(omp parallel num_threads(team))
@@ -252,6 +255,48 @@ void graphc_winograd_f32(const float *x, const float *w, const float *bias, floa
 #ifdef _OPENMP
         t = omp_get_thread_num(), n = omp_get_num_threads();
 #endif
-        run_part(&p, x, w, bias, y, act, scratch, t, n);
+        run_part(p, x, w, bias, y, act, scratch, t, n);
     }
+}
+
+void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
+                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch)
+{
+    const plan p = make_plan(batch, win, cin, cout);
+    run(&p, x, w, bias, y, act, scratch);
+}
+
+/* The input gradient of a 3x3, stride-1 convolution is one too: dx[i] = sum_k dy[i + pad - k] w[k] is a
+ * convolution of dy, padded by 2 - pad before, with the kernel flipped and its channels swapped. */
+static graphc_window input_grad_window(const graphc_window *win)
+{
+    graphc_window t = *win;
+    int a;
+    for (a = 0; a < 3; a++) {
+        t.in[a] = win->out[a], t.out[a] = win->in[a];
+        t.pad[a] = win->kernel[a] - 1 - win->pad[a];
+    }
+    return t;
+}
+
+int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                       int64_t groups)
+{
+    const graphc_window t = input_grad_window(win);
+    return graphc_winograd_applies(batch, &t, cout, cin, groups);
+}
+
+size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    const graphc_window t = input_grad_window(win);
+    return graphc_winograd_scratch_floats(batch, &t, cout, cin);
+}
+
+void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
+                                    const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch)
+{
+    const graphc_window t = input_grad_window(win);
+    plan p = make_plan(batch, &t, cout, cin);
+    p.flip = 1;
+    run(&p, dy, w, NULL, dx, GRAPHC_ACT_NONE, scratch);
 }

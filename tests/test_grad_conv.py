@@ -163,7 +163,9 @@ def numpy_conv_grads(x, w, dy, strides, padding, dilation, groups):
 
 
 LARGE_CONV = [  # (x shape, kernel, strides, padding, dilation, groups): what each one exercises
-    ((4, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", (1, 1), 1),    # threaded filter-grad partials
+    ((4, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", (1, 1), 1),    # threaded filter-grad partials; dx by
+    ((5, 13, 11, 16), (3, 3, 16, 24), (1, 1), "valid", (1, 1), 1),   # Winograd (3x3, stride 1, >= 128 tiles):
+    ((3, 15, 17, 20), (3, 3, 20, 17), (1, 1), "same", (1, 1), 1),    # odd sizes, channels off the vector
     ((3, 7, 9, 512), (3, 3, 512, 16), (2, 2), "valid", (1, 1), 1),   # dw rows in chunks of taps
     ((1, 3, 3, 4200), (2, 1, 4200, 8), (1, 1), "valid", (1, 1), 1),  # one tap's channels in chunks
     ((2, 3, 3, 2), (2, 2, 2, 8200), (1, 1), "same", (1, 1), 1),      # dw columns in chunks
