@@ -6,10 +6,13 @@
  * independent GEMMs, one per position xi of the 4x4 transformed tile:
  *   M[xi] (tiles x cout) = V[xi] (tiles x cin) @ U[xi] (cin x cout),
  * with V = B^T d B the transformed input and U = G g G^T the transformed kernel.
- * The kernel is transformed and packed for the GEMM once per call (threads share it: one barrier). Then
- * each thread takes blocks of TILES tiles: transforms their input into V (its own, cache-sized), runs the 16
- * GEMMs into M, and transforms M back into the output with the bias and activation. Channel loops are the
- * inner ones, so the transforms vectorize along channels (channels_last).
+ * The kernel is transformed and packed for the GEMM once per call, into region 0 of the scratch (threads
+ * share the 16 positions, then meet at one barrier). Then each thread takes blocks of tiles (TILE_FLOATS):
+ * transforms their input into V (its own, cache-sized), runs the 16 GEMMs into M, and transforms M back
+ * into the output with the bias and activation. Channel loops are the inner ones, so the transforms
+ * vectorize along channels (channels_last).
+ * Every thread's region has room for the 16 packed matrices, since the scratch is sized per thread, but only
+ * region 0's are used: the price is workspace (toy ResNet exported for 8 threads: ~4 MB instead of ~2).
  *
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
  *   A^T = [1 1 1 0; 0 1 -1 -1]
@@ -50,8 +53,8 @@ typedef struct {
     int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
     int64_t pad_h, pad_w, cin, cout, block; /* block: tiles per block */
     int flip;                               /* w is a forward kernel (3, 3, cout, cin), flipped: dx's conv */
-    size_t v, m, gemm, edge, zeros;         /* floats of each part of a thread's region, then region 0's: */
-    size_t u, packed, region;               /* the transformed kernel, and each of its 16 packed matrices */
+    size_t v, m, gemm, edge, zeros, u;      /* floats of each part of a thread's region (u: one position of */
+    size_t packed, region;                  /* the transformed kernel), then region 0's 16 packed matrices */
 } plan;
 
 int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
@@ -76,7 +79,7 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
     p.gemm = graphc_scratch_round(graphc_sgemm_scratch_floats(p.block, cout, cin));
     p.edge = graphc_scratch_round((size_t)(4 * cout));
     p.zeros = graphc_scratch_round((size_t)cin);
-    p.u = graphc_scratch_round((size_t)(16 * cin * cout));
+    p.u = graphc_scratch_round((size_t)(cin * cout));
     p.packed = graphc_scratch_round(graphc_sgemm_packed_b_size((int)cin, (int)cout));
     p.region = p.v + p.m + p.gemm + p.edge + p.zeros + p.u + 16 * p.packed;
     return p;
@@ -87,34 +90,29 @@ size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, i
     return batch > 0 ? make_plan(batch, win, cin, cout).region : 0;
 }
 
-/* U[xi][ci][co] = (G g G^T)[xi] for input channels [c0, c1). w is (3, 3, cin, cout): g[r][s] at tap 3r + s,
- * [ci][co]; or, flipped, a forward kernel (3, 3, cout, cin) read at tap 8 - (3r + s), [co][ci]. */
-static void transform_kernel(const plan *p, const float *w, int64_t c0, int64_t c1, float *U)
+/* U (cin x cout) = (G g G^T)[xi], position xi = 4i + j of the transformed kernel, for every channel pair.
+ * w is (3, 3, cin, cout): g[r][s] at tap 3r + s, [ci][co]; or, flipped, a forward kernel (3, 3, cout, cin)
+ * read at tap 8 - (3r + s), [co][ci]. One position at a time, so a thread needs room for one matrix. */
+static void transform_kernel(const plan *p, const float *w, int xi, float *U)
 {
+    static const float G[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
+    const float *gi = G[xi / 4], *gj = G[xi % 4];
     const int64_t C = p->cin, K = p->cout, plane = C * K;
     const int64_t tap0 = p->flip ? 8 * plane : 0, dtap = p->flip ? -plane : plane, dco = p->flip ? C : 1;
     int64_t ci, co;
-    for (ci = c0; ci < c1; ci++) {
+    for (ci = 0; ci < C; ci++) {
         const float *g = w + tap0 + (p->flip ? ci : ci * K); /* g[(3 * r + s) * dtap + co * dco] */
         float *u = U + ci * K;
         INDEPENDENT
         for (co = 0; co < K; co++) {
-            float t[4][3]; /* G g: rows of the 4x3 intermediate */
-            int s, i;
-            for (s = 0; s < 3; s++) {
-                const float g0 = g[(0 + s) * dtap + co * dco], g1 = g[(3 + s) * dtap + co * dco];
-                const float g2 = g[(6 + s) * dtap + co * dco];
-                t[0][s] = g0;
-                t[1][s] = 0.5f * (g0 + g1 + g2);
-                t[2][s] = 0.5f * (g0 - g1 + g2);
-                t[3][s] = g2;
+            float sum = 0.0f;
+            int r, s;
+            for (s = 0; s < 3; s++) { /* gj . (gi . g)[s] */
+                float t = 0.0f;
+                for (r = 0; r < 3; r++) t += gi[r] * g[(3 * r + s) * dtap + co * dco];
+                sum += gj[s] * t;
             }
-            for (i = 0; i < 4; i++) { /* (G g) G^T */
-                u[(4 * i + 0) * plane + co] = t[i][0];
-                u[(4 * i + 1) * plane + co] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[(4 * i + 2) * plane + co] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[(4 * i + 3) * plane + co] = t[i][2];
-            }
+            u[co] = sum;
         }
     }
 }
@@ -210,18 +208,18 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
                      const graphc_scratch *scratch, int t, int team)
 {
     float *region = graphc_scratch_region(scratch, t), *region0 = graphc_scratch_region(scratch, 0);
-    float *V = region, *M = V + p->v, *edge = M + p->m + p->gemm, *zeros = edge + p->edge;
-    float *U = region0 + p->v + p->m + p->gemm + p->edge + p->zeros, *packed = U + p->u;
+    float *V = region, *M = V + p->v, *edge = M + p->m + p->gemm, *zeros = edge + p->edge, *U = zeros + p->zeros;
+    float *packed = region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u;
     const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int64_t b;
     int xi;
     gs.base = M + p->m;
     memset(zeros, 0, (size_t)C * sizeof(float));
-    transform_kernel(p, w, C * t / team, C * (t + 1) / team, U);
-    GRAPHC_OMP(omp barrier)
-    for (xi = t; xi < 16; xi += team)
-        graphc_sgemm_pack_b(0, (int)C, (int)K, U + (size_t)xi * C * K, (int)K, packed + (size_t)xi * p->packed);
+    for (xi = t; xi < 16; xi += team) {
+        transform_kernel(p, w, xi, U);
+        graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, packed + (size_t)xi * p->packed);
+    }
     GRAPHC_OMP(omp barrier)
     for (b = t; b < blocks; b += team) {
         const int64_t t0 = b * p->block;
