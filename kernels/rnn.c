@@ -722,11 +722,10 @@ static int run(const problem *p, const graphc_scratch *scratch)
     if (p->batch <= 0) return 0;
     plan = plan_rnn(p);
 #ifdef _OPENMP
-    if (!omp_in_parallel()) {
+    {
         const double step = (double)p->batch * (double)p->gates * p->units * (double)p->units;
         const double work = (double)p->steps * (step + (double)p->batch * p->gates * p->units * (double)p->features);
-        int team = omp_get_max_threads();
-        team = team < scratch->nthreads ? team : scratch->nthreads;
+        int team = graphc_scratch_threads(scratch); /* 1 inside a parallel region */
         if (p->batch < team && step >= (double)UNITS_STEP_MIN && work > (double)UNITS_CALL_MIN &&
             p->units >= 2 * UNITS_PER_THREAD && units_split_fits(p, &plan)) {
             float *hnext = scratch->base + plan.gemm + plan.buf + plan.pack; /* in thread 0's region */

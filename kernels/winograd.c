@@ -65,12 +65,12 @@ int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin
            cin >= 16 && cout >= 16 && tiles >= MIN_TILES;
 }
 
-static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int flip)
 {
     plan p;
     p.n = batch, p.h = win->in[1], p.w = win->in[2], p.oh = win->out[1], p.ow = win->out[2];
     p.th = (p.oh + 1) / 2, p.tw = (p.ow + 1) / 2, p.tiles = p.n * p.th * p.tw;
-    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout, p.flip = 0;
+    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout, p.flip = flip;
     p.block = TILE_FLOATS / (cin + cout);
     p.block = p.block < 6 ? 6 : p.block / 6 * 6; /* whole micro-panels of the AVX2 kernel's 6 rows */
     if (p.block > p.tiles) p.block = p.tiles;
@@ -87,7 +87,7 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
 
 size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
 {
-    return batch > 0 ? make_plan(batch, win, cin, cout).region : 0;
+    return batch > 0 ? make_plan(batch, win, cin, cout, 0).region : 0;
 }
 
 /* U (cin x cout) = (G g G^T)[xi], position xi = 4i + j of the transformed kernel, for every channel pair.
@@ -202,8 +202,8 @@ static void transform_output(const plan *p, const float *M, int64_t t0, int nt, 
     }
 }
 
-/* What thread t of team does: its share of the kernel's transform and packing (barriers between), then
- * every team-th block of tiles. */
+/* What thread t of team does: its share of the kernel's 16 positions, transformed and packed into region 0,
+ * then (after the team's one barrier) every team-th block of tiles. */
 static void run_part(const plan *p, const float *x, const float *w, const float *bias, float *y, int act,
                      const graphc_scratch *scratch, int t, int team)
 {
@@ -260,7 +260,7 @@ static void run(const plan *p, const float *x, const float *w, const float *bias
 void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
                          const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch)
 {
-    const plan p = make_plan(batch, win, cin, cout);
+    const plan p = make_plan(batch, win, cin, cout, 0);
     run(&p, x, w, bias, y, act, scratch);
 }
 
@@ -294,7 +294,6 @@ void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, 
                                     const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch)
 {
     const graphc_window t = input_grad_window(win);
-    plan p = make_plan(batch, &t, cout, cin);
-    p.flip = 1;
+    const plan p = make_plan(batch, &t, cout, cin, 1);
     run(&p, dy, w, NULL, dx, GRAPHC_ACT_NONE, scratch);
 }
