@@ -4,7 +4,10 @@
  * of the output cells (rows of the flattened batch x spatial grid) straight from x into its micro-panels,
  *     y[m][o] = sum over (tap, c) of patch[m][tap * cin_g + c] * w[tap * cin_g + c][o]
  * so the patch matrix is never stored and the GEMM's own blocking and threads apply.
- * A 1x1 stride-1 convolution reads x directly (a plain GEMM). Transposed convolution multiplies a block
+ * A 1x1 stride-1 convolution reads x directly (a plain GEMM). A convolution with few products per output
+ * (taps x input channels <= SMALL_K, a first layer on 1-3 channels) runs as a direct loop instead (see
+ * conv_small_k); 3x3 stride-1 ones with many channels and tiles as Winograd's F(2x2, 3x3) (winograd.c).
+ * Transposed convolution multiplies a block
  * of input cells by the transposed kernel and scatter-adds the products into the output (col2im).
  * Blocks of images (transposed) are shared by OpenMP threads; inside a parallel region graphc_sgemm runs
  * serially, outside one (small problems) it may use the threads itself.
@@ -289,6 +292,151 @@ static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc,
     }
 }
 
+/* Few products per output (K = taps x cin_g <= SMALL_K, e.g. a first layer on 1-3 input channels): the
+ * implicit GEMM would pack patch panels of a few floats and load and store its C tile every few
+ * multiply-adds (28x28x1 -> 32 channels, 3x3, ran at a sixth of a core's peak). Here an output cell keeps a
+ * strip of STRIP outputs in registers over its K products, reading x and w in place; two neighbouring
+ * cells at a time where both windows lie whole inside the row (twice the independent FMA chains). */
+#define SMALL_K 32
+#define STRIP 32
+#define CELLS 2 /* neighbouring cells at a time: 8 sums in registers (3 measured slower) */
+#define SMALL_K_PARALLEL_MIN (1L << 16) /* multiply-adds below which one thread is faster (no barriers) */
+
+typedef struct {
+    const float *x, *w, *bias;
+    float *y;
+    const graphc_window *g;
+    int64_t cin, cout, cin_g, cout_g, ci0, co0; /* ci0, co0: the group's first input and output channel */
+    int act;
+} small_k_conv;
+
+/* Eight floats, as one AVX register or two SSE/NEON ones: the strip's sums are written with these so that
+ * GCC keeps them in registers (left to itself it vectorized the k loop instead, with gathers). */
+typedef float vec8 __attribute__((vector_size(32)));
+
+/* y0's `cells` (1 to CELLS) neighbouring output cells over their K products: product k reads x0[xoff[k]]
+ * (cell i's xstep * i floats further) and the kernel row wrow[k]. */
+static inline __attribute__((always_inline)) void small_k_cells(const small_k_conv *c, int cells, int K,
+                                                                const float *x0, const int64_t *xoff,
+                                                                const float *const *wrow, int64_t xstep, float *y0)
+{
+    const float *bias = c->bias ? c->bias + c->co0 : NULL;
+    float t[CELLS][STRIP];
+    int64_t js;
+    int i, j, k, q;
+    for (js = 0; js < c->cout_g; js += STRIP) {
+        const int n = c->cout_g - js < STRIP ? (int)(c->cout_g - js) : STRIP;
+        if (n == STRIP) {
+            vec8 a[CELLS][STRIP / 8];
+            for (i = 0; i < cells; i++)
+                for (q = 0; q < STRIP / 8; q++)
+                    a[i][q] = (vec8){0.0f};
+            for (k = 0; k < K; k++) {
+                const float *wp = wrow[k] + js, *xk = x0 + xoff[k];
+                for (i = 0; i < cells; i++) {
+                    const vec8 s = (vec8){0.0f} + xk[i * xstep];
+                    for (q = 0; q < STRIP / 8; q++) {
+                        vec8 w;
+                        memcpy(&w, wp + 8 * q, sizeof w); /* (an unaligned load) */
+                        a[i][q] += s * w;
+                    }
+                }
+            }
+            for (i = 0; i < cells; i++)
+                memcpy(t[i], a[i], sizeof t[i]);
+        } else {
+            for (i = 0; i < cells; i++)
+                for (j = 0; j < n; j++)
+                    t[i][j] = 0.0f;
+            for (k = 0; k < K; k++) {
+                const float *wp = wrow[k] + js, *xk = x0 + xoff[k];
+                for (i = 0; i < cells; i++)
+                    for (j = 0; j < n; j++)
+                        t[i][j] += xk[i * xstep] * wp[j];
+            }
+        }
+        for (i = 0; i < cells; i++)
+            store_act(y0 + i * c->cout + js, t[i], bias ? bias + js : NULL, n, c->act);
+    }
+}
+
+/* The products of a window's taps [d0, d1) x [h0, h1) x [w0, w1): offsets of x from the window's tap
+ * (0, 0, 0) and kernel rows (of the group's output channels). Returns how many. */
+static int small_k_products(const small_k_conv *c, int64_t d0, int64_t d1, int64_t h0, int64_t h1, int64_t w0,
+                            int64_t w1, int64_t *xoff, const float **wrow)
+{
+    const graphc_window *g = c->g;
+    const int64_t sd = g->dilation[0] * g->in[1] * g->in[2] * c->cin, sh = g->dilation[1] * g->in[2] * c->cin;
+    const int64_t sw = g->dilation[2] * c->cin;
+    int64_t kd, kh, kw, ci;
+    int K = 0;
+    for (kd = d0; kd < d1; kd++)
+        for (kh = h0; kh < h1; kh++)
+            for (kw = w0; kw < w1; kw++)
+                for (ci = 0; ci < c->cin_g; ci++, K++) {
+                    xoff[K] = kd * sd + kh * sh + kw * sw + ci;
+                    wrow[K] = c->w + (((kd * g->kernel[1] + kh) * g->kernel[2] + kw) * c->cin_g + ci) * c->cout + c->co0;
+                }
+    return K;
+}
+
+/* Whether output column ow's window lies whole inside the input's width. */
+static int last_whole(const graphc_window *g, int64_t ow)
+{
+    const int64_t sw = ow * g->stride[2] - g->pad[2];
+    return sw >= 0 && sw + (g->kernel[2] - 1) * g->dilation[2] < g->in[2];
+}
+
+/* Output row r (image, depth, height) of the group: every cell along the width. */
+static void small_k_row(const small_k_conv *c, int64_t r)
+{
+    const graphc_window *g = c->g;
+    const int64_t out0 = g->out[0], out1 = g->out[1], out2 = g->out[2];
+    const int64_t n = r / (out0 * out1), od = r / out1 % out0, oh = r % out1;
+    const int64_t sd = od * g->stride[0] - g->pad[0], sh = oh * g->stride[1] - g->pad[1];
+    const int64_t xstep = g->stride[2] * c->cin, kw_all = g->kernel[2];
+    int64_t xoff[SMALL_K], exoff[SMALL_K], d0, d1, h0, h1, ow;
+    const float *wrow[SMALL_K], *ewrow[SMALL_K];
+    int K;
+    graphc_tap_range(sd, g->dilation[0], g->kernel[0], g->in[0], &d0, &d1);
+    graphc_tap_range(sh, g->dilation[1], g->kernel[1], g->in[1], &h0, &h1);
+    K = small_k_products(c, d0, d1, h0, h1, 0, kw_all, xoff, wrow); /* windows whole along the width */
+    for (ow = 0; ow < out2;) {
+        const int64_t sw = ow * g->stride[2] - g->pad[2];
+        float *y0 = c->y + (r * out2 + ow) * c->cout + c->co0;
+        /* x at the window's tap (0, 0, 0), which may lie outside x: only its taps' offsets are added to it */
+        const float *x0 = c->x + ((n * g->in[0] + sd) * g->in[1] + sh) * g->in[2] * c->cin + sw * c->cin + c->ci0;
+        int64_t w0, w1;
+        graphc_tap_range(sw, g->dilation[2], kw_all, g->in[2], &w0, &w1);
+        if (w0 == 0 && w1 == kw_all) { /* then every later cell's window is whole while v1 == kw_all */
+            if (ow + CELLS <= out2 && last_whole(g, ow + CELLS - 1)) {
+                small_k_cells(c, CELLS, K, x0, xoff, wrow, xstep, y0);
+                ow += CELLS;
+            } else {
+                small_k_cells(c, 1, K, x0, xoff, wrow, xstep, y0);
+                ow += 1;
+            }
+        } else { /* cut by padding along the width */
+            const int EK = small_k_products(c, d0, d1, h0, h1, w0, w1, exoff, ewrow);
+            small_k_cells(c, 1, EK, x0, exoff, ewrow, xstep, y0);
+            ow += 1;
+        }
+    }
+}
+
+static void conv_small_k(const small_k_conv *c, int64_t batch, const graphc_scratch *scratch)
+{
+    const graphc_window *g = c->g;
+    const int64_t rows = batch * g->out[0] * g->out[1];
+    const double work = (double)rows * (double)g->out[2] * (double)(prod3(g->kernel) * c->cin_g) * (double)c->cout_g;
+    const int threads = graphc_scratch_threads(scratch);
+    int64_t r;
+    (void)threads, (void)work;
+    GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && work > SMALL_K_PARALLEL_MIN))
+    for (r = 0; r < rows; r++)
+        small_k_row(c, r);
+}
+
 size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                   int64_t groups)
 {
@@ -314,6 +462,16 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
         return;
     if (graphc_winograd_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU)) {
         graphc_winograd_f32(x, w, bias, y, batch, win, cin, cout, act, scratch);
+        return;
+    }
+    if (!direct && K <= SMALL_K) {
+        small_k_conv c;
+        c.x = x, c.w = w, c.bias = bias, c.y = y, c.g = win, c.act = act;
+        c.cin = cin, c.cout = cout, c.cin_g = cin_g, c.cout_g = cout_g;
+        for (gi = 0; gi < groups; gi++) {
+            c.ci0 = gi * cin_g, c.co0 = gi * cout_g;
+            conv_small_k(&c, batch, scratch);
+        }
         return;
     }
     for (gi = 0; gi < groups; gi++) {

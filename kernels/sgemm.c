@@ -65,8 +65,11 @@
 #define PARALLEL_MIN_WORK (1L << 17)
 /* The unpacked few-rows path (2-3 rows) is bound by reading B from memory: a second thread only helped
  * from about 3 x 4096 x 4096 on (measured on 2 cores; OpenBLAS's GEMV slowed down with 2 threads too).
- * One row uses PARALLEL_MIN_WORK: 1 x 512 x 784 ran 28 -> 16 us on 2 threads, 1 x 216 x 512 the same. */
+ * One row keeps C in registers and splits from far less: called again and again (batch-1 inference), each
+ * thread's half of B stays in its own core's L2 (1 x 128 x 1600 ran 18 -> 11 us on 2 threads, 1 x 216 x 512
+ * 10 -> 5 us, 1 x 512 x 784 28 -> 16 us). */
 #define PARALLEL_MIN_WORK_FEW_ROWS (1L << 24)
+#define PARALLEL_MIN_WORK_ONE_ROW (1L << 15)
 #define MAX_GRID_THREADS 256
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63u) & ~(uintptr_t)63u); }
@@ -977,7 +980,7 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
     if (M < SMALL_M && pack_a == NULL) {
 #ifdef _OPENMP
         /* one row keeps C in registers: then a second core's cache bandwidth pays off early */
-        const double min_work = M == 1 && !p.transb ? (double)PARALLEL_MIN_WORK : (double)PARALLEL_MIN_WORK_FEW_ROWS;
+        const double min_work = M == 1 && !p.transb ? (double)PARALLEL_MIN_WORK_ONE_ROW : (double)PARALLEL_MIN_WORK_FEW_ROWS;
         int threads = team_size(M, N, K, min_work, scratch);
         if (threads > N / 64) /* at least 64 columns (4 cache lines per row of B) each */
             threads = N / 64;

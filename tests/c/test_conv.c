@@ -1,5 +1,5 @@
 /* Checks graphc_conv_f32 (the implicit GEMM: patches packed from x into the micro-panels of whichever
- * micro-kernel this build has, SIMD or portable) against a double-precision loop over output cells, on 1-D,
+ * micro-kernel this build has, SIMD or portable; the direct loop for few products; Winograd) against a double-precision loop over output cells, on 1-D,
  * 2-D and 3-D windows with strides, padding on every side, dilation, groups, channel counts that are and are
  * not multiples of the panel and tile sizes, batch 1 and larger, bias and activations, and 1 to several
  * threads. Every call gets exactly graphc_conv_scratch_floats(...) floats per thread followed by a guard
@@ -172,6 +172,15 @@ int main(void)
         {2, {1, 3, 4}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 2100, 3, 1, GRAPHC_ACT_NONE, 1},
         {7, {1, 6, 6}, {1, 1, 1}, {1, 2, 2}, {1, 1, 1}, {0, 0, 0}, {0, 1, 1}, 6, 5, 1, GRAPHC_ACT_NONE, 1},
         {2, {1, 4, 4}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}, 16, 24, 2, GRAPHC_ACT_RELU, 1},
+        /* the direct loop for few products per output (taps x cin_g <= 32): pairs of cells with whole windows
+         * and single ones cut by padding (odd widths, so a pair cannot always form), strides and dilation
+         * along the width, strips of 32 output channels and partial ones, groups (their channel offsets),
+         * 1-D and 3-D windows */
+        {3, {1, 11, 13}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 3, 64, 1, GRAPHC_ACT_RELU, 1},
+        {2, {1, 9, 23}, {1, 3, 3}, {1, 1, 2}, {1, 1, 2}, {0, 1, 2}, {0, 0, 1}, 1, 32, 1, GRAPHC_ACT_NONE, 1},
+        {2, {1, 8, 9}, {1, 2, 3}, {1, 2, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 4, 144, 4, GRAPHC_ACT_TANH, 1},
+        {3, {1, 1, 40}, {1, 1, 7}, {1, 1, 1}, {1, 1, 1}, {0, 0, 3}, {0, 0, 3}, 4, 33, 1, GRAPHC_ACT_RELU, 0},
+        {2, {5, 6, 7}, {3, 2, 3}, {1, 2, 2}, {2, 1, 1}, {2, 0, 1}, {2, 1, 1}, 2, 40, 2, GRAPHC_ACT_SIGMOID, 1},
         /* Winograd F(2x2, 3x3) (3x3, stride 1, >= 16 channels, >= 128 tiles): many blocks of tiles, odd
          * output sizes (edge tiles), uneven padding, channel counts off the vector width; then a sigmoid,
          * which it does not take, on its geometry */
