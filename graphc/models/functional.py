@@ -307,7 +307,7 @@ class Model(Trainer, Layer):
         if not training and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
             program = self._compiled(arrays)
             if program is not None:
-                return program.run(arrays, [w.value for w in program.param_keys])
+                return program.run(arrays)  # (the weights' own arrays, read in place)
         graph = self.build_graph(training)
         feeds = {v.id: a for v, a in zip([v for v in graph.inputs if v is not graph.rng_counter], arrays)}
         if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
@@ -321,7 +321,16 @@ class Model(Trainer, Layer):
         return pack_like(self._output_struct, self._run(arrays, training=bool(kwargs.get("training"))))
 
     def predict_on_batch(self, x):
-        return pack_like(self._output_struct, self._run(self._standardize_inputs(x)))
+        outs = self._run(self._standardize_inputs(x))
+        return outs[0] if self._single_output else pack_like(self._output_struct, outs)
+
+    @property
+    def _single_output(self):
+        """Whether the model's output structure is one tensor (not a list or dict of them)."""
+        single = self.__dict__.get("_single_output_flag")
+        if single is None:
+            single = self._single_output_flag = not isinstance(self._output_struct, (list, tuple, dict))
+        return single
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         arrays = self._standardize_inputs(x)

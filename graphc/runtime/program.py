@@ -34,6 +34,8 @@ class CompiledGraph:
         rows = rows_factor(self.graph)
         self._out_rows = [rows.get(v.id) for v in self.graph.outputs]
         self._batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
+        self._input_specs = [(v.name, np.dtype(v.type.dtype), tuple(v.type.shape), b)
+                             for v, b in zip(self.graph.inputs, self._batched)]
         self._local = threading.local()
         self._needs = {}  # (batch, nthreads) -> arena bytes
         self._shapes = {}  # batch -> [(shape, dtype)] per output
@@ -78,7 +80,21 @@ class CompiledGraph:
 
     def _param_pointers(self, param_arrays):
         """The params pointer array, rebuilt only when the arrays are not those of the last call (weights
-        are updated in place by set_weights, so in steady state this is a lookup)."""
+        are updated in place by set_weights, so in steady state this is a lookup). None: the arrays of the
+        weights in ``param_keys``: Variables, whose storage never moves, so their pointers are made once."""
+        if param_arrays is None:
+            own = self.__dict__.get("_own_params")
+            if own is None:
+                from ..variables import Variable
+                arrays = [k.value for k in self.param_keys]
+                if not all(type(k) is Variable for k in self.param_keys):
+                    return self._param_pointers(arrays)
+                params = [np.ascontiguousarray(a, dtype=v.type.dtype) for a, v in zip(arrays, self.graph.params)]
+                if any(p is not a for p, a in zip(params, arrays)):  # (a copy would go stale: not cached)
+                    return self._param_pointers(arrays)
+                ptrs = self.ffi.new("void *[]", [self.ffi.from_buffer(a) for a in params] or [self.ffi.NULL])
+                own = self._own_params = (ptrs, params)
+            return own
         key = tuple(map(id, param_arrays))
         cached = self._local.__dict__.get("params")
         if cached is not None and cached[0] == key:
@@ -133,22 +149,22 @@ class CompiledGraph:
                 out_ptrs[k] = ffi.from_buffer(o)
         return outs
 
-    def run(self, arrays, param_arrays, outputs=None):
-        """Run on ``arrays`` (graph input order); ``outputs``, if given, are the arrays to write the results
-        into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
+    def run(self, arrays, param_arrays=None, outputs=None):
+        """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``
+        order; None: the current values of the weights in ``param_keys``); ``outputs``, if given, are the
+        arrays to write the results into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
         ffi = self.ffi
-        batched = self._batched
         batch = 1
-        for a, b in zip(arrays, batched):
+        for a, b in zip(arrays, self._batched):
             if b:
                 batch = int(np.shape(a)[0])
                 break
         ins = []
-        for a, v, b in zip(arrays, self.graph.inputs, batched):
-            if not (isinstance(a, np.ndarray) and a.dtype == v.type.dtype and a.flags.c_contiguous):
-                a = np.asarray(a, dtype=v.type.dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
-            if (a.shape[1:] != v.type.shape[1:] or a.shape[0] != batch) if b else a.shape != v.type.shape:
-                raise ValueError(f"input '{v.name}': expected shape {v.type.shape} with batch {batch}, got {a.shape}")
+        for a, (name, dtype, shape, batched) in zip(arrays, self._input_specs):
+            if not (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous):
+                a = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
+            if (a.shape[1:] != shape[1:] or a.shape[0] != batch) if batched else a.shape != shape:
+                raise ValueError(f"input '{name}': expected shape {shape} with batch {batch}, got {a.shape}")
             ins.append(a)
         param_ptrs, params = self._param_pointers(param_arrays)
         in_ptrs, out_ptrs = self._pointer_arrays()
