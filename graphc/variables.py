@@ -1,10 +1,32 @@
-"""Layer weights: NumPy storage plus the operators, so ``x @ self.w + self.b`` traces."""
+"""Layer weights: NumPy storage plus the operators, so ``x @ self.w + self.b`` traces.
+
+Every change of a weight's value goes through ``assign`` or a training step (``value`` is a read-only view),
+and bumps ``weights_version()``: compiled inference programs keep copies derived from the weights (packed
+for the GEMM) and re-derive them when the version moved.
+"""
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
 from .ir import normalize_dtype
 from .tracing import TensorOperators
+
+
+_versions = itertools.count(1)
+_version = 0
+
+
+def weights_version() -> int:
+    """A number that changes whenever any weight's value may have changed."""
+    return _version
+
+
+def weights_changed() -> None:
+    """Record that weights were written (by assign, or in place by a training step)."""
+    global _version
+    _version = next(_versions)
 
 
 class Variable(TensorOperators):
@@ -14,7 +36,10 @@ class Variable(TensorOperators):
 
     def __init__(self, value, name: str, *, trainable: bool = True, dtype="float32", path: str = ""):
         self.dtype = normalize_dtype(dtype)
-        self._value = np.array(value, dtype=self.dtype, order="C")  # compiled code reads it in place
+        self._value = np.array(value, dtype=self.dtype, order="C")  # compiled code reads and writes it in place
+        self._view = self._value.view()
+        self._view.flags.writeable = False
+        weights_changed()
         self.name = name
         self.path = path or name
         self.trainable = trainable
@@ -32,6 +57,13 @@ class Variable(TensorOperators):
 
     @property
     def value(self) -> np.ndarray:
+        """The current value, read-only (change it with ``assign``)."""
+        return self._view
+
+    @property
+    def storage(self) -> np.ndarray:
+        """The writable array behind ``value``, which training steps update in place (then call
+        ``weights_changed``)."""
         return self._value
 
     def assign(self, value) -> None:
@@ -40,9 +72,10 @@ class Variable(TensorOperators):
             raise ValueError(f"Variable '{self.path}' has shape {self._value.shape}; "
                              f"cannot assign a value of shape {value.shape}")
         self._value[...] = value.astype(self.dtype)
+        weights_changed()
 
     def __array__(self, dtype=None, copy=None):
-        return self._value.astype(dtype) if dtype else self._value
+        return self._value.astype(dtype) if dtype else self._view
 
     def __repr__(self):
         return f"<Variable path={self.path} shape={self.shape} dtype={self.dtype}>"

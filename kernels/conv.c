@@ -450,18 +450,60 @@ size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64
     return implicit > winograd ? implicit : winograd;
 }
 
+/* Whether the GEMMs of this convolution read its kernel as one K x cout matrix B that can be packed ahead
+ * (one group, more than SMALL_K products per output: the implicit GEMM or the 1x1 one). */
+static int packs_kernel(const graphc_window *win, int64_t cin, int64_t groups)
+{
+    return groups == 1 && (prod3(win->kernel) * cin > SMALL_K ||
+                           (prod3(win->kernel) == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 &&
+                            win->pad[1] == 0 && win->pad[2] == 0));
+}
+
+/* Prepared: the kernel packed for the GEMM (where packs_kernel), then, where Winograd may apply (it depends on
+ * the batch), its transformed matrices. */
+static size_t gemm_part(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+{
+    const size_t n = packs_kernel(win, cin, groups) && cout > 0
+                         ? graphc_sgemm_packed_b_size((int)(prod3(win->kernel) * cin), (int)cout) : 0;
+    return graphc_scratch_round(n);
+}
+
+size_t graphc_conv_prepared_floats(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+{
+    return gemm_part(win, cin, cout, groups) +
+           (graphc_winograd_fits(win, cin, cout, groups) ? graphc_winograd_prepared_floats(cin, cout) : 0);
+}
+
+void graphc_conv_prepare(const float *w, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                         float *prepared)
+{
+    if (gemm_part(win, cin, cout, groups) > 0)
+        graphc_sgemm_pack_b(0, (int)(prod3(win->kernel) * cin), (int)cout, w, (int)cout, prepared);
+    if (graphc_winograd_fits(win, cin, cout, groups))
+        graphc_winograd_prepare(w, cin, cout, prepared + gemm_part(win, cin, cout, groups));
+}
+
 void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
                      const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act,
                      const graphc_scratch *scratch)
 {
+    graphc_conv_prepared_f32(x, w, NULL, bias, y, batch, win, cin, cout, groups, act, scratch);
+}
+
+void graphc_conv_prepared_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                              int act, const graphc_scratch *scratch)
+{
     const int64_t cin_g = cin / groups, cout_g = cout / groups;
     const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
     const int direct = taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
+    const float *packed = prepared != NULL && packs_kernel(win, cin, groups) ? prepared : NULL;
     int64_t gi, m0;
     if (M <= 0 || cout <= 0)
         return;
     if (graphc_winograd_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU)) {
-        graphc_winograd_f32(x, w, bias, y, batch, win, cin, cout, act, scratch);
+        graphc_winograd_f32(x, w, prepared ? prepared + gemm_part(win, cin, cout, groups) : NULL, bias, y, batch, win,
+                            cin, cout, act, scratch);
         return;
     }
     if (!direct && K <= SMALL_K) {
@@ -480,13 +522,13 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
             const int mb = (int)min64(M - m0, GEMM_MAX_ROWS);
             float *yb = y + m0 * cout + gi * cout_g;
             if (direct) { /* 1x1, stride 1, unpadded: the input cells are the patch rows */
-                graphc_sgemm_bias_act(mb, (int)cout_g, (int)cin_g, x + m0 * cin + gi * cin_g, (int)cin, w + gi * cout_g,
-                                      (int)cout, bg, act, yb, (int)cout, scratch);
+                graphc_sgemm_bias_act_prepacked(mb, (int)cout_g, (int)cin_g, x + m0 * cin + gi * cin_g, (int)cin,
+                                                w + gi * cout_g, (int)cout, packed, bg, act, yb, (int)cout, scratch);
             } else {
                 patch_source ps;
                 ps.x = x, ps.win = win, ps.cin = cin, ps.cin_g = cin_g, ps.coff = gi * cin_g, ps.m_off = m0;
                 graphc_sgemm_implicit(mb, (int)cout_g, (int)K, pack_patch_panels, &ps, w + gi * cout_g, (int)cout,
-                                      0.0f, bg, act, yb, (int)cout, scratch);
+                                      packed, 0.0f, bg, act, yb, (int)cout, scratch);
             }
         }
     }

@@ -59,15 +59,33 @@ void graphc_conv_f32(const float *x, const float *w, const float *bias, float *y
                      const graphc_window *win, int64_t cin, int64_t cout, int64_t groups, int act,
                      const graphc_scratch *scratch);
 
+/* graphc_conv_f32 with the kernel prepared ahead (inference: once per set of weights, then every call):
+ * graphc_conv_prepared_floats(...) floats (0 when this convolution has nothing to prepare; any alignment),
+ * filled by graphc_conv_prepare from w, packed for the GEMM. graphc_conv_prepared_f32 reads them instead of
+ * packing w on every call (prepared may be NULL: then it is graphc_conv_f32, which passes NULL). */
+size_t graphc_conv_prepared_floats(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+void graphc_conv_prepare(const float *w, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                         float *prepared);
+void graphc_conv_prepared_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                              int act, const graphc_scratch *scratch);
+
 /* Internal to graphc_conv_f32: 2-D 3x3 convolutions of stride 1 (any padding, one group, at least 16 input
  * and output channels, at least 128 tiles of 2x2 output cells over the batch) with no activation or ReLU
  * run by Winograd's F(2x2, 3x3) (kernels/winograd.c): 2.25x fewer multiplies; results differ from the
  * direct sum by rounding (the transforms add and subtract inputs before multiplying).
  * graphc_conv_scratch_floats includes its scratch where it applies. */
 int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+/* Whether it may apply at some batch (the geometry and channels fit); then graphc_conv_prepare also makes
+ * its transformed, packed kernel (graphc_winograd_prepare, graphc_winograd_prepared_floats floats), which
+ * graphc_winograd_f32 reads when given instead of making it on every call (prepared may be NULL). */
+int graphc_winograd_fits(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+size_t graphc_winograd_prepared_floats(int64_t cin, int64_t cout);
+void graphc_winograd_prepare(const float *w, int64_t cin, int64_t cout, float *prepared);
 size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
-void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch);
+void graphc_winograd_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                         int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
+                         const graphc_scratch *scratch);
 /* The same for graphc_conv_input_grad_f32 (graphc_conv_grad.h; win the forward window, w its kernel): dx is
  * the Winograd convolution of dy with the flipped kernel. */
 int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,

@@ -127,6 +127,14 @@ void graphc_sgemm_ex(int transa, int transb, int M, int N, int K, float alpha, c
 void graphc_sgemm_bias_act(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                            const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch);
 
+/* graphc_sgemm_bias_act with B also given packed ahead (graphc_sgemm_pack_b(0, K, N, B, ldb, packed_b)),
+ * e.g. a Dense layer's kernel at inference, packed once per set of weights: blocked products read the
+ * packed copy instead of packing B on every call (products of a few rows read B itself). packed_b may be
+ * NULL (then it is graphc_sgemm_bias_act). */
+void graphc_sgemm_bias_act_prepacked(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                     const float *packed_b, const float *bias, int act, float *C, int ldc,
+                                     const graphc_scratch *scratch);
+
 /* B packed once, multiplied many times (e.g. a recurrent kernel at every timestep): the same product
  * as graphc_sgemm_ex(0, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) without re-packing B on
  * every call. graphc_sgemm_packed_b_size gives the floats the caller provides (any alignment);
@@ -147,12 +155,14 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
  * `rows` zero (a convolution packs its patches straight from the input). It is called from the threads of the
  * GEMM's team with disjoint Ap, so it must be reentrant. B is K x N (row stride ldb); beta, bias and act
  * as in graphc_sgemm / graphc_sgemm_bias_act (beta == 0 never reads C; bias and act apply after the sum).
- * Scratch: graphc_sgemm_implicit_scratch_floats(M, N, K) floats per thread.
+ * packed_b, if not NULL, is B already packed by graphc_sgemm_pack_b(0, K, N, B, ldb, packed_b), read instead
+ * of packing B. Scratch: graphc_sgemm_implicit_scratch_floats(M, N, K) floats per thread.
  */
 typedef void (*graphc_pack_a_fn)(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap);
 size_t graphc_sgemm_implicit_scratch_floats(int64_t M, int64_t N, int64_t K);
 void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const void *ctx, const float *B, int ldb,
-                           float beta, const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch);
+                           const float *packed_b, float beta, const float *bias, int act, float *C, int ldc,
+                           const graphc_scratch *scratch);
 
 /* The same three functions forced onto the portable C micro-kernel (same blocking and threading):
  * always available, so one build can test both paths. */

@@ -521,6 +521,7 @@ typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sg
     graphc_pack_a_fn pack_a; /* op(A) packed by the caller's function (A unused), or NULL */
     const void *pack_ctx;
     int row0;                /* row of the caller's op(A) that this product's row 0 is */
+    const float *packed_b;   /* op(B) already packed (graphc_sgemm_pack_b's layout, this impl's), or NULL */
 } gemm_args;
 
 /* Floats of an A block and of a B block (each rounded to 64-byte lines) that impl g packs for an M x N x K
@@ -556,6 +557,12 @@ static void pack_b_block(const gemm_args *p, int pc, int kc, int jc, int nc, int
         pack_bt(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
     else
         pack_b(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
+}
+
+/* Block (jc, pc) of a B packed by graphc_sgemm_pack_b (see there): every earlier jc block is a full NC. */
+static const float *packed_block(const gemm_impl *g, const gemm_args *p, int jc, int pc, int nc)
+{
+    return p->packed_b + (size_t)jc * (size_t)p->K + (size_t)pc * (size_t)((nc + g->nr - 1) / g->nr * g->nr);
 }
 
 /* The ic, jr, ir loops: C rows [m0, m1) x cols [jc, jc + nc) += A rows [m0, m1) x K block [pc, pc + kc)
@@ -611,10 +618,30 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     }
 }
 
+
+/* C rows [m0, m1) x columns [n0, n1) (n0 a multiple of NR) from an already packed B: the parts of its
+ * blocks that fall in the columns, read in place. */
+static void gemm_packed_part(const gemm_impl *g, const gemm_args *p, int m0, int m1, int n0, int n1, float *Ap)
+{
+    int jc, pc;
+    for (jc = n0 / NC * NC; jc < n1; jc += NC) {
+        const int nc = p->N - jc < NC ? p->N - jc : NC;
+        const int j0 = n0 > jc ? n0 - jc : 0, j1 = n1 < jc + nc ? n1 - jc : nc; /* the part in this block */
+        for (pc = 0; pc < p->K; pc += g->kc) {
+            const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+            gemm_macro(g, p, m0, m1, jc + j0, j1 - j0, pc, kc, packed_block(g, p, jc, pc, nc) + (size_t)j0 * kc, Ap);
+        }
+    }
+}
+
 /* Single thread: the jc, pc loops around gemm_macro, with this thread's buffers. */
 static void gemm_serial(const gemm_impl *g, const gemm_args *p, float *Ap, float *Bp)
 {
     int jc, pc;
+    if (p->packed_b != NULL) {
+        gemm_packed_part(g, p, 0, p->M, 0, p->N, Ap);
+        return;
+    }
     for (jc = 0; jc < p->N; jc += NC) {
         const int nc = p->N - jc < NC ? p->N - jc : NC;
         for (pc = 0; pc < p->K; pc += g->kc) {
@@ -912,7 +939,13 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, c
         float *Ap = graphc_scratch_region(scratch, t);
         int tm, tn, m0, m1;
         choose_grid(team, p->M, p->N, g, &tm, &tn);
-        if (tn == 1) {
+        if (p->packed_b != NULL) { /* B is ready: no block to pack together, so no barriers */
+            int n0, n1;
+            share(mt, g->mr, p->M, t / tn, tm, &m0, &m1);
+            share(nt, g->nr, p->N, t % tn, tn, &n0, &n1);
+            if (t < tm * tn && m1 > m0 && n1 > n0)
+                gemm_packed_part(g, p, m0, m1, n0, n1, Ap);
+        } else if (tn == 1) {
             int jc, pc;
             share(mt, g->mr, p->M, t, tm, &m0, &m1); /* threads t >= tm (if any) only help pack */
             for (jc = 0; jc < p->N; jc += NC) {
@@ -952,8 +985,8 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, c
 /* gemm_driver, or with pack_a != NULL a product whose op(A) the caller's function packs (A unused). */
 static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, int N, int K, float alpha,
                            const float *A, int lda, graphc_pack_a_fn pack_a, const void *pack_ctx, const float *B,
-                           int ldb, float beta, float *C, int ldc, const float *bias, int act,
-                           const graphc_scratch *scratch)
+                           int ldb, const float *packed_b, float beta, float *C, int ldc, const float *bias,
+                           int act, const graphc_scratch *scratch)
 {
     gemm_args p;
     size_t a_floats;
@@ -977,7 +1010,8 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     p.bias = bias; p.act = act;
     p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0;
-    if (M < SMALL_M && pack_a == NULL) {
+    p.packed_b = packed_b;
+    if (M < SMALL_M && pack_a == NULL) { /* (B read in place, even where a packed copy is given) */
 #ifdef _OPENMP
         /* one row keeps C in registers: then a second core's cache bandwidth pays off early */
         const double min_work = M == 1 && !p.transb ? (double)PARALLEL_MIN_WORK_ONE_ROW : (double)PARALLEL_MIN_WORK_FEW_ROWS;
@@ -1016,7 +1050,8 @@ static void gemm_driver(const gemm_impl *g, int transa, int transb, int M, int N
                         const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
                         const float *bias, int act, const graphc_scratch *scratch)
 {
-    gemm_driver_fn(g, transa, transb, M, N, K, alpha, A, lda, NULL, NULL, B, ldb, beta, C, ldc, bias, act, scratch);
+    gemm_driver_fn(g, transa, transb, M, N, K, alpha, A, lda, NULL, NULL, B, ldb, NULL, beta, C, ldc, bias, act,
+                   scratch);
 }
 
 size_t graphc_sgemm_scratch_floats(int64_t M, int64_t N, int64_t K)
@@ -1230,9 +1265,19 @@ void graphc_sgemm_bias_act_portable(int M, int N, int K, const float *A, int lda
 }
 
 void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const void *ctx, const float *B, int ldb,
-                           float beta, const float *bias, int act, float *C, int ldc, const graphc_scratch *scratch)
+                           const float *packed_b, float beta, const float *bias, int act, float *C, int ldc,
+                           const graphc_scratch *scratch)
 {
-    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, NULL, K, pack_a, ctx, B, ldb, beta, C, ldc, bias, act, scratch);
+    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, NULL, K, pack_a, ctx, B, ldb,
+                   packed_b ? align64((float *)packed_b) : NULL, beta, C, ldc, bias, act, scratch);
+}
+
+void graphc_sgemm_bias_act_prepacked(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                     const float *packed_b, const float *bias, int act, float *C, int ldc,
+                                     const graphc_scratch *scratch)
+{
+    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, NULL, NULL, B, ldb,
+                   packed_b ? align64((float *)packed_b) : NULL, 0.0f, C, ldc, bias, act, scratch);
 }
 
 const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }

@@ -7,7 +7,8 @@
  *   M[xi] (tiles x cout) = V[xi] (tiles x cin) @ U[xi] (cin x cout),
  * with V = B^T d B the transformed input and U = G g G^T the transformed kernel.
  * The kernel is transformed and packed for the GEMM once per call, into region 0 of the scratch (threads
- * share the 16 positions, then meet at one barrier). Then each thread takes blocks of tiles (TILE_FLOATS):
+ * share the 16 positions, then meet at one barrier), or, given prepared (inference), once per set of weights
+ * by graphc_winograd_prepare. Then each thread takes blocks of tiles (TILE_FLOATS):
  * transforms their input into V (its own, cache-sized), runs the 16 GEMMs into M, and transforms M back
  * into the output with the bias and activation. Channel loops are the inner ones, so the transforms
  * vectorize along channels (channels_last).
@@ -57,12 +58,17 @@ typedef struct {
     size_t packed, region;                  /* the transformed kernel), then region 0's 16 packed matrices */
 } plan;
 
+int graphc_winograd_fits(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+{
+    return groups == 1 && win->in[0] == 1 && win->kernel[0] == 1 && win->kernel[1] == 3 && win->kernel[2] == 3 &&
+           win->stride[1] == 1 && win->stride[2] == 1 && win->dilation[1] == 1 && win->dilation[2] == 1 &&
+           cin >= 16 && cout >= 16;
+}
+
 int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
 {
     const int64_t tiles = batch * ((win->out[1] + 1) / 2) * ((win->out[2] + 1) / 2);
-    return groups == 1 && win->in[0] == 1 && win->kernel[0] == 1 && win->kernel[1] == 3 && win->kernel[2] == 3 &&
-           win->stride[1] == 1 && win->stride[2] == 1 && win->dilation[1] == 1 && win->dilation[2] == 1 &&
-           cin >= 16 && cout >= 16 && tiles >= MIN_TILES;
+    return graphc_winograd_fits(win, cin, cout, groups) && tiles >= MIN_TILES;
 }
 
 static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int flip)
@@ -204,23 +210,25 @@ static void transform_output(const plan *p, const float *M, int64_t t0, int nt, 
 
 /* What thread t of team does: its share of the kernel's 16 positions, transformed and packed into region 0,
  * then (after the team's one barrier) every team-th block of tiles. */
-static void run_part(const plan *p, const float *x, const float *w, const float *bias, float *y, int act,
-                     const graphc_scratch *scratch, int t, int team)
+static void run_part(const plan *p, const float *x, const float *w, const float *prepared, const float *bias,
+                     float *y, int act, const graphc_scratch *scratch, int t, int team)
 {
     float *region = graphc_scratch_region(scratch, t), *region0 = graphc_scratch_region(scratch, 0);
     float *V = region, *M = V + p->v, *edge = M + p->m + p->gemm, *zeros = edge + p->edge, *U = zeros + p->zeros;
-    float *packed = region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u;
+    const float *packed = prepared ? prepared : region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u;
     const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int64_t b;
     int xi;
     gs.base = M + p->m;
     memset(zeros, 0, (size_t)C * sizeof(float));
-    for (xi = t; xi < 16; xi += team) {
-        transform_kernel(p, w, xi, U);
-        graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, packed + (size_t)xi * p->packed);
+    if (prepared == NULL) {
+        for (xi = t; xi < 16; xi += team) {
+            transform_kernel(p, w, xi, U);
+            graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, (float *)packed + (size_t)xi * p->packed);
+        }
+        GRAPHC_OMP(omp barrier)
     }
-    GRAPHC_OMP(omp barrier)
     for (b = t; b < blocks; b += team) {
         const int64_t t0 = b * p->block;
         const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
@@ -232,8 +240,8 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     }
 }
 
-static void run(const plan *p, const float *x, const float *w, const float *bias, float *y, int act,
-                const graphc_scratch *scratch)
+static void run(const plan *p, const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                int act, const graphc_scratch *scratch)
 {
     int team = 1;
     if (p->tiles <= 0)
@@ -244,7 +252,7 @@ static void run(const plan *p, const float *x, const float *w, const float *bias
         team = team < blocks ? team : (int)blocks;
     }
     if (team <= 1) {
-        run_part(p, x, w, bias, y, act, scratch, 0, 1);
+        run_part(p, x, w, prepared, bias, y, act, scratch, 0, 1);
         return;
     }
     GRAPHC_OMP(omp parallel num_threads(team))
@@ -253,15 +261,36 @@ static void run(const plan *p, const float *x, const float *w, const float *bias
 #ifdef _OPENMP
         t = omp_get_thread_num(), n = omp_get_num_threads();
 #endif
-        run_part(p, x, w, bias, y, act, scratch, t, n);
+        run_part(p, x, w, prepared, bias, y, act, scratch, t, n);
     }
 }
 
-void graphc_winograd_f32(const float *x, const float *w, const float *bias, float *y, int64_t batch,
-                         const graphc_window *win, int64_t cin, int64_t cout, int act, const graphc_scratch *scratch)
+void graphc_winograd_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                         int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
+                         const graphc_scratch *scratch)
 {
     const plan p = make_plan(batch, win, cin, cout, 0);
-    run(&p, x, w, bias, y, act, scratch);
+    run(&p, x, w, prepared, bias, y, act, scratch);
+}
+
+/* The 16 transformed, packed kernel matrices as run_part makes them, then room for one untransformed
+ * position while making them. */
+size_t graphc_winograd_prepared_floats(int64_t cin, int64_t cout)
+{
+    const plan p = make_plan(1, &(const graphc_window){{1, 3, 3}, {1, 1, 1}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}},
+                             cin, cout, 0);
+    return 16 * p.packed + p.u;
+}
+
+void graphc_winograd_prepare(const float *w, int64_t cin, int64_t cout, float *prepared)
+{
+    const plan p = make_plan(1, &(const graphc_window){{1, 3, 3}, {1, 1, 1}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}},
+                             cin, cout, 0);
+    int xi;
+    for (xi = 0; xi < 16; xi++) {
+        transform_kernel(&p, w, xi, prepared + 16 * p.packed);
+        graphc_sgemm_pack_b(0, (int)cin, (int)cout, prepared + 16 * p.packed, (int)cout, prepared + (size_t)xi * p.packed);
+    }
 }
 
 /* The input gradient of a 3x3, stride-1 convolution is one too: dx[i] = sum_k dy[i + pad - k] w[k] is a
@@ -295,5 +324,5 @@ void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, 
 {
     const graphc_window t = input_grad_window(win);
     const plan p = make_plan(batch, &t, cout, cin, 1);
-    run(&p, dy, w, NULL, dx, GRAPHC_ACT_NONE, scratch);
+    run(&p, dy, w, NULL, NULL, dx, GRAPHC_ACT_NONE, scratch);
 }

@@ -45,7 +45,7 @@ def test_new_weights_are_computed_in_place_only_when_every_read_of_the_old_ones_
     old = w.value.copy()
     xv = rng.normal(size=(2, 4)).astype("float32")
     program = runtime.compile_graph(graph, output_aliases=alias)
-    e, n, s = program.run([xv], [w.value], outputs=[None, w.value, None])
+    e, n, s = program.run([xv], [w.value], outputs=[None, w.storage, None])
     np.testing.assert_allclose(e, xv @ old, rtol=1e-5)
     np.testing.assert_allclose(w.value, old * 0.5 + 1, rtol=1e-6)
     np.testing.assert_allclose(s, np.sum(old * 3), rtol=1e-5)

@@ -45,6 +45,9 @@ class Context:
         self.view_of = {}        # value id -> value id whose storage it shares (reshape)
         self.direct = {}         # value id -> index of the graph output buffer it is computed in
         self.scratch_sizes = []  # C expressions (of `batch`) of the floats per thread kernels need
+        self.prepare_weights = True  # whether kernels may ask for prepared copies of parameters
+        self.prepared = []       # (C name, floats expression, fill statement) of each prepared copy
+        self._prepared_key = {}  # (param id, fill) -> C name, so a shared weight is prepared once
         self._used = set()
         for i, v in enumerate(graph.inputs):
             self._declare(v, f"in_{c_ident(v.name)}", f"inputs[{i}]")
@@ -93,6 +96,23 @@ class Context:
         if floats not in self.scratch_sizes:
             self.scratch_sizes.append(floats)
         return "&scratch"
+
+    def prepared_param(self, v, floats: str, fill: str, note: str) -> str:
+        """A copy of parameter ``v`` that a kernel derives once per set of weights (e.g. packed for the GEMM)
+        and reads on every call instead. ``floats``: a C expression of its size; ``fill``: a C statement
+        writing it, with ``{src}`` for the parameter and ``{dst}`` for the copy. Gives the C name of the copy's
+        pointer in the run function, NULL when the caller passes no prepared weights; "NULL" when ``v`` is not
+        a parameter or the graph's weights change at every call (a training step). ``note`` says what the copy
+        is, for a comment."""
+        if not self.prepare_weights or v.id not in self.graph.param_keys:
+            return "NULL"
+        key = (v.id, fill)
+        if key not in self._prepared_key:
+            name = self._unique(f"prep_{self.names[v.id]}")
+            src = f"(const float *)params[{[p.id for p in self.graph.params].index(v.id)}]"
+            self.prepared.append((name, floats, fill.replace("{src}", src).replace("{dst}", "dst"), c_comment(note)))
+            self._prepared_key[key] = name
+        return self._prepared_key[key]
 
     # --- shapes ---------------------------------------------------------------------------------
     @staticmethod

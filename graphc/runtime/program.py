@@ -13,6 +13,7 @@ import numpy as np
 
 from ..codegen import generate_c
 from ..passes.memory import rows_factor
+from ..variables import weights_version
 from . import threads
 
 
@@ -31,6 +32,14 @@ class CompiledGraph:
         self.ffi, lib = self.module.ffi, self.module.lib
         self._run = getattr(lib, f"{generated.prefix}_run")
         self._arena_bytes = getattr(lib, f"{generated.prefix}_arena_bytes")
+        # prepared weights (packed GEMM operands), where the generated code has any: re-derived on the first
+        # call after the weights change, then shared by every call and thread reading the same weights
+        self._prepare = getattr(lib, f"{generated.prefix}_prepare", None) if "_prepare(" in generated.cdef else None
+        if self._prepare is not None:
+            self._prepared_floats = int(getattr(lib, f"{generated.prefix}_prepared_floats")())
+            self._run_prepared = getattr(lib, f"{generated.prefix}_run_prepared")
+        self._prepared = None  # (weights version, buffer, pointer)
+        self._prepare_lock = threading.Lock()
         rows = rows_factor(self.graph)
         self._out_rows = [rows.get(v.id) for v in self.graph.outputs]
         self._batched = [bool(v.type.shape) and v.type.shape[0] is None for v in self.graph.inputs]
@@ -104,6 +113,25 @@ class CompiledGraph:
         self._local.params = (key, ptrs, params)
         return ptrs, params
 
+    def _prepared_weights(self, param_ptrs, params):
+        """The prepared-weights buffer for the weights' current values (``param_keys``'s own arrays)."""
+        version = weights_version()
+        cached = self._prepared
+        if cached is None or cached[0] != version:
+            with self._prepare_lock:
+                cached = self._prepared
+                if cached is None or cached[0] != version:
+                    buf = np.empty(self._prepared_floats + 16, dtype=np.float32)
+                    buf = buf[(-buf.ctypes.data // 4) % 16:][:self._prepared_floats]  # 64-byte aligned
+                    ptr = self.ffi.from_buffer("float[]", buf)
+                    self._prepare(param_ptrs, ptr)
+                    cached = self._prepared = (version, buf, ptr)
+        return cached[2]
+
+    def prepared_bytes(self) -> int:
+        """Bytes of the weights' prepared copies (packed GEMM operands) kept for inference: 0 if none."""
+        return 4 * self._prepared_floats if self._prepare is not None else 0
+
     def _pointer_arrays(self):
         """This thread's arrays of input and output pointers, made once (filled on every call)."""
         cached = self._local.__dict__.get("pointers")
@@ -172,7 +200,11 @@ class CompiledGraph:
             in_ptrs[k] = ffi.from_buffer(a)
         outs = self._outputs(batch, outputs, out_ptrs)
         with threads.share_of_threads() as nthreads:
-            rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
+            if param_arrays is None and self._prepare is not None and self.__dict__.get("_own_params"):
+                rc = self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs, params),
+                                        self._arena(batch, nthreads), nthreads)
+            else:
+                rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
         if rc == 2:  # GRAPHC_ERR_ID_RANGE (kernels/graphc_norm.h): a gather met a bad id and read nothing
             from ..ir.ops.gather import explain_bad_ids
             raise IdOutOfRangeError("compiled model returned error code 2: an id is out of range for an Embedding "

@@ -19,6 +19,7 @@ from ..autodiff import gradients
 from ..ir import GraphBuilder, TensorType, reference
 from ..layers.node import flatten, pack_like
 from ..tracing import Tensor, to_value, tracing
+from ..variables import weights_changed
 
 
 @dataclass
@@ -123,12 +124,16 @@ def run_step(step: StepGraph, model, feed_values: dict, title: str):
                           stacklevel=3)
             step.program = False
     if step.program:
-        targets = [None] * n_scalars + [v.value for v in step.updated]
-        results = step.program.run(arrays, [w.value for w in step.program.param_keys], outputs=targets)
+        targets = [None] * n_scalars + [v.storage for v in step.updated]
+        try:
+            results = step.program.run(arrays, [w.value for w in step.program.param_keys], outputs=targets)
+        finally:  # (written in place, even by a step that then failed)
+            weights_changed()
     else:
         g = step.graph
         results = reference.run(g, {v.id: a for v, a in zip(g.inputs, arrays)},
                                 {v.id: g.param_keys[v.id].value for v in g.params})
         for var, new in zip(step.updated, results[n_scalars:]):
-            var.value[...] = new
+            var.storage[...] = new
+        weights_changed()
     return [float(np.asarray(r)) for r in results[:n_scalars]]

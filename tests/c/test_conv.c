@@ -54,12 +54,15 @@ typedef struct {
     int batch, in[3], kernel[3], stride[3], dilation[3], pad[3], pad_after[3], cin, cout, groups, act, bias;
 } conv_case;
 
-static void run_case(const conv_case *c, int threads)
+/* prepared: the kernel prepared ahead (graphc_conv_prepare into a buffer with NaN guards on both sides, at an
+ * unaligned start), then graphc_conv_prepared_f32, which must read it, not write it, and give the same. */
+static void run_case(const conv_case *c, int threads, int prepared)
 {
     graphc_window win;
     const int cin_g = c->cin / c->groups, cout_g = c->cout / c->groups;
     size_t nx, nw, ny, need, per_thread, i;
-    float *x, *w, *bias, *y, *raw, *base;
+    float *x, *w, *bias, *y, *raw, *base, *prep = NULL, *kept;
+    size_t nprep = 0;
     graphc_scratch s;
     double max_err = 0.0;
     int a, bad = 0, n, o0, o1, o2, o, t0, t1, t2, ci;
@@ -95,7 +98,22 @@ static void run_case(const conv_case *c, int threads)
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    graphc_conv_f32(x, w, c->bias ? bias : NULL, y + GUARD, c->batch, &win, c->cin, c->cout, c->groups, c->act, &s);
+    if (prepared) {
+        nprep = graphc_conv_prepared_floats(&win, c->cin, c->cout, c->groups);
+        prep = xmalloc((nprep + 2) * sizeof(float));
+        for (i = 0; i < nprep + 2; i++) prep[i] = NAN;
+        graphc_conv_prepare(w, &win, c->cin, c->cout, c->groups, prep + 1);
+        kept = xmalloc((nprep + 2) * sizeof(float));
+        memcpy(kept, prep, (nprep + 2) * sizeof(float));
+        graphc_conv_prepared_f32(x, w, prep + 1, c->bias ? bias : NULL, y + GUARD, c->batch, &win, c->cin, c->cout,
+                                 c->groups, c->act, &s);
+        if (prep[0] == prep[0] || prep[nprep + 1] == prep[nprep + 1] ||
+            memcmp(kept, prep, (nprep + 2) * sizeof(float)) != 0)
+            bad = 1;
+        free(kept);
+    } else {
+        graphc_conv_f32(x, w, c->bias ? bias : NULL, y + GUARD, c->batch, &win, c->cin, c->cout, c->groups, c->act, &s);
+    }
 
     for (i = 0; i < GUARD; i++)
         if (y[i] != SENTINEL || y[GUARD + ny + i] != SENTINEL)
@@ -139,10 +157,10 @@ static void run_case(const conv_case *c, int threads)
     if (bad) {
         failed++;
         printf("FAIL conv batch %d in %dx%dx%d cin %d cout %d kernel %dx%dx%d stride %d,%d,%d dilation %d,%d,%d "
-               "pad %d,%d,%d groups %d act %d threads %d: max error %g (or a guard was overwritten)\n",
+               "pad %d,%d,%d groups %d act %d threads %d prepared %d: max error %g (or a guard was overwritten)\n",
                c->batch, c->in[0], c->in[1], c->in[2], c->cin, c->cout, c->kernel[0], c->kernel[1], c->kernel[2],
                c->stride[0], c->stride[1], c->stride[2], c->dilation[0], c->dilation[1], c->dilation[2], c->pad[0],
-               c->pad[1], c->pad[2], c->groups, c->act, threads, max_err);
+               c->pad[1], c->pad[2], c->groups, c->act, threads, prepared, max_err);
     } else {
         passed++;
     }
@@ -151,6 +169,7 @@ static void run_case(const conv_case *c, int threads)
     free(bias);
     free(y);
     free(raw);
+    free(prep);
 }
 
 int main(void)
@@ -190,10 +209,11 @@ int main(void)
         {8, {1, 8, 8}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 1, 1}, {0, 1, 1}, 16, 16, 1, GRAPHC_ACT_SIGMOID, 1},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
-    int i, threads;
-    for (threads = 1; threads <= 3; threads += 2)
-        for (i = 0; i < ncases; i++)
-            run_case(&cases[i], threads);
+    int i, threads, prepared;
+    for (prepared = 0; prepared <= 1; prepared++)
+        for (threads = 1; threads <= 3; threads += 2)
+            for (i = 0; i < ncases; i++)
+                run_case(&cases[i], threads, prepared);
     printf("graphc_sgemm micro-kernel: %s\n", graphc_sgemm_kernel_name());
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

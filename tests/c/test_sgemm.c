@@ -315,6 +315,25 @@ static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
         /* relu, sigmoid and tanh have slope <= 1: the GEMM bound carries over, plus their own rounding */
         record(!guard_bad && !check(&p, C, expect, 1e-6, what, 1));
     }
+    { /* B packed ahead (a Dense kernel at inference), from an unaligned start with NaN after it */
+        const size_t size = graphc_sgemm_packed_b_size(K, N);
+        float *packed = xmalloc((size + 2) * sizeof(float)), *B_nan;
+        test_scratch ts;
+        int guard_bad;
+        size_t k;
+        for (k = 0; k < size + 2; ++k) packed[k] = NAN;
+        graphc_sgemm_pack_b(0, K, N, p.B, p.ldb, packed + 1);
+        B_nan = xmalloc((size_t)(K > 0 ? K : 1) * p.ldb * sizeof(float)); /* a B that must not be read instead */
+        for (k = 0; k < (size_t)(K > 0 ? K : 1) * p.ldb; ++k) B_nan[k] = M < 4 ? p.B[k] : NAN; /* (few rows read B) */
+        scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), team());
+        memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
+        graphc_sgemm_bias_act_prepacked(M, N, K, p.A, p.lda, B_nan, p.ldb, packed + 1, bias, act, C, p.ldc, &ts.s);
+        snprintf(what, sizeof what, "prepacked bias_act M=%d N=%d K=%d pad=%d bias=%d act=%d", M, N, K, pad,
+                 with_bias, act);
+        guard_bad = scratch_close(&ts, what) || packed[0] == packed[0] || packed[size + 1] == packed[size + 1];
+        record(!guard_bad && !check(&p, C, expect, 1e-6, what, 1));
+        free(packed); free(B_nan);
+    }
     free(bias); free(C); free(expect);
     free_problem(&p);
 }
@@ -391,6 +410,7 @@ static void bias_act_cases(void)
         bias_act_case(5, 1500, 120, 1, 1, act);  /* threaded, columns split: bias offset per thread */
         bias_act_case(3, 4000, 2900, 0, 1, act); /* few rows, threaded over columns */
         bias_act_case(1, 200, 700, 1, 1, act);   /* one row: strips, tail, threaded */
+        bias_act_case(20, 1100, 800, 1, 1, act); /* two NC blocks of columns, three K blocks, threaded */
     }
 }
 

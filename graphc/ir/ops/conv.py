@@ -309,8 +309,12 @@ def _conv_c(ctx, op):
     act = _fused_activation(a.get("activation", "linear"))
     sizes = f"{ctx.dim(x, 0)}, {window_arg(window)}, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
     scratch = ctx.scratch(f"graphc_conv_scratch_floats({sizes})")
-    return _call(window, f"graphc_conv_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {ctx.ptr(y)}, {ctx.dim(x, 0)}, "
-                         f"&win, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}, {act}, {scratch});")
+    channels = f"{x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
+    packed = ctx.prepared_param(w, f"graphc_conv_prepared_floats({window_arg(window)}, {channels})",
+                                f"graphc_conv_prepare({{src}}, {window_arg(window)}, {channels}, {{dst}});",
+                                f"{op.scope or 'conv'}: conv kernel, packed for the GEMM")
+    return _call(window, f"graphc_conv_prepared_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, {ctx.ptr(y)}, "
+                         f"{ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
 
 
 def _conv_transpose_c(ctx, op):

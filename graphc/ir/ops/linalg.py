@@ -102,7 +102,10 @@ def _dense_c(ctx, op):
     bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
     M = ctx.prod(x, 0, -1)
     scratch = ctx.scratch(f"graphc_sgemm_scratch_floats({M}, {N}, {K})")
-    return [f"graphc_sgemm_bias_act((int)({M}), {N}, {K}, {ctx.ptr(x)}, {K}, {ctx.ptr(w)}, {N}, "
+    packed = ctx.prepared_param(w, f"graphc_sgemm_packed_b_size({K}, {N})",
+                                f"graphc_sgemm_pack_b(0, {K}, {N}, {{src}}, {N}, {{dst}});",
+                                f"{op.scope or 'dense'}: dense kernel, packed for the GEMM")
+    return [f"graphc_sgemm_bias_act_prepacked((int)({M}), {N}, {K}, {ctx.ptr(x)}, {K}, {ctx.ptr(w)}, {N}, {packed}, "
             f"{bias}, {DENSE_ACTIVATIONS[op.attrs.get('activation', 'linear')]}, {ctx.ptr(y)}, {N}, {scratch});"]
 
 
