@@ -41,6 +41,7 @@ def test_the_inference_program_packs_its_kernels_once(data):
     program = _program(model, data)
     assert "_prepare(" in program.generated.cdef
     assert program.prepared_bytes() >= 4 * (3 * 3 * 4 * 16 + 4 * 16 + 9 * 9 * 8 * 12)  # the four kernels, packed
+    assert model.memory_report(batch_size=6)["prepared_weights_bytes"] == program.prepared_bytes()
     source = program.generated.source
     for layer in ("conv3x3", "conv1x1", "hidden", "out"):
         assert re.search(rf"/\* {layer}: (conv|dense) kernel, packed for the GEMM \*/", source), layer
@@ -87,6 +88,7 @@ def test_a_training_step_does_not_prepare_weights(data):
     model.train_on_batch(data, np.zeros((6, 5), "float32"))
     steps = [s.program for s in model._steps.values() if s.program]
     assert steps and all("_prepare(" not in s.generated.cdef and s.prepared_bytes() == 0 for s in steps)
+    assert model.memory_report(batch_size=6, training=True)["prepared_weights_bytes"] == 0
 
 
 def test_weights_change_only_through_assign(data):

@@ -67,13 +67,15 @@ class CompiledGraph:
 
     def memory_report(self, batch: int = 1) -> dict:
         """Bytes of the planned intermediates for ``batch`` ("arena_bytes") against the peak of simultaneously
-        live ones, and the kernels' scratch a call on the current thread count adds after them."""
+        live ones, the kernels' scratch a call on the current thread count adds after them, and the weights'
+        packed copies an inference program keeps ("prepared_weights_bytes", not in the arena)."""
         plan = self.generated.plan
         nthreads = threads.compiled_threads()
         return {"batch": batch, "arena_bytes": plan.arena_bytes(batch),
                 "peak_live_bytes": plan.peak_live_bytes(batch),
                 "all_intermediates_bytes": plan.total_fixed + batch * plan.total_per_sample,
-                "threads": nthreads, "scratch_bytes": self.scratch_bytes(batch, nthreads)}
+                "threads": nthreads, "scratch_bytes": self.scratch_bytes(batch, nthreads),
+                "prepared_weights_bytes": self.prepared_bytes()}
 
     def _arena(self, batch, nthreads):
         """This thread's arena as a cffi pointer, 64-byte aligned, grown only when a call needs more."""
