@@ -97,7 +97,7 @@ class GraphcPeer(KerasAPIPeer):
         feeds.update({("hyper", n): np.float32(v) for n, v in model.optimizer.hyperparameters().items()})
         args = [np.asarray(feeds[f], dtype=v.type.dtype, order="C") for f, v in zip(step.feeds, step.graph.inputs)]
         params = [w.value for w in step.program.param_keys]
-        targets = [None] * (len(step.graph.outputs) - len(step.updated)) + [v.value for v in step.updated]
+        targets = [None] * (len(step.graph.outputs) - len(step.updated)) + [v.storage for v in step.updated]
         return lambda: step.program.run(args, params, outputs=targets)
 
     def info(self):
