@@ -312,7 +312,8 @@ def _conv_c(ctx, op):
     channels = f"{x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
     packed = ctx.prepared_param(w, f"graphc_conv_prepared_floats({window_arg(window)}, {channels})",
                                 f"graphc_conv_prepare({{src}}, {window_arg(window)}, {channels}, {{dst}});",
-                                f"{op.scope or 'conv'}: conv kernel, packed for the GEMM")
+                                f"{op.scope or 'conv'}: conv kernel, packed for its GEMM and transformed for "
+                                "Winograd, where they apply")
     return _call(window, f"graphc_conv_prepared_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, {ctx.ptr(y)}, "
                          f"{ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
 
