@@ -450,13 +450,18 @@ size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64
     return implicit > winograd ? implicit : winograd;
 }
 
+/* A 1x1, stride-1, unpadded convolution: the input cells are the patch rows (a plain GEMM over x). */
+static int is_pointwise(const graphc_window *win)
+{
+    return prod3(win->kernel) == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 &&
+           win->pad[2] == 0;
+}
+
 /* Whether the GEMMs of this convolution read its kernel as one K x cout matrix B that can be packed ahead
- * (one group, more than SMALL_K products per output: the implicit GEMM or the 1x1 one). */
+ * (one group, more than SMALL_K products per output: the implicit GEMM, or the 1x1 one). */
 static int packs_kernel(const graphc_window *win, int64_t cin, int64_t groups)
 {
-    return groups == 1 && (prod3(win->kernel) * cin > SMALL_K ||
-                           (prod3(win->kernel) == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 &&
-                            win->pad[1] == 0 && win->pad[2] == 0));
+    return groups == 1 && (prod3(win->kernel) * cin > SMALL_K || is_pointwise(win));
 }
 
 /* Prepared: the kernel packed for the GEMM (where packs_kernel), then, where Winograd may apply (it depends on
@@ -496,7 +501,7 @@ void graphc_conv_prepared_f32(const float *x, const float *w, const float *prepa
 {
     const int64_t cin_g = cin / groups, cout_g = cout / groups;
     const int64_t taps = prod3(win->kernel), M = batch * prod3(win->out), K = taps * cin_g;
-    const int direct = taps == 1 && prod3(win->stride) == 1 && win->pad[0] == 0 && win->pad[1] == 0 && win->pad[2] == 0;
+    const int direct = is_pointwise(win);
     const float *packed = prepared != NULL && packs_kernel(win, cin, groups) ? prepared : NULL;
     int64_t gi, m0;
     if (M <= 0 || cout <= 0)

@@ -1010,7 +1010,7 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     p.bias = bias; p.act = act;
     p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0;
-    p.packed_b = packed_b;
+    p.packed_b = packed_b ? align64((float *)packed_b) : NULL; /* (where graphc_sgemm_pack_b put it) */
     if (M < SMALL_M && pack_a == NULL) { /* (B read in place, even where a packed copy is given) */
 #ifdef _OPENMP
         /* one row keeps C in registers: then a second core's cache bandwidth pays off early */
@@ -1268,16 +1268,16 @@ void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const v
                            const float *packed_b, float beta, const float *bias, int act, float *C, int ldc,
                            const graphc_scratch *scratch)
 {
-    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, NULL, K, pack_a, ctx, B, ldb,
-                   packed_b ? align64((float *)packed_b) : NULL, beta, C, ldc, bias, act, scratch);
+    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, NULL, K, pack_a, ctx, B, ldb, packed_b, beta, C, ldc, bias, act,
+                   scratch);
 }
 
 void graphc_sgemm_bias_act_prepacked(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                      const float *packed_b, const float *bias, int act, float *C, int ldc,
                                      const graphc_scratch *scratch)
 {
-    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, NULL, NULL, B, ldb,
-                   packed_b ? align64((float *)packed_b) : NULL, 0.0f, C, ldc, bias, act, scratch);
+    gemm_driver_fn(&impl_simd, 0, 0, M, N, K, 1.0f, A, lda, NULL, NULL, B, ldb, packed_b, 0.0f, C, ldc, bias, act,
+                   scratch);
 }
 
 const char *graphc_sgemm_kernel_name(void) { return impl_simd.name; }

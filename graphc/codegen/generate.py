@@ -123,7 +123,8 @@ def _prepared_code(prefix, ctx, sig_run):
     sig_body = (f"int {prefix}_run_prepared(int64_t batch, void *const *inputs, void *const *outputs, "
                 f"const void *const *params, const float *prepared, void *arena_ptr, int nthreads)")
     fns = ["/* Prepared weights: copies of parameters that the kernels derive once per set of weights (packed for",
-           " * the GEMM) and read on every call; prepared_at(k) is where copy k starts, in floats. */",
+           " * the GEMM, transformed for Winograd) and read on every call; prepared_at(k) is where copy k starts,",
+           " * in floats. */",
            f"static size_t {at}(int k) {{", "    size_t at = 0;"]
     for k, (name, floats, _, _) in enumerate(ctx.prepared):
         fns += [f"    if (k == {k}) return at;", f"    at += ({floats} + 15u) & ~(size_t)15u;"]

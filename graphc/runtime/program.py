@@ -115,7 +115,7 @@ class CompiledGraph:
         self._local.params = (key, ptrs, params)
         return ptrs, params
 
-    def _prepared_weights(self, param_ptrs, params):
+    def _prepared_weights(self, param_ptrs):
         """The prepared-weights buffer for the weights' current values (``param_keys``'s own arrays)."""
         version = weights_version()
         cached = self._prepared
@@ -202,8 +202,9 @@ class CompiledGraph:
             in_ptrs[k] = ffi.from_buffer(a)
         outs = self._outputs(batch, outputs, out_ptrs)
         with threads.share_of_threads() as nthreads:
+            # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
             if param_arrays is None and self._prepare is not None and self.__dict__.get("_own_params"):
-                rc = self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs, params),
+                rc = self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs),
                                         self._arena(batch, nthreads), nthreads)
             else:
                 rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
