@@ -381,7 +381,7 @@ static int small_k_products(const small_k_conv *c, int64_t d0, int64_t d1, int64
 }
 
 /* Whether output column ow's window lies whole inside the input's width. */
-static int last_whole(const graphc_window *g, int64_t ow)
+static int window_whole(const graphc_window *g, int64_t ow)
 {
     const int64_t sw = ow * g->stride[2] - g->pad[2];
     return sw >= 0 && sw + (g->kernel[2] - 1) * g->dilation[2] < g->in[2];
@@ -406,10 +406,8 @@ static void small_k_row(const small_k_conv *c, int64_t r)
         float *y0 = c->y + (r * out2 + ow) * c->cout + c->co0;
         /* x at the window's tap (0, 0, 0), which may lie outside x: only its taps' offsets are added to it */
         const float *x0 = c->x + ((n * g->in[0] + sd) * g->in[1] + sh) * g->in[2] * c->cin + sw * c->cin + c->ci0;
-        int64_t w0, w1;
-        graphc_tap_range(sw, g->dilation[2], kw_all, g->in[2], &w0, &w1);
-        if (w0 == 0 && w1 == kw_all) { /* then every later cell's window is whole while v1 == kw_all */
-            if (ow + CELLS <= out2 && last_whole(g, ow + CELLS - 1)) {
+        if (window_whole(g, ow)) { /* (the cells between it and a later whole window are whole too) */
+            if (ow + CELLS <= out2 && window_whole(g, ow + CELLS - 1)) {
                 small_k_cells(c, CELLS, K, x0, xoff, wrow, xstep, y0);
                 ow += CELLS;
             } else {
@@ -417,7 +415,10 @@ static void small_k_row(const small_k_conv *c, int64_t r)
                 ow += 1;
             }
         } else { /* cut by padding along the width */
-            const int EK = small_k_products(c, d0, d1, h0, h1, w0, w1, exoff, ewrow);
+            int64_t w0, w1;
+            int EK;
+            graphc_tap_range(sw, g->dilation[2], kw_all, g->in[2], &w0, &w1);
+            EK = small_k_products(c, d0, d1, h0, h1, w0, w1, exoff, ewrow);
             small_k_cells(c, 1, EK, x0, exoff, ewrow, xstep, y0);
             ow += 1;
         }

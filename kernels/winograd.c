@@ -215,7 +215,8 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
 {
     float *region = graphc_scratch_region(scratch, t), *region0 = graphc_scratch_region(scratch, 0);
     float *V = region, *M = V + p->v, *edge = M + p->m + p->gemm, *zeros = edge + p->edge, *U = zeros + p->zeros;
-    const float *packed = prepared ? prepared : region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u;
+    float *made = region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u; /* (when not prepared) */
+    const float *packed = prepared ? prepared : made;
     const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int64_t b;
@@ -225,7 +226,7 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     if (prepared == NULL) {
         for (xi = t; xi < 16; xi += team) {
             transform_kernel(p, w, xi, U);
-            graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, (float *)packed + (size_t)xi * p->packed);
+            graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, made + (size_t)xi * p->packed);
         }
         GRAPHC_OMP(omp barrier)
     }
@@ -273,19 +274,24 @@ void graphc_winograd_f32(const float *x, const float *w, const float *prepared, 
     run(&p, x, w, prepared, bias, y, act, scratch);
 }
 
+/* A plan for the kernel alone (its sizes do not depend on the image): one 3x3 image, one tile. */
+static plan kernel_plan(int64_t cin, int64_t cout)
+{
+    static const graphc_window one = {{1, 3, 3}, {1, 1, 1}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}};
+    return make_plan(1, &one, cin, cout, 0);
+}
+
 /* The 16 transformed, packed kernel matrices as run_part makes them, then room for one untransformed
  * position while making them. */
 size_t graphc_winograd_prepared_floats(int64_t cin, int64_t cout)
 {
-    const plan p = make_plan(1, &(const graphc_window){{1, 3, 3}, {1, 1, 1}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}},
-                             cin, cout, 0);
+    const plan p = kernel_plan(cin, cout);
     return 16 * p.packed + p.u;
 }
 
 void graphc_winograd_prepare(const float *w, int64_t cin, int64_t cout, float *prepared)
 {
-    const plan p = make_plan(1, &(const graphc_window){{1, 3, 3}, {1, 1, 1}, {1, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}},
-                             cin, cout, 0);
+    const plan p = kernel_plan(cin, cout);
     int xi;
     for (xi = 0; xi < 16; xi++) {
         transform_kernel(&p, w, xi, prepared + 16 * p.packed);
