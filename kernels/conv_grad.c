@@ -1,6 +1,7 @@
 /* Gradients of convolution and pooling on channels_last tensors (contracts in graphc_conv_grad.h).
  *
- * Filter gradient: the patches of a block of output cells (im2col) go into the thread's region of the
+ * Filter gradient: 3x3 stride-1 convolutions with many tiles go to Winograd's F(3x3, 2x2) (winograd.c). Others:
+ * the patches of a block of output cells (im2col) go into the thread's region of the
  * caller's scratch and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a transposed A whose inner
  * dimension is the batch x spatial positions. Threads take contiguous ranges of
  * those positions, each accumulating a private partial dw (in its region too, bounded), reduced at the end.
@@ -250,16 +251,18 @@ size_t graphc_conv_filter_grad_scratch_floats(int64_t batch, const graphc_window
                                               int64_t groups)
 {
     filter_problem P;
-    size_t partial = 0;
+    size_t partial = 0, winograd = 0;
     if (prod3(win->kernel) * (cin / groups) <= 0 || cout <= 0 || batch <= 0)
         return 0;
+    if (graphc_winograd_filter_grad_applies(batch, win, cin, cout, groups))
+        winograd = graphc_winograd_filter_grad_scratch_floats(batch, win, cin, cout);
 #ifdef _OPENMP
     if (plan_filter(&P, win, batch, cin, cout, groups, MAX_THREADS) > 1) /* threads may need a partial dw */
         partial = graphc_scratch_round((size_t)(P.tc * P.cc * P.nc));
 #else
     plan_filter(&P, win, batch, cin, cout, groups, 1);
 #endif
-    return P.gemm + P.patch + partial;
+    return P.gemm + P.patch + partial > winograd ? P.gemm + P.patch + partial : winograd;
 }
 
 void graphc_conv_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
@@ -271,6 +274,10 @@ void graphc_conv_filter_grad_f32(const float *x, const float *dy, float *dw, int
     int64_t i, nchunks;
     if (prod3(win->kernel) * (cin / groups) <= 0 || cout <= 0)
         return;
+    if (graphc_winograd_filter_grad_applies(batch, win, cin, cout, groups)) {
+        graphc_winograd_filter_grad_f32(x, dy, dw, batch, win, cin, cout, scratch);
+        return;
+    }
     P.x = x;
     P.dy = dy;
     threads = plan_filter(&P, win, batch, cin, cout, groups, graphc_scratch_threads(scratch));

@@ -93,6 +93,12 @@ int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, 
 size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
                                     const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch);
+/* And for graphc_conv_filter_grad_f32, by F(3x3, 2x2) over the same tiles (x, dy and dw as there). */
+int graphc_winograd_filter_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                        int64_t groups);
+size_t graphc_winograd_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+void graphc_winograd_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
+                                     const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch);
 
 /*
  * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.

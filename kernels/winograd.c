@@ -1,4 +1,5 @@
-/* 3x3 convolutions, stride 1, by Winograd's F(2x2, 3x3) (see graphc_conv.h).
+/* 3x3 convolutions, stride 1, by Winograd's F(2x2, 3x3) (see graphc_conv.h); their input gradient the same
+ * way, their filter gradient by F(3x3, 2x2) (at the end of this file).
  *
  * Each 2x2 block of output cells (a tile) is computed from the 4x4 input cells under it as
  *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
@@ -84,7 +85,7 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
     p.m = graphc_scratch_round((size_t)(16 * p.block * cout));
     p.gemm = graphc_scratch_round(graphc_sgemm_scratch_floats(p.block, cout, cin));
     p.edge = graphc_scratch_round((size_t)(4 * cout));
-    p.zeros = graphc_scratch_round((size_t)cin);
+    p.zeros = graphc_scratch_round((size_t)(cin > cout ? cin : cout));
     p.u = graphc_scratch_round((size_t)(cin * cout));
     p.packed = graphc_scratch_round(graphc_sgemm_packed_b_size((int)cin, (int)cout));
     p.region = p.v + p.m + p.gemm + p.edge + p.zeros + p.u + 16 * p.packed;
@@ -158,7 +159,9 @@ static void transform_input(const plan *p, const float *x, int64_t t0, int nt, c
     }
 }
 
-/* The 2x2 cells o[0..3] (row-major) of one tile: act(A^T M A + bias), M[xi][co] at m + xi * stride + co. */
+/* The 2x2 cells o[0..3] (row-major) of one tile: act(A^T M A + bias), M[xi][co] at m + xi * stride + co.
+ * bias is never NULL (zeros instead): with a NULL test in the loop GCC loads it by a masked load, which
+ * AMD's cores run slowly (a microcode assist per load) when the masked-off address is invalid. */
 static void tile_output(const float *m, int64_t stride, int64_t K, const float *bias, int relu, float *o0, float *o1,
                         float *o2, float *o3)
 {
@@ -166,7 +169,7 @@ static void tile_output(const float *m, int64_t stride, int64_t K, const float *
     INDEPENDENT
     for (co = 0; co < K; co++) {
         float a[2][4], o[4];
-        const float b = bias != NULL ? bias[co] : 0.0f;
+        const float b = bias[co];
         int s, r;
         for (s = 0; s < 4; s++) { /* A^T M */
             const float m0 = m[(0 + s) * stride + co], m1 = m[(4 + s) * stride + co];
@@ -222,7 +225,7 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     int64_t b;
     int xi;
     gs.base = M + p->m;
-    memset(zeros, 0, (size_t)C * sizeof(float));
+    memset(zeros, 0, p->zeros * sizeof(float));
     if (prepared == NULL) {
         for (xi = t; xi < 16; xi += team) {
             transform_kernel(p, w, xi, U);
@@ -237,7 +240,7 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
         for (xi = 0; xi < 16; xi++)
             graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
                                        packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
-        transform_output(p, M, t0, nt, bias, act, edge, y);
+        transform_output(p, M, t0, nt, bias != NULL ? bias : zeros, act, edge, y);
     }
 }
 
@@ -331,4 +334,174 @@ void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, 
     const graphc_window t = input_grad_window(win);
     const plan p = make_plan(batch, &t, cout, cin, 1);
     run(&p, dy, w, NULL, NULL, dx, GRAPHC_ACT_NONE, scratch);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Filter gradient by F(3x3, 2x2)
+ *
+ * dw[r][s] = sum over output cells (y, x) of x[y + r - pad][x + s - pad] dy[y][x] is a correlation of the
+ * input with dy, whose result is the 3x3 kernel. Tiled by the forward pass's 2x2 output tiles, one tile adds
+ * sum_{a,b} d[a + r][b + s] g[a][b] (d: the tile's 4x4 input cells, g: its 2x2 dy cells), which is
+ * F(3x3, 2x2): the forward algorithm's matrices transposed (its trilinear form read with dw as the output),
+ *   dw_tile = G^T [ (A g A^T) .* (B^T d B) ] G,    A = [1 0; 1 1; 1 -1; 0 -1] (4x2), B and G as above.
+ * Summed over tiles, the sum moves inside: dw = G^T W G with W[xi] (cin x cout) = V[xi]^T D[xi], V the
+ * forward pass's transformed input (tiles x cin) and D = A g A^T the transformed dy (tiles x cout): 16
+ * GEMMs with the tiles as their inner dimension, 16 products per tile and channel pair instead of 36.
+ * Each thread accumulates its own W over every team-th block of tiles; then the threads sum the Ws and
+ * transform them back, each for a range of input channels (in thread order: deterministic for a count). */
+
+#define MAX_TEAM 256 /* threads whose Ws the filter gradient sums */
+
+typedef struct {
+    plan p;                   /* the forward pass's tiles, input transform and block size */
+    size_t d, w, gemm; /* floats of a region: V (p.v), D, W (16 x cin x cout), graphc_sgemm_ex's, zeros */
+    size_t region;
+} filter_plan;
+
+static filter_plan make_filter_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    filter_plan f;
+    f.p = make_plan(batch, win, cin, cout, 0);
+    f.d = graphc_scratch_round((size_t)(16 * f.p.block * cout));
+    f.w = graphc_scratch_round((size_t)(16 * cin * cout));
+    f.gemm = graphc_scratch_round(graphc_sgemm_scratch_floats(cin, cout, f.p.block));
+    f.region = f.p.v + f.d + f.w + f.gemm + f.p.zeros;
+    return f;
+}
+
+int graphc_winograd_filter_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                        int64_t groups)
+{
+    return graphc_winograd_applies(batch, win, cin, cout, groups);
+}
+
+size_t graphc_winograd_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    return batch > 0 ? make_filter_plan(batch, win, cin, cout).region : 0;
+}
+
+/* D[xi][j][co] = (A g A^T)[xi] for tiles [t0, t0 + nt): g the 2x2 dy cells of tile t0 + j (zeros past the
+ * edge of an odd-sized output). */
+static void transform_dy(const plan *p, const float *dy, int64_t t0, int nt, const float *zeros, float *D)
+{
+    const int64_t K = p->cout, stride = (int64_t)nt * K;
+    int j, a, b;
+    int64_t co;
+    for (j = 0; j < nt; j++) {
+        const int64_t t = t0 + j, img = t / (p->th * p->tw), ty = (t / p->tw) % p->th, tx = t % p->tw;
+        const float *g[2][2];
+        float *dd = D + (int64_t)j * K;
+        for (a = 0; a < 2; a++)
+            for (b = 0; b < 2; b++) {
+                const int64_t oy = 2 * ty + a, ox = 2 * tx + b;
+                g[a][b] = oy < p->oh && ox < p->ow ? dy + ((img * p->oh + oy) * p->ow + ox) * K : zeros;
+            }
+        INDEPENDENT
+        for (co = 0; co < K; co++) {
+            float h[4][2]; /* A g */
+            int i;
+            for (b = 0; b < 2; b++) {
+                const float g0 = g[0][b][co], g1 = g[1][b][co];
+                h[0][b] = g0, h[1][b] = g0 + g1, h[2][b] = g0 - g1, h[3][b] = -g1;
+            }
+            for (i = 0; i < 4; i++) { /* (A g) A^T */
+                dd[(4 * i + 0) * stride + co] = h[i][0];
+                dd[(4 * i + 1) * stride + co] = h[i][0] + h[i][1];
+                dd[(4 * i + 2) * stride + co] = h[i][0] - h[i][1];
+                dd[(4 * i + 3) * stride + co] = -h[i][1];
+            }
+        }
+    }
+}
+
+/* dw[r][s][ci][co] = (G^T W G)[r][s] for input channels [c0, c1), W the sum of the team's Ws
+ * (W[xi][ci][co] at parts[u] + xi * plane + ci * cout). */
+static void transform_filter(const plan *p, float *const *parts, int team, int64_t c0, int64_t c1, float *dw)
+{
+    const int64_t K = p->cout, plane = p->cin * K;
+    int64_t ci, co;
+    for (ci = c0; ci < c1; ci++) {
+        INDEPENDENT
+        for (co = 0; co < K; co++) {
+            float m[16], e[3][4];
+            int xi, u, r, j;
+            for (xi = 0; xi < 16; xi++) {
+                float sum = parts[0][xi * plane + ci * K + co];
+                for (u = 1; u < team; u++)
+                    sum += parts[u][xi * plane + ci * K + co];
+                m[xi] = sum;
+            }
+            for (j = 0; j < 4; j++) { /* G^T W: rows i -> r */
+                e[0][j] = m[j] + 0.5f * (m[4 + j] + m[8 + j]);
+                e[1][j] = 0.5f * (m[4 + j] - m[8 + j]);
+                e[2][j] = 0.5f * (m[4 + j] + m[8 + j]) + m[12 + j];
+            }
+            for (r = 0; r < 3; r++) { /* (G^T W) G: columns j -> s */
+                float *o = dw + (3 * r * p->cin + ci) * K + co; /* tap 3r + s at o + s * plane */
+                o[0] = e[r][0] + 0.5f * (e[r][1] + e[r][2]);
+                o[plane] = 0.5f * (e[r][1] - e[r][2]);
+                o[2 * plane] = 0.5f * (e[r][1] + e[r][2]) + e[r][3];
+            }
+        }
+    }
+}
+
+/* What thread t of team does: W over every team-th block of tiles, then (after a barrier) dw for its share
+ * of the input channels. */
+static void filter_part(const filter_plan *f, const float *x, const float *dy, float *dw,
+                        const graphc_scratch *scratch, int t, int team)
+{
+    const plan *p = &f->p;
+    float *region = graphc_scratch_region(scratch, t);
+    float *V = region, *D = V + p->v, *W = D + f->d, *zeros = W + f->w + f->gemm;
+    float *parts[MAX_TEAM];
+    const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
+    graphc_scratch gs = graphc_scratch_thread(scratch, t);
+    int64_t b;
+    int xi, u;
+    gs.base = W + f->w;
+    memset(zeros, 0, p->zeros * sizeof(float));
+    memset(W, 0, (size_t)(16 * C * K) * sizeof(float));
+    for (b = t; b < blocks; b += team) {
+        const int64_t t0 = b * p->block;
+        const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
+        transform_input(p, x, t0, nt, zeros, V);
+        transform_dy(p, dy, t0, nt, zeros, D);
+        for (xi = 0; xi < 16; xi++) /* W[xi] += V[xi]^T D[xi] */
+            graphc_sgemm_ex(1, 0, (int)C, (int)K, nt, 1.0f, V + (size_t)xi * nt * C, (int)C, D + (size_t)xi * nt * K,
+                            (int)K, 1.0f, W + (size_t)xi * C * K, (int)K, &gs);
+    }
+    for (u = 0; u < team; u++)
+        parts[u] = graphc_scratch_region(scratch, u) + p->v + f->d;
+    GRAPHC_OMP(omp barrier)
+    transform_filter(p, parts, team, C * t / team, C * (t + 1) / team, dw);
+}
+
+void graphc_winograd_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
+                                     const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch)
+{
+    const filter_plan f = make_filter_plan(batch, win, cin, cout);
+    const int64_t blocks = (f.p.tiles + f.p.block - 1) / f.p.block;
+    int team = 1;
+    if (f.p.tiles <= 0) {
+        memset(dw, 0, (size_t)(9 * cin * cout) * sizeof(float));
+        return;
+    }
+    if ((double)f.p.tiles * 16.0 * (double)cin * (double)cout >= (double)PARALLEL_MIN) {
+        team = graphc_scratch_threads(scratch);
+        team = team < blocks ? team : (int)blocks;
+        team = team < MAX_TEAM ? team : MAX_TEAM;
+    }
+    if (team <= 1) {
+        filter_part(&f, x, dy, dw, scratch, 0, 1);
+        return;
+    }
+    GRAPHC_OMP(omp parallel num_threads(team))
+    {
+        int t = 0, n = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), n = omp_get_num_threads();
+#endif
+        filter_part(&f, x, dy, dw, scratch, t, n);
+    }
 }
