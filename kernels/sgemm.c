@@ -84,12 +84,17 @@ typedef void (*micro_kernel_fn)(int kc, const float *Ap, const float *Bp, float 
 typedef void (*micro_kernel_epi_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
                                     float beta, const float *bias, int relu);
 
+/* The same reading A in place: MR rows from A, row stride lda (A[i * lda + k]), no packing. */
+typedef void (*micro_kernel_direct_fn)(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
+                                       float alpha, float beta);
+
 typedef struct {
     int mr, nr;     /* register tile */
     int mc, kc;     /* A block (mc a multiple of mr, <= MC_MAX; kc <= KC_MAX) */
     micro_kernel_fn kernel;
     const char *name;
-    micro_kernel_epi_fn kernel_epi; /* or NULL: epilogue() after the tile */
+    micro_kernel_epi_fn kernel_epi;       /* or NULL: epilogue() after the tile */
+    micro_kernel_direct_fn kernel_direct; /* or NULL: A is always packed */
 } gemm_impl;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -132,7 +137,29 @@ static void kernel_portable(int kc, const float *Ap, const float *Bp, float *C, 
     store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
 }
 
-static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16", NULL};
+static void kernel_portable_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
+                                   float alpha, float beta)
+{
+    float c0[P_NR] = {0.0f}, c1[P_NR] = {0.0f}, c2[P_NR] = {0.0f}, c3[P_NR] = {0.0f};
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+    int j, k;
+    for (k = 0; k < kc; ++k) {
+        for (j = 0; j < P_NR; ++j) {
+            c0[j] += a0[k] * Bp[j];
+            c1[j] += a1[k] * Bp[j];
+            c2[j] += a2[k] * Bp[j];
+            c3[j] += a3[k] * Bp[j];
+        }
+        Bp += P_NR;
+    }
+    store_row_portable(C, c0, alpha, beta);
+    store_row_portable(C + (size_t)ldc, c1, alpha, beta);
+    store_row_portable(C + 2 * (size_t)ldc, c2, alpha, beta);
+    store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
+}
+
+static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16", NULL,
+                                        kernel_portable_direct};
 
 /* ------------------------------------------------------------------------------------------------ */
 #if defined(GRAPHC_SIMD_AVX512)
@@ -195,7 +222,7 @@ static void kernel_avx512(int kc, const float *Ap, const float *Bp, float *C, in
 #undef GRAPHC_FMA_ROW
 #undef GRAPHC_STORE_ROW
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-512 14x32", NULL};
+static const gemm_impl impl_simd = {V_MR, V_NR, 168, 256, kernel_avx512, "AVX-512 14x32", NULL, NULL};
 
 #elif defined(GRAPHC_SIMD_AVX2)
 /* AVX2 + FMA: 6 x 16 tile = 12 ymm accumulators + 2 ymm of B + 1 broadcast = 15 of 16 registers
@@ -273,7 +300,37 @@ static void kernel_avx2_epi(int kc, const float *Ap, const float *Bp, float *C, 
     kernel_avx2_body(kc, Ap, Bp, C, ldc, alpha, beta, bias, relu);
 }
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16", kernel_avx2_epi};
+/* A's six rows read in place: the same loads as from a packed panel, from six streams. */
+static void kernel_avx2_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc, float alpha,
+                               float beta)
+{
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+    const float *a4 = A + 4 * (size_t)lda, *a5 = A + 5 * (size_t)lda;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int k;
+    for (k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+        __m256 a;
+        a = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+        Bp += V_NR;
+    }
+    store_row_avx2(C, c00, c01, va, vb, beta, NULL, 0);
+    store_row_avx2(C + (size_t)ldc, c10, c11, va, vb, beta, NULL, 0);
+    store_row_avx2(C + 2 * (size_t)ldc, c20, c21, va, vb, beta, NULL, 0);
+    store_row_avx2(C + 3 * (size_t)ldc, c30, c31, va, vb, beta, NULL, 0);
+    store_row_avx2(C + 4 * (size_t)ldc, c40, c41, va, vb, beta, NULL, 0);
+    store_row_avx2(C + 5 * (size_t)ldc, c50, c51, va, vb, beta, NULL, 0);
+}
+
+static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16", kernel_avx2_epi,
+                                    kernel_avx2_direct};
 
 #elif defined(GRAPHC_SIMD_NEON)
 /* AArch64 NEON: 8 x 12 tile = 24 q-register accumulators + 3 of B + 2 of A = 29 of 32 registers
@@ -330,7 +387,7 @@ static void kernel_neon(int kc, const float *Ap, const float *Bp, float *C, int 
 #undef GRAPHC_FMA_ROW
 #undef GRAPHC_STORE_ROW
 
-static const gemm_impl impl_simd = {V_MR, V_NR, 160, 256, kernel_neon, "NEON 8x12", NULL};
+static const gemm_impl impl_simd = {V_MR, V_NR, 160, 256, kernel_neon, "NEON 8x12", NULL, NULL};
 
 #else
 #define impl_simd impl_portable
@@ -522,6 +579,7 @@ typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sg
     const void *pack_ctx;
     int row0;                /* row of the caller's op(A) that this product's row 0 is */
     const float *packed_b;   /* op(B) already packed (graphc_sgemm_pack_b's layout, this impl's), or NULL */
+    int direct_a;            /* read A's full micro-panels in place (kernel_direct), when the impl has one */
 } gemm_args;
 
 /* Floats of an A block and of a B block (each rounded to 64-byte lines) that impl g packs for an M x N x K
@@ -576,11 +634,16 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     const int epilogue_now = pc + kc >= p->K && (p->bias != NULL || p->act != GRAPHC_ACT_NONE);
     const int fuse = epilogue_now && g->kernel_epi != NULL && (p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU);
     const int ldc = p->ldc;
+    const int direct = p->direct_a && g->kernel_direct != NULL && !p->transa && !epilogue_now;
     int ic, jr, ir, i, j;
 
     for (ic = m0; ic < m1; ic += g->mc) {
         const int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-        if (p->pack_a)
+        const int whole = mc / mr * mr;
+        if (direct) { /* only a last, partial micro-panel is packed (zero-padded), where its place is */
+            if (whole < mc)
+                pack_a(mc - whole, kc, mr, a_at(p, ic + whole, pc), p->lda, 0, Ap + (size_t)whole * kc);
+        } else if (p->pack_a)
             p->pack_a(p->pack_ctx, p->row0 + ic, mc, pc, kc, mr, Ap);
         else
             pack_a(mc, kc, mr, a_at(p, ic, pc), p->lda, p->transa, Ap);
@@ -590,16 +653,22 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
             for (ir = 0; ir < mc; ir += mr) {
                 const int m = mc - ir < mr ? mc - ir : mr;
                 const float *ap = Ap + (size_t)ir * kc;
+                const float *ad = direct && ir < whole ? a_at(p, ic + ir, pc) : NULL; /* A in place */
                 float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
                 if (m == mr && n == nr && fuse) {
                     g->kernel_epi(kc, ap, bp, c, ldc, alpha, beta, p->bias ? p->bias + jc + jr : NULL,
                                   p->act == GRAPHC_ACT_RELU);
                     continue;
                 }
-                if (m == mr && n == nr) {
+                if (m == mr && n == nr && ad != NULL) {
+                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta);
+                } else if (m == mr && n == nr) {
                     g->kernel(kc, ap, bp, c, ldc, alpha, beta);
                 } else {
-                    g->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+                    if (ad != NULL)
+                        g->kernel_direct(kc, ad, p->lda, bp, tile, nr, 1.0f, 0.0f);
+                    else
+                        g->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
                     for (i = 0; i < m; ++i) {
                         float *cr = c + (size_t)i * (size_t)ldc;
                         const float *t = tile + (size_t)i * nr;
@@ -1009,7 +1078,7 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
     p.A = A; p.B = B; p.C = C;
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     p.bias = bias; p.act = act;
-    p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0;
+    p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0; p.direct_a = 0;
     p.packed_b = packed_b ? align64((float *)packed_b) : NULL; /* (where graphc_sgemm_pack_b put it) */
     if (M < SMALL_M && pack_a == NULL) { /* (B read in place, even where a packed copy is given) */
 #ifdef _OPENMP
@@ -1210,6 +1279,7 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
     p.lda = lda; p.ldb = N; p.ldc = ldc;
     p.bias = NULL; p.act = GRAPHC_ACT_NONE;
     p.pack_a = NULL; p.pack_ctx = NULL; p.row0 = 0;
+    p.direct_a = 1; /* its callers' A (a recurrent step's rows, Winograd's transformed tiles) is small and hot */
     if (M < SMALL_M) {
         gemm_few_rows_packed(&p, g->kc, Bp);
         return;
