@@ -387,8 +387,9 @@ static int window_whole(const graphc_window *g, int64_t ow)
     return sw >= 0 && sw + (g->kernel[2] - 1) * g->dilation[2] < g->in[2];
 }
 
-/* Output row r (image, depth, height) of the group: every cell along the width. */
-static void small_k_row(const small_k_conv *c, int64_t r)
+/* Output row r (image, depth, height) of the group: every cell along the width, into yrow (the row's first
+ * cell). */
+static void small_k_row(const small_k_conv *c, int64_t r, float *yrow)
 {
     const graphc_window *g = c->g;
     const int64_t out0 = g->out[0], out1 = g->out[1], out2 = g->out[2];
@@ -403,7 +404,7 @@ static void small_k_row(const small_k_conv *c, int64_t r)
     K = small_k_products(c, d0, d1, h0, h1, 0, kw_all, xoff, wrow); /* windows whole along the width */
     for (ow = 0; ow < out2;) {
         const int64_t sw = ow * g->stride[2] - g->pad[2];
-        float *y0 = c->y + (r * out2 + ow) * c->cout + c->co0;
+        float *y0 = yrow + ow * c->cout + c->co0;
         /* x at the window's tap (0, 0, 0), which may lie outside x: only its taps' offsets are added to it */
         const float *x0 = c->x + ((n * g->in[0] + sd) * g->in[1] + sh) * g->in[2] * c->cin + sw * c->cin + c->ci0;
         if (window_whole(g, ow)) { /* (the cells between it and a later whole window are whole too) */
@@ -435,7 +436,7 @@ static void conv_small_k(const small_k_conv *c, int64_t batch, const graphc_scra
     (void)threads, (void)work;
     GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && work > SMALL_K_PARALLEL_MIN))
     for (r = 0; r < rows; r++)
-        small_k_row(c, r);
+        small_k_row(c, r, c->y + r * g->out[2] * c->cout);
 }
 
 size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
@@ -683,6 +684,121 @@ void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* A convolution followed by a 2x2, stride-2, unpadded max-pool (graphc_conv.h) */
+
+#define POOL_CHUNK_FLOATS (1L << 18) /* the other convolutions' outputs: images per chunk, at least one */
+
+/* max(m, v), NaN if v is (m already NaN stays): two selects, not ||, so that loops over it vectorize. */
+static inline float max_nan(float m, float v)
+{
+    m = v > m ? v : m;
+    return v != v ? v : m;
+}
+
+/* One row of pooled cells (pw of them) from two rows of convolution output. */
+static void pool_row_pair(const float *r0, const float *r1, float *y, int64_t pw, int64_t channels)
+{
+    int64_t j, c;
+    for (j = 0; j < pw; j++) {
+        const float *a = r0 + 2 * j * channels, *b = r1 + 2 * j * channels;
+        float *o = y + j * channels;
+        for (c = 0; c < channels; c++)
+            o[c] = max_nan(max_nan(max_nan(a[c], a[c + channels]), b[c]), b[c + channels]);
+    }
+}
+
+typedef enum { POOL_WINOGRAD, POOL_SMALL_K, POOL_CHUNKS } pool_path;
+
+static pool_path conv_pool_path(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                int act)
+{
+    if (graphc_winograd_pool_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU))
+        return POOL_WINOGRAD;
+    if (!is_pointwise(win) && prod3(win->kernel) * (cin / groups) <= SMALL_K)
+        return POOL_SMALL_K;
+    return POOL_CHUNKS;
+}
+
+/* Images per chunk, and the window of the pool over one chunk's convolution output. */
+static int64_t chunk_images(const graphc_window *win, int64_t cout)
+{
+    const int64_t image = prod3(win->out) * cout;
+    return image > 0 && image < POOL_CHUNK_FLOATS ? POOL_CHUNK_FLOATS / image : 1;
+}
+
+size_t graphc_conv_max_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                           int64_t groups, int act)
+{
+    int64_t chunk;
+    if (batch <= 0 || win->out[1] < 2 || win->out[2] < 2 || cout <= 0)
+        return 0;
+    switch (conv_pool_path(batch, win, cin, cout, groups, act)) {
+    case POOL_WINOGRAD: return graphc_winograd_pool_scratch_floats(batch, win, cin, cout);
+    case POOL_SMALL_K: return graphc_scratch_round((size_t)(2 * win->out[2] * cout));
+    default:
+        chunk = min64(batch, chunk_images(win, cout));
+        return graphc_scratch_round(graphc_conv_scratch_floats(chunk, win, cin, cout, groups)) +
+               graphc_scratch_round((size_t)(chunk * prod3(win->out) * cout));
+    }
+}
+
+void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                              int act, const graphc_scratch *scratch)
+{
+    const int64_t ph = win->out[1] / 2, pw = win->out[2] / 2, out2 = win->out[2];
+    const graphc_window pool_win = {{1, win->out[1], out2}, {1, ph, pw}, {1, 2, 2}, {1, 2, 2}, {1, 1, 1}, {0, 0, 0}};
+    int64_t n0;
+    if (batch <= 0 || ph <= 0 || pw <= 0 || cout <= 0)
+        return;
+    switch (conv_pool_path(batch, win, cin, cout, groups, act)) {
+    case POOL_WINOGRAD:
+        graphc_winograd_pool_f32(x, w, prepared ? prepared + gemm_part(win, cin, cout, groups) : NULL, bias, y, batch,
+                                 win, cin, cout, act, scratch);
+        return;
+    case POOL_SMALL_K: { /* each pooled row from two rows of the convolution, made in the thread's region */
+        const int64_t rows = batch * ph;
+        const double work = (double)rows * 2.0 * (double)out2 * (double)(prod3(win->kernel) * (cin / groups)) *
+                            (double)(cout / groups);
+        const int threads = graphc_scratch_threads(scratch);
+        int64_t r;
+        (void)threads, (void)work;
+        GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && work > SMALL_K_PARALLEL_MIN))
+        for (r = 0; r < rows; r++) {
+            int t = 0;
+            float *pair;
+            small_k_conv c;
+            int64_t gi;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            pair = graphc_scratch_region(scratch, t);
+            c.x = x, c.w = w, c.bias = bias, c.y = NULL, c.g = win, c.act = act;
+            c.cin = cin, c.cout = cout, c.cin_g = cin / groups, c.cout_g = cout / groups;
+            for (gi = 0; gi < groups; gi++) {
+                const int64_t conv_row = r / ph * win->out[1] + r % ph * 2;
+                c.ci0 = gi * c.cin_g, c.co0 = gi * c.cout_g;
+                small_k_row(&c, conv_row, pair);
+                small_k_row(&c, conv_row + 1, pair + out2 * cout);
+            }
+            pool_row_pair(pair, pair + out2 * cout, y + r * pw * cout, pw, cout);
+        }
+        return;
+    }
+    default: /* a chunk of images' convolution in region 0 after the convolution's own scratch, then the pool */
+        for (n0 = 0; n0 < batch; n0 += chunk_images(win, cout)) {
+            const int64_t nb = min64(batch - n0, chunk_images(win, cout));
+            const int64_t chunk = min64(batch, chunk_images(win, cout));
+            float *out = graphc_scratch_region(scratch, 0) +
+                         graphc_scratch_round(graphc_conv_scratch_floats(chunk, win, cin, cout, groups));
+            graphc_conv_prepared_f32(x + n0 * prod3(win->in) * cin, w, prepared, bias, out, nb, win, cin, cout, groups,
+                                     act, scratch);
+            graphc_max_pool_f32(out, y + n0 * ph * pw * cout, nb, &pool_win, cout);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Pooling */
 
 /* Cells [lo, hi) of an axis that the window starting at `start` covers. */
@@ -717,10 +833,8 @@ static void pool(const float *x, float *y, int64_t batch, const graphc_window *g
                     for (c = lo2; c < hi2; c++) {
                         const float *xc = xn + ((a * g->in[1] + b) * g->in[2] + c) * channels;
                         if (is_max)
-                            for (j = 0; j < channels; j++) {
-                                const float v = xc[j];
-                                yc[j] = (v > yc[j] || v != v) ? v : yc[j];
-                            }
+                            for (j = 0; j < channels; j++)
+                                yc[j] = max_nan(yc[j], xc[j]);
                         else
                             for (j = 0; j < channels; j++)
                                 yc[j] += xc[j];

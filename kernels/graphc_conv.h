@@ -86,6 +86,13 @@ size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, i
 void graphc_winograd_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
                          int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
                          const graphc_scratch *scratch);
+/* The same for graphc_conv_max_pool_f32: the output's 2x2 tiles are the pool's windows, each transformed back
+ * into its maximum; an odd last row or column of the convolution, which the pool drops, is not computed. */
+int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+void graphc_winograd_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
+                              const graphc_scratch *scratch);
 /* The same for graphc_conv_input_grad_f32 (graphc_conv_grad.h; win the forward window, w its kernel): dx is
  * the Winograd convolution of dy with the flipped kernel. */
 int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
@@ -99,6 +106,22 @@ int graphc_winograd_filter_grad_applies(int64_t batch, const graphc_window *win,
 size_t graphc_winograd_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_winograd_filter_grad_f32(const float *x, const float *dy, float *dw, int64_t batch,
                                      const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch);
+
+/*
+ * y = max_pool(act(conv(x, w) + bias)) with a 2x2 pool of stride 2 and no padding (Keras's MaxPooling2D(2)),
+ * without writing the convolution's output: graphc's inference fusion of Conv2D and MaxPooling2D. 2-D windows
+ * only (win->in[0] == 1); win is the convolution's window (any activation: it is applied before the pool),
+ * y: (batch, out[1] / 2, out[2] / 2, cout); prepared as for graphc_conv_prepared_f32 (may be NULL).
+ * Where Winograd applies the tiles are the pool's windows; with few products per output, each pooled row is
+ * made from two convolution rows in the thread's scratch; otherwise a chunk of images goes through
+ * graphc_conv_prepared_f32 into the scratch and is pooled from there.
+ * Scratch: graphc_conv_max_pool_scratch_floats(...) floats per thread.
+ */
+size_t graphc_conv_max_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                           int64_t groups, int act);
+void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                              int act, const graphc_scratch *scratch);
 
 /*
  * y = act(conv_transpose(x, w) + bias): the gradient of graphc_conv_f32 with respect to its input.

@@ -55,6 +55,7 @@ typedef struct {
     int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
     int64_t pad_h, pad_w, cin, cout, block; /* block: tiles per block */
     int flip;                               /* w is a forward kernel (3, 3, cout, cin), flipped: dx's conv */
+    int pool;                               /* y is the 2x2, stride-2 max-pool of the output: one cell a tile */
     size_t v, m, gemm, edge, zeros, u;      /* floats of each part of a thread's region (u: one position of */
     size_t packed, region;                  /* the transformed kernel), then region 0's 16 packed matrices */
 } plan;
@@ -77,7 +78,7 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
     plan p;
     p.n = batch, p.h = win->in[1], p.w = win->in[2], p.oh = win->out[1], p.ow = win->out[2];
     p.th = (p.oh + 1) / 2, p.tw = (p.ow + 1) / 2, p.tiles = p.n * p.th * p.tw;
-    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout, p.flip = flip;
+    p.pad_h = win->pad[1], p.pad_w = win->pad[2], p.cin = cin, p.cout = cout, p.flip = flip, p.pool = 0;
     p.block = TILE_FLOATS / (cin + cout);
     p.block = p.block < 6 ? 6 : p.block / 6 * 6; /* whole micro-panels of the AVX2 kernel's 6 rows */
     if (p.block > p.tiles) p.block = p.tiles;
@@ -159,7 +160,26 @@ static void transform_input(const plan *p, const float *x, int64_t t0, int nt, c
     }
 }
 
-/* The 2x2 cells o[0..3] (row-major) of one tile: act(A^T M A + bias), M[xi][co] at m + xi * stride + co.
+/* act(A^T M A + bias) of one tile's channel co: its 2x2 cells o[0..3] (row-major), M[xi] at m[xi * stride]. */
+static inline __attribute__((always_inline)) void tile_cells(const float *m, int64_t stride, float b, int relu,
+                                                             float o[4])
+{
+    float a[2][4];
+    int s, r;
+    for (s = 0; s < 4; s++) { /* A^T M */
+        const float m0 = m[(0 + s) * stride], m1 = m[(4 + s) * stride];
+        const float m2 = m[(8 + s) * stride], m3 = m[(12 + s) * stride];
+        a[0][s] = m0 + m1 + m2, a[1][s] = m1 - m2 - m3;
+    }
+    for (r = 0; r < 2; r++) { /* (A^T M) A */
+        o[2 * r] = a[r][0] + a[r][1] + a[r][2] + b;
+        o[2 * r + 1] = a[r][1] - a[r][2] - a[r][3] + b;
+    }
+    if (relu)
+        for (r = 0; r < 4; r++) o[r] = o[r] > 0.0f ? o[r] : 0.0f;
+}
+
+/* One tile's cells into o0..o3, for every channel. M[xi][co] at m + xi * stride + co.
  * bias is never NULL (zeros instead): with a NULL test in the loop GCC loads it by a masked load, which
  * AMD's cores run slowly (a microcode assist per load) when the masked-off address is invalid. */
 static void tile_output(const float *m, int64_t stride, int64_t K, const float *bias, int relu, float *o0, float *o1,
@@ -168,21 +188,27 @@ static void tile_output(const float *m, int64_t stride, int64_t K, const float *
     int64_t co;
     INDEPENDENT
     for (co = 0; co < K; co++) {
-        float a[2][4], o[4];
-        const float b = bias[co];
-        int s, r;
-        for (s = 0; s < 4; s++) { /* A^T M */
-            const float m0 = m[(0 + s) * stride + co], m1 = m[(4 + s) * stride + co];
-            const float m2 = m[(8 + s) * stride + co], m3 = m[(12 + s) * stride + co];
-            a[0][s] = m0 + m1 + m2, a[1][s] = m1 - m2 - m3;
-        }
-        for (r = 0; r < 2; r++) { /* (A^T M) A */
-            o[2 * r] = a[r][0] + a[r][1] + a[r][2] + b;
-            o[2 * r + 1] = a[r][1] - a[r][2] - a[r][3] + b;
-        }
-        if (relu)
-            for (r = 0; r < 4; r++) o[r] = o[r] > 0.0f ? o[r] : 0.0f;
+        float o[4];
+        tile_cells(m + co, stride, bias[co], relu, o);
         o0[co] = o[0], o1[co] = o[1], o2[co] = o[2], o3[co] = o[3];
+    }
+}
+
+/* Pooled: the maximum of the tile's cells alone, into y (NaN propagates, as graphc_max_pool_f32). */
+static void tile_output_pooled(const float *m, int64_t stride, int64_t K, const float *bias, int relu, float *y)
+{
+    int64_t co;
+    INDEPENDENT
+    for (co = 0; co < K; co++) {
+        float o[4], top, bottom, v;
+        tile_cells(m + co, stride, bias[co], relu, o);
+        /* (selects one after another, no || : the loop vectorizes) */
+        top = o[1] > o[0] ? o[1] : o[0];
+        top = o[1] != o[1] ? o[1] : top;
+        bottom = o[3] > o[2] ? o[3] : o[2];
+        bottom = o[3] != o[3] ? o[3] : bottom;
+        v = bottom > top ? bottom : top;
+        y[co] = bottom != bottom ? bottom : v;
     }
 }
 
@@ -198,6 +224,10 @@ static void transform_output(const plan *p, const float *M, int64_t t0, int nt, 
         const int64_t oy = 2 * ty, ox = 2 * tx;
         const int rows = oy + 1 < p->oh ? 2 : 1, cols = ox + 1 < p->ow ? 2 : 1;
         float *y0 = y + ((img * p->oh + oy) * p->ow + ox) * K;
+        if (p->pool) { /* (the plan's output is whole tiles) */
+            tile_output_pooled(M + (int64_t)j * K, stride, K, bias, act == GRAPHC_ACT_RELU, y + t * K);
+            continue;
+        }
         if (rows == 2 && cols == 2) {
             tile_output(M + (int64_t)j * K, stride, K, bias, act == GRAPHC_ACT_RELU, y0, y0 + K, y0 + p->ow * K,
                         y0 + (p->ow + 1) * K);
@@ -274,6 +304,37 @@ void graphc_winograd_f32(const float *x, const float *w, const float *prepared, 
                          const graphc_scratch *scratch)
 {
     const plan p = make_plan(batch, win, cin, cout, 0);
+    run(&p, x, w, prepared, bias, y, act, scratch);
+}
+
+/* Pooled: the tiles are the pool's windows, so only whole ones are computed (an odd last output row or
+ * column, which the pool drops, is not), each transformed back into its maximum. */
+static graphc_window even_output(const graphc_window *win)
+{
+    graphc_window t = *win;
+    t.out[1] = win->out[1] / 2 * 2, t.out[2] = win->out[2] / 2 * 2;
+    return t;
+}
+
+int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+{
+    const graphc_window t = even_output(win);
+    return graphc_winograd_applies(batch, &t, cin, cout, groups);
+}
+
+size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+{
+    const graphc_window t = even_output(win);
+    return graphc_winograd_scratch_floats(batch, &t, cin, cout);
+}
+
+void graphc_winograd_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                              int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
+                              const graphc_scratch *scratch)
+{
+    const graphc_window t = even_output(win);
+    plan p = make_plan(batch, &t, cin, cout, 0);
+    p.pool = 1;
     run(&p, x, w, prepared, bias, y, act, scratch);
 }
 

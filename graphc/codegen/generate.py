@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import get_op
-from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_epilogues, plan_memory,
-                      rematerialize, simplify)
+from ..passes import (eliminate_common_subexpressions, fold_constants, fuse_conv_max_pool, fuse_epilogues,
+                      plan_memory, rematerialize, simplify)
 from ..passes.bn_fold import fold_batch_norm
 from ..passes.memory import MemoryPlan, rows_factor
 from .context import C_TYPES, CodegenError, Context, c_comment, c_ident
@@ -47,7 +47,7 @@ def optimize(graph):
     """The inference pipeline of passes, in order."""
     graph = fold_batch_norm(simplify(graph))
     graph = fold_constants(eliminate_common_subexpressions(graph))
-    return fuse_epilogues(rematerialize(graph))
+    return fuse_conv_max_pool(fuse_epilogues(rematerialize(graph)))
 
 
 def missing_lowerings(graph) -> list:

@@ -266,7 +266,26 @@ def _conv_transpose_bias_act_ref(x, w, *bias, strides, padding, output_padding, 
     return _epilogue_ref(_conv_transpose_ref(x, w, strides, padding, output_padding, dilation), bias, activation)
 
 
+# --- conv_bias_act followed by MaxPooling2D(2) (2x2 windows, stride 2, no padding), in one kernel that never
+# writes the convolution's output (made by passes/fusion.py at inference) -----------------------------------
+POOL2 = dict(pool_size=(2, 2), strides=(2, 2), padding="valid")
+
+
+def _conv_max_pool_type(x, w, *bias, strides, padding, dilation, groups=1, activation="linear"):
+    if w.rank != 4:
+        raise ShapeError(f"conv_max_pool is a 2-D op: expected a kernel of rank 4, received shape {w.shape}")
+    return _pool_type(_conv_bias_act_type(x, w, *bias, strides=strides, padding=padding, dilation=dilation,
+                                          groups=groups, activation=activation), **POOL2)
+
+
+def _conv_max_pool_ref(x, w, *bias, strides, padding, dilation, groups=1, activation="linear"):
+    y = _conv_bias_act_ref(x, w, *bias, strides=strides, padding=padding, dilation=dilation, groups=groups,
+                           activation=activation)
+    return _max_pool_ref(y, **POOL2)
+
+
 defop("conv_bias_act", infer=_conv_bias_act_type, reference=_conv_bias_act_ref)
+defop("conv_max_pool", infer=_conv_max_pool_type, reference=_conv_max_pool_ref)
 defop("conv_transpose_bias_act", infer=_conv_transpose_bias_act_type, reference=_conv_transpose_bias_act_ref)
 
 
@@ -318,6 +337,28 @@ def _conv_c(ctx, op):
                          f"{ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
 
 
+def _conv_max_pool_c(ctx, op):
+    _require_float32(op)
+    x, w = op.inputs[:2]
+    a = op.attrs
+    kernel, spatial = w.shape[:-2], x.shape[1:-1]
+    dilation = a.get("dilation") or (1,) * len(kernel)
+    pads = [p[0] for p in window_pads(spatial, kernel, a["strides"], a["padding"], dilation)]
+    conv_out = window_output_spatial(spatial, kernel, a["strides"], a["padding"], dilation)
+    window = _window_c(spatial, conv_out, kernel, a["strides"], dilation, pads)
+    bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
+    act = _fused_activation(a.get("activation", "linear"))
+    channels = f"{x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
+    scratch = ctx.scratch(f"graphc_conv_max_pool_scratch_floats({ctx.dim(x, 0)}, {window_arg(window)}, {channels}, "
+                          f"{act})")
+    packed = ctx.prepared_param(w, f"graphc_conv_prepared_floats({window_arg(window)}, {channels})",
+                                f"graphc_conv_prepare({{src}}, {window_arg(window)}, {channels}, {{dst}});",
+                                f"{op.scope or 'conv'}: conv kernel, packed for its GEMM and transformed for "
+                                "Winograd, where they apply")
+    return _call(window, f"graphc_conv_max_pool_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, "
+                         f"{ctx.ptr(op.outputs[0])}, {ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
+
+
 def _conv_transpose_c(ctx, op):
     _require_float32(op)
     x, w = op.inputs[:2]
@@ -348,7 +389,8 @@ def _pool_c(ctx, op):
                          f"{x.shape[-1]});")
 
 
-for _name, _lower in [("conv", _conv_c), ("conv_bias_act", _conv_c), ("conv_transpose", _conv_transpose_c),
+for _name, _lower in [("conv", _conv_c), ("conv_bias_act", _conv_c), ("conv_max_pool", _conv_max_pool_c),
+                      ("conv_transpose", _conv_transpose_c),
                       ("conv_transpose_bias_act", _conv_transpose_c), ("max_pool", _pool_c),
                       ("avg_pool", _pool_c)]:
     OPS[_name].lower_c = _lower
