@@ -686,7 +686,7 @@ void graphc_conv_transpose_f32(const float *x, const float *w, const float *bias
 /* ------------------------------------------------------------------------------------------------ */
 /* A convolution followed by a 2x2, stride-2, unpadded max-pool (graphc_conv.h) */
 
-#define POOL_CHUNK_FLOATS (1L << 18) /* the other convolutions' outputs: images per chunk, at least one */
+#define POOL_CHUNK_FLOATS (1L << 18) /* convolution output per chunk on the general path (one image at least) */
 
 /* max(m, v), NaN if v is (m already NaN stays): two selects, not ||, so that loops over it vectorize. */
 static inline float max_nan(float m, float v)
@@ -719,7 +719,7 @@ static pool_path conv_pool_path(int64_t batch, const graphc_window *win, int64_t
     return POOL_CHUNKS;
 }
 
-/* Images per chunk, and the window of the pool over one chunk's convolution output. */
+/* Images per chunk on the general path. */
 static int64_t chunk_images(const graphc_window *win, int64_t cout)
 {
     const int64_t image = prod3(win->out) * cout;
@@ -765,6 +765,7 @@ void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepa
         (void)threads, (void)work;
         GRAPHC_OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && work > SMALL_K_PARALLEL_MIN))
         for (r = 0; r < rows; r++) {
+            const int64_t conv_row = r / ph * win->out[1] + r % ph * 2; /* (2-D: out[0] is 1) */
             int t = 0;
             float *pair;
             small_k_conv c;
@@ -776,7 +777,6 @@ void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepa
             c.x = x, c.w = w, c.bias = bias, c.y = NULL, c.g = win, c.act = act;
             c.cin = cin, c.cout = cout, c.cin_g = cin / groups, c.cout_g = cout / groups;
             for (gi = 0; gi < groups; gi++) {
-                const int64_t conv_row = r / ph * win->out[1] + r % ph * 2;
                 c.ci0 = gi * c.cin_g, c.co0 = gi * c.cout_g;
                 small_k_row(&c, conv_row, pair);
                 small_k_row(&c, conv_row + 1, pair + out2 * cout);
@@ -785,16 +785,17 @@ void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepa
         }
         return;
     }
-    default: /* a chunk of images' convolution in region 0 after the convolution's own scratch, then the pool */
-        for (n0 = 0; n0 < batch; n0 += chunk_images(win, cout)) {
-            const int64_t nb = min64(batch - n0, chunk_images(win, cout));
-            const int64_t chunk = min64(batch, chunk_images(win, cout));
-            float *out = graphc_scratch_region(scratch, 0) +
-                         graphc_scratch_round(graphc_conv_scratch_floats(chunk, win, cin, cout, groups));
+    default: { /* a chunk of images' convolution in region 0 after the convolution's own scratch, then the pool */
+        const int64_t chunk = min64(batch, chunk_images(win, cout));
+        float *out = graphc_scratch_region(scratch, 0) +
+                     graphc_scratch_round(graphc_conv_scratch_floats(chunk, win, cin, cout, groups));
+        for (n0 = 0; n0 < batch; n0 += chunk) {
+            const int64_t nb = min64(batch - n0, chunk);
             graphc_conv_prepared_f32(x + n0 * prod3(win->in) * cin, w, prepared, bias, out, nb, win, cin, cout, groups,
                                      act, scratch);
             graphc_max_pool_f32(out, y + n0 * ph * pw * cout, nb, &pool_win, cout);
         }
+    }
     }
 }
 
