@@ -274,17 +274,25 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     }
 }
 
-static void run(const plan *p, const float *x, const float *w, const float *prepared, const float *bias, float *y,
-                int act, const graphc_scratch *scratch)
+/* Threads for a plan's blocks of tiles: one below PARALLEL_MIN, else up to one per block. */
+static int team_for(const plan *p, const graphc_scratch *scratch)
 {
+    const int64_t blocks = (p->tiles + p->block - 1) / p->block;
     int team = 1;
-    if (p->tiles <= 0)
-        return;
     if ((double)p->tiles * 16.0 * (double)p->cin * (double)p->cout >= (double)PARALLEL_MIN) {
-        const int64_t blocks = (p->tiles + p->block - 1) / p->block;
         team = graphc_scratch_threads(scratch);
         team = team < blocks ? team : (int)blocks;
     }
+    return team;
+}
+
+static void run(const plan *p, const float *x, const float *w, const float *prepared, const float *bias, float *y,
+                int act, const graphc_scratch *scratch)
+{
+    int team;
+    if (p->tiles <= 0)
+        return;
+    team = team_for(p, scratch);
     if (team <= 1) {
         run_part(p, x, w, prepared, bias, y, act, scratch, 0, 1);
         return;
@@ -542,17 +550,13 @@ void graphc_winograd_filter_grad_f32(const float *x, const float *dy, float *dw,
                                      const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch)
 {
     const filter_plan f = make_filter_plan(batch, win, cin, cout);
-    const int64_t blocks = (f.p.tiles + f.p.block - 1) / f.p.block;
-    int team = 1;
+    int team;
     if (f.p.tiles <= 0) {
         memset(dw, 0, (size_t)(9 * cin * cout) * sizeof(float));
         return;
     }
-    if ((double)f.p.tiles * 16.0 * (double)cin * (double)cout >= (double)PARALLEL_MIN) {
-        team = graphc_scratch_threads(scratch);
-        team = team < blocks ? team : (int)blocks;
-        team = team < MAX_TEAM ? team : MAX_TEAM;
-    }
+    team = team_for(&f.p, scratch);
+    team = team < MAX_TEAM ? team : MAX_TEAM;
     if (team <= 1) {
         filter_part(&f, x, dy, dw, scratch, 0, 1);
         return;

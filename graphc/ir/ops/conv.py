@@ -315,48 +315,45 @@ def _call(window, call):
     return ["{", f"    static const graphc_window win = {window};", f"    {call}", "}"]
 
 
-def _conv_c(ctx, op):
-    _require_float32(op)
+def _conv_operands(ctx, op, out_spatial):
+    """What a convolution's C call takes besides its tensors: the window (a C initializer; out_spatial the
+    convolution's own output size), the bias pointer, the activation, the channel arguments and the
+    pointer to its kernel prepared ahead (packed for the GEMM, transformed for Winograd)."""
     x, w = op.inputs[:2]
-    y = op.outputs[0]
     a = op.attrs
     kernel, spatial = w.shape[:-2], x.shape[1:-1]
     dilation = a.get("dilation") or (1,) * len(kernel)
     pads = [p[0] for p in window_pads(spatial, kernel, a["strides"], a["padding"], dilation)]
-    window = _window_c(spatial, y.shape[1:-1], kernel, a["strides"], dilation, pads)
+    window = _window_c(spatial, out_spatial, kernel, a["strides"], dilation, pads)
     bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
     act = _fused_activation(a.get("activation", "linear"))
-    sizes = f"{ctx.dim(x, 0)}, {window_arg(window)}, {x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
-    scratch = ctx.scratch(f"graphc_conv_scratch_floats({sizes})")
     channels = f"{x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
     packed = ctx.prepared_param(w, f"graphc_conv_prepared_floats({window_arg(window)}, {channels})",
                                 f"graphc_conv_prepare({{src}}, {window_arg(window)}, {channels}, {{dst}});",
                                 f"{op.scope or 'conv'}: conv kernel, packed for its GEMM and transformed for "
                                 "Winograd, where they apply")
+    return window, bias, act, channels, packed
+
+
+def _conv_c(ctx, op):
+    _require_float32(op)
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    window, bias, act, channels, packed = _conv_operands(ctx, op, y.shape[1:-1])
+    scratch = ctx.scratch(f"graphc_conv_scratch_floats({ctx.dim(x, 0)}, {window_arg(window)}, {channels})")
     return _call(window, f"graphc_conv_prepared_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, {ctx.ptr(y)}, "
                          f"{ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
 
 
 def _conv_max_pool_c(ctx, op):
     _require_float32(op)
-    x, w = op.inputs[:2]
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
     a = op.attrs
-    kernel, spatial = w.shape[:-2], x.shape[1:-1]
-    dilation = a.get("dilation") or (1,) * len(kernel)
-    pads = [p[0] for p in window_pads(spatial, kernel, a["strides"], a["padding"], dilation)]
-    conv_out = window_output_spatial(spatial, kernel, a["strides"], a["padding"], dilation)
-    window = _window_c(spatial, conv_out, kernel, a["strides"], dilation, pads)
-    bias = ctx.ptr(op.inputs[2]) if len(op.inputs) > 2 else "NULL"
-    act = _fused_activation(a.get("activation", "linear"))
-    channels = f"{x.shape[-1]}, {w.shape[-1]}, {a.get('groups', 1)}"
+    conv_out = window_output_spatial(x.shape[1:-1], w.shape[:-2], a["strides"], a["padding"], a.get("dilation"))
+    window, bias, act, channels, packed = _conv_operands(ctx, op, conv_out)
     scratch = ctx.scratch(f"graphc_conv_max_pool_scratch_floats({ctx.dim(x, 0)}, {window_arg(window)}, {channels}, "
                           f"{act})")
-    packed = ctx.prepared_param(w, f"graphc_conv_prepared_floats({window_arg(window)}, {channels})",
-                                f"graphc_conv_prepare({{src}}, {window_arg(window)}, {channels}, {{dst}});",
-                                f"{op.scope or 'conv'}: conv kernel, packed for its GEMM and transformed for "
-                                "Winograd, where they apply")
-    return _call(window, f"graphc_conv_max_pool_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, "
-                         f"{ctx.ptr(op.outputs[0])}, {ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
+    return _call(window, f"graphc_conv_max_pool_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {packed}, {bias}, {ctx.ptr(y)}, "
+                         f"{ctx.dim(x, 0)}, &win, {channels}, {act}, {scratch});")
 
 
 def _conv_transpose_c(ctx, op):
