@@ -293,11 +293,8 @@ static void run(const plan *p, const float *x, const float *w, const float *prep
     if (p->tiles <= 0)
         return;
     team = team_for(p, scratch);
-    if (team <= 1) {
-        run_part(p, x, w, prepared, bias, y, act, scratch, 0, 1);
-        return;
-    }
-    GRAPHC_OMP(omp parallel num_threads(team))
+    (void)team; /* (unused without OpenMP) */
+    GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
         int t = 0, n = 1;
 #ifdef _OPENMP
@@ -557,11 +554,8 @@ void graphc_winograd_filter_grad_f32(const float *x, const float *dy, float *dw,
     }
     team = team_for(&f.p, scratch);
     team = team < MAX_TEAM ? team : MAX_TEAM;
-    if (team <= 1) {
-        filter_part(&f, x, dy, dw, scratch, 0, 1);
-        return;
-    }
-    GRAPHC_OMP(omp parallel num_threads(team))
+    (void)team; /* (unused without OpenMP) */
+    GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
         int t = 0, n = 1;
 #ifdef _OPENMP
