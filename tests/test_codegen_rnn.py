@@ -204,9 +204,9 @@ void library_rnn_activate(int, float *, int64_t);
 
 @pytest.mark.parametrize("build", ["library", "portable"])
 def test_activation_accuracy_and_special_values(build):
-    """The kernel's own sigmoid and tanh (a polynomial exp; AVX2 intrinsics in the library here, plain C in
-    the portable build) against float64, within a few float32 ulp over their whole range, and IEEE special
-    values: NaN stays NaN, infinities saturate."""
+    """The kernel's own sigmoid (a polynomial exp) and tanh (a rational function), AVX2 intrinsics in the
+    library here and plain C in the portable build, against float64: within a few float32 ulp over their whole
+    range, and IEEE special values: NaN stays NaN, infinities saturate."""
     from graphc.ir.ops.elementwise import UNARY
     from graphc.runtime import compile_module
     module = compile_module(PORTABLE_SOURCE, PORTABLE_CDEF, name="rnn_portable")
