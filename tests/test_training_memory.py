@@ -13,21 +13,30 @@ from graphc.training.step import build_step
 from graphc.variables import Variable
 
 
-def mlp_step():
-    model = graphc.Sequential([graphc.Input((32,)), layers.Dense(64, activation="relu"),
-                               layers.Dense(48, activation="relu"), layers.Dense(10, activation="softmax")])
+def mlp_step(activation="relu"):
+    model = graphc.Sequential([graphc.Input((32,)), layers.Dense(64, activation=activation),
+                               layers.Dense(48, activation=activation), layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model._resolve_metrics([np.zeros(1, "int32")])
     return model, build_step(model, model._spec, True, [(1, 32)], [(1,)], [False])
 
 
 def test_rematerialize_recomputes_activations_for_the_backward_pass_and_lowers_peak():
-    _, step = mlp_step()
+    _, step = mlp_step("leaky_relu")  # its gradient reads its input, which so stays alive for the backward pass
     graph = step.graph
     after = rematerialize(graph)
     recomputed = [op for op in after.ops if op.scope.endswith("(recomputed)")]
-    assert [op.kind for op in recomputed].count("relu") == 2  # each hidden activation, once
+    assert [op.kind for op in recomputed].count("leaky_relu") == 2  # each hidden activation, once
     assert plan_memory(after).peak_live_per_sample < plan_memory(graph).peak_live_per_sample
+
+
+def test_relu_backward_reads_the_output_so_the_forward_fuses_into_the_gemm():
+    """relu's gradient masks by its output (y > 0 exactly where x > 0): the pre-activation has no reader in the
+    backward pass, so bias and relu run in the forward GEMM's epilogue and nothing is recomputed."""
+    _, step = mlp_step()
+    gen = generate_c(step.graph, output_aliases={})
+    assert gen.source.count("GRAPHC_ACT_RELU") == 2  # both hidden Dense layers, bias and relu fused
+    assert "(recomputed)" not in gen.source
 
 
 def test_new_weights_are_computed_in_place_only_when_every_read_of_the_old_ones_came_first(rng):
