@@ -447,7 +447,8 @@ size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64
     if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0)
         return 0;
     implicit = graphc_sgemm_implicit_scratch_floats(min64(M, GEMM_MAX_ROWS), cout / groups, K);
-    if (graphc_winograd_applies(batch, win, cin, cout, groups)) /* (whatever the activation: it is not an argument) */
+    /* (whatever the activation, which is not an argument, and prepared or not) */
+    if (graphc_winograd_applies(batch, win, cin, cout, groups, 1))
         winograd = graphc_winograd_scratch_floats(batch, win, cin, cout);
     return implicit > winograd ? implicit : winograd;
 }
@@ -508,7 +509,8 @@ void graphc_conv_prepared_f32(const float *x, const float *w, const float *prepa
     int64_t gi, m0;
     if (M <= 0 || cout <= 0)
         return;
-    if (graphc_winograd_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU)) {
+    if (graphc_winograd_applies(batch, win, cin, cout, groups, prepared != NULL) &&
+        (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU)) {
         graphc_winograd_f32(x, w, prepared ? prepared + gemm_part(win, cin, cout, groups) : NULL, bias, y, batch, win,
                             cin, cout, act, scratch);
         return;
@@ -710,9 +712,10 @@ static void pool_row_pair(const float *r0, const float *r1, float *y, int64_t pw
 typedef enum { POOL_WINOGRAD, POOL_SMALL_K, POOL_CHUNKS } pool_path;
 
 static pool_path conv_pool_path(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
-                                int act)
+                                int act, int prepared)
 {
-    if (graphc_winograd_pool_applies(batch, win, cin, cout, groups) && (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU))
+    if (graphc_winograd_pool_applies(batch, win, cin, cout, groups, prepared) &&
+        (act == GRAPHC_ACT_NONE || act == GRAPHC_ACT_RELU))
         return POOL_WINOGRAD;
     if (!is_pointwise(win) && prod3(win->kernel) * (cin / groups) <= SMALL_K)
         return POOL_SMALL_K;
@@ -726,13 +729,12 @@ static int64_t chunk_images(const graphc_window *win, int64_t cout)
     return image > 0 && image < POOL_CHUNK_FLOATS ? POOL_CHUNK_FLOATS / image : 1;
 }
 
-size_t graphc_conv_max_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
-                                           int64_t groups, int act)
+/* The scratch of one path (prepared: whether the kernel comes prepared, which decides Winograd's). */
+static size_t pool_path_scratch(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                int act, int prepared)
 {
     int64_t chunk;
-    if (batch <= 0 || win->out[1] < 2 || win->out[2] < 2 || cout <= 0)
-        return 0;
-    switch (conv_pool_path(batch, win, cin, cout, groups, act)) {
+    switch (conv_pool_path(batch, win, cin, cout, groups, act, prepared)) {
     case POOL_WINOGRAD: return graphc_winograd_pool_scratch_floats(batch, win, cin, cout);
     case POOL_SMALL_K: return graphc_scratch_round((size_t)(2 * win->out[2] * cout));
     default:
@@ -740,6 +742,17 @@ size_t graphc_conv_max_pool_scratch_floats(int64_t batch, const graphc_window *w
         return graphc_scratch_round(graphc_conv_scratch_floats(chunk, win, cin, cout, groups)) +
                graphc_scratch_round((size_t)(chunk * prod3(win->out) * cout));
     }
+}
+
+size_t graphc_conv_max_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                           int64_t groups, int act)
+{
+    size_t plain, prepared;
+    if (batch <= 0 || win->out[1] < 2 || win->out[2] < 2 || cout <= 0)
+        return 0;
+    plain = pool_path_scratch(batch, win, cin, cout, groups, act, 0);
+    prepared = pool_path_scratch(batch, win, cin, cout, groups, act, 1);
+    return plain > prepared ? plain : prepared;
 }
 
 void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
@@ -751,7 +764,7 @@ void graphc_conv_max_pool_f32(const float *x, const float *w, const float *prepa
     int64_t n0;
     if (batch <= 0 || ph <= 0 || pw <= 0 || cout <= 0)
         return;
-    switch (conv_pool_path(batch, win, cin, cout, groups, act)) {
+    switch (conv_pool_path(batch, win, cin, cout, groups, act, prepared != NULL)) {
     case POOL_WINOGRAD:
         graphc_winograd_pool_f32(x, w, prepared ? prepared + gemm_part(win, cin, cout, groups) : NULL, bias, y, batch,
                                  win, cin, cout, act, scratch);

@@ -71,11 +71,13 @@ void graphc_conv_prepared_f32(const float *x, const float *w, const float *prepa
                               int act, const graphc_scratch *scratch);
 
 /* Internal to graphc_conv_f32: 2-D 3x3 convolutions of stride 1 (any padding, one group, at least 16 input
- * and output channels, at least 128 tiles of 2x2 output cells over the batch) with no activation or ReLU
- * run by Winograd's F(2x2, 3x3) (kernels/winograd.c): 2.25x fewer multiplies; results differ from the
- * direct sum by rounding (the transforms add and subtract inputs before multiplying).
- * graphc_conv_scratch_floats includes its scratch where it applies. */
-int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+ * and output channels, at least 128 tiles of 2x2 output cells over the batch, or 16 when the kernel comes
+ * prepared: `prepared` nonzero) with no activation or ReLU run by Winograd's F(2x2, 3x3)
+ * (kernels/winograd.c): 2.25x fewer multiplies; results differ from the direct sum by rounding (the
+ * transforms add and subtract inputs before multiplying). graphc_conv_scratch_floats includes its scratch
+ * wherever it may apply (prepared or not). */
+int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                            int prepared);
 /* Whether it may apply at some batch (the geometry and channels fit); then graphc_conv_prepare also makes
  * its transformed, packed kernel (graphc_winograd_prepare, graphc_winograd_prepared_floats floats), which
  * graphc_winograd_f32 reads when given instead of making it on every call (prepared may be NULL). */
@@ -88,7 +90,8 @@ void graphc_winograd_f32(const float *x, const float *w, const float *prepared, 
                          const graphc_scratch *scratch);
 /* The same for graphc_conv_max_pool_f32: the output's 2x2 tiles are the pool's windows, each transformed back
  * into its maximum; an odd last row or column of the convolution, which the pool drops, is not computed. */
-int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
+int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                 int prepared);
 size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_winograd_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
                               int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,

@@ -47,9 +47,14 @@
 
 #define TILE_FLOATS 4096  /* tiles per block: TILE_FLOATS / (cin + cout), so V and M of a block fit in L2 */
 /* Fewer tiles do not pay for transforming and packing the kernel on every call (measured: a 9x9 image of
- * 64 channels, 25 tiles, ran 1.5-2x slower than the implicit GEMM; 28x28, 196 tiles, slightly faster). */
+ * 64 channels, 25 tiles, ran 1.5-2x slower than the implicit GEMM; 28x28, 196 tiles, slightly faster).
+ * With the kernel prepared (inference) they do, down to PREPARED_MIN_TILES (measured at batch 1, 2
+ * threads: 25 tiles of 32 -> 64 channels 1.6x faster than the implicit GEMM, 16 tiles of 64 -> 64 1.1x);
+ * below it, the 16 transformed matrices (16/9 of the kernel's size) are read for too few tiles. */
 #define MIN_TILES 128
+#define PREPARED_MIN_TILES 16
 #define PARALLEL_MIN (1L << 21) /* multiply-adds (16 per tile and channel pair) below which one thread runs */
+#define POSITIONS_MIN (1L << 18) /* the same for one block split by positions (two barriers) */
 
 typedef struct {
     int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
@@ -67,10 +72,11 @@ int graphc_winograd_fits(const graphc_window *win, int64_t cin, int64_t cout, in
            cin >= 16 && cout >= 16;
 }
 
-int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                            int prepared)
 {
     const int64_t tiles = batch * ((win->out[1] + 1) / 2) * ((win->out[2] + 1) / 2);
-    return graphc_winograd_fits(win, cin, cout, groups) && tiles >= MIN_TILES;
+    return graphc_winograd_fits(win, cin, cout, groups) && tiles >= (prepared ? PREPARED_MIN_TILES : MIN_TILES);
 }
 
 static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int flip)
@@ -126,10 +132,10 @@ static void transform_kernel(const plan *p, const float *w, int xi, float *U)
 }
 
 /* V[xi][j][c] = (B^T d B)[xi] for tiles [t0, t0 + nt): d the 4x4 input cells under tile t0 + j (zeros
- * outside the image). */
-static void transform_input(const plan *p, const float *x, int64_t t0, int nt, const float *zeros, float *V)
+ * outside the image). V[xi] holds ld tiles' rows (nt, or more when other threads fill the rest). */
+static void transform_input(const plan *p, const float *x, int64_t t0, int nt, int ld, const float *zeros, float *V)
 {
-    const int64_t C = p->cin, stride = (int64_t)nt * C; /* floats between V[xi] and V[xi + 1] */
+    const int64_t C = p->cin, stride = (int64_t)ld * C; /* floats between V[xi] and V[xi + 1] */
     int j, r, s;
     int64_t c;
     for (j = 0; j < nt; j++) {
@@ -212,12 +218,13 @@ static void tile_output_pooled(const float *m, int64_t stride, int64_t K, const 
     }
 }
 
-/* y's cells of tiles [t0, t0 + nt) from M[xi][j][co]. A tile over the edge of an odd-sized output goes
- * through edge (4 x cout floats), and only its cells inside the output are copied. */
-static void transform_output(const plan *p, const float *M, int64_t t0, int nt, const float *bias, int act,
+/* y's cells of tiles [t0, t0 + nt) from M[xi][j][co] (M[xi] of ld rows, as V in transform_input). A tile
+ * over the edge of an odd-sized output goes through edge (4 x cout floats), and only its cells inside the
+ * output are copied. */
+static void transform_output(const plan *p, const float *M, int64_t t0, int nt, int ld, const float *bias, int act,
                              float *edge, float *y)
 {
-    const int64_t K = p->cout, stride = (int64_t)nt * K;
+    const int64_t K = p->cout, stride = (int64_t)ld * K;
     int j, r, s;
     for (j = 0; j < nt; j++) {
         const int64_t t = t0 + j, img = t / (p->th * p->tw), ty = (t / p->tw) % p->th, tx = t % p->tw;
@@ -266,12 +273,42 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     for (b = t; b < blocks; b += team) {
         const int64_t t0 = b * p->block;
         const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
-        transform_input(p, x, t0, nt, zeros, V);
+        transform_input(p, x, t0, nt, nt, zeros, V);
         for (xi = 0; xi < 16; xi++)
             graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
                                        packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
-        transform_output(p, M, t0, nt, bias != NULL ? bias : zeros, act, edge, y);
+        transform_output(p, M, t0, nt, nt, bias != NULL ? bias : zeros, act, edge, y);
     }
+}
+
+/* One block of tiles (few tiles: batch 1) for a team: thread t transforms its share of the tiles into
+ * region 0's V, runs the GEMMs of its share of the 16 positions (their kernel matrices made by itself when
+ * not prepared) into region 0's M, and transforms its tiles back. Two barriers. */
+static void run_positions(const plan *p, const float *x, const float *w, const float *prepared, const float *bias,
+                          float *y, int act, const graphc_scratch *scratch, int t, int team)
+{
+    float *region = graphc_scratch_region(scratch, t), *region0 = graphc_scratch_region(scratch, 0);
+    float *V = region0, *M = V + p->v, *edge = region + p->v + p->m + p->gemm, *zeros = edge + p->edge;
+    float *U = zeros + p->zeros, *made = region0 + p->v + p->m + p->gemm + p->edge + p->zeros + p->u;
+    const float *packed = prepared ? prepared : made;
+    const int64_t C = p->cin, K = p->cout;
+    const int nt = (int)p->tiles, j0 = nt * t / team, j1 = nt * (t + 1) / team;
+    const int x0 = 16 * t / team, x1 = 16 * (t + 1) / team;
+    graphc_scratch gs = graphc_scratch_thread(scratch, t);
+    int xi;
+    gs.base = region + p->v + p->m;
+    memset(zeros, 0, p->zeros * sizeof(float));
+    for (xi = x0; xi < x1 && prepared == NULL; xi++) {
+        transform_kernel(p, w, xi, U);
+        graphc_sgemm_pack_b(0, (int)C, (int)K, U, (int)K, made + (size_t)xi * p->packed);
+    }
+    transform_input(p, x, j0, j1 - j0, nt, zeros, V + (size_t)j0 * C);
+    GRAPHC_OMP(omp barrier)
+    for (xi = x0; xi < x1; xi++)
+        graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
+                                   packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
+    GRAPHC_OMP(omp barrier)
+    transform_output(p, M + (size_t)j0 * K, j0, j1 - j0, nt, bias != NULL ? bias : zeros, act, edge, y);
 }
 
 /* Threads for a plan's blocks of tiles: one below PARALLEL_MIN, else up to one per block. */
@@ -286,13 +323,26 @@ static int team_for(const plan *p, const graphc_scratch *scratch)
     return team;
 }
 
+/* Threads for one block split by positions (run_positions): from POSITIONS_MIN multiply-adds, up to one per
+ * position; 1 when the blocks split instead, or too little work. */
+static int positions_team(const plan *p, const graphc_scratch *scratch)
+{
+    int team = 1;
+    if (p->tiles <= p->block && (double)p->tiles * 16.0 * (double)p->cin * (double)p->cout >= (double)POSITIONS_MIN) {
+        team = graphc_scratch_threads(scratch);
+        team = team < 16 ? team : 16;
+    }
+    return team;
+}
+
 static void run(const plan *p, const float *x, const float *w, const float *prepared, const float *bias, float *y,
                 int act, const graphc_scratch *scratch)
 {
-    int team;
+    int team, by_positions;
     if (p->tiles <= 0)
         return;
-    team = team_for(p, scratch);
+    by_positions = positions_team(p, scratch) > 1;
+    team = by_positions ? positions_team(p, scratch) : team_for(p, scratch);
     (void)team; /* (unused without OpenMP) */
     GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
@@ -300,7 +350,10 @@ static void run(const plan *p, const float *x, const float *w, const float *prep
 #ifdef _OPENMP
         t = omp_get_thread_num(), n = omp_get_num_threads();
 #endif
-        run_part(p, x, w, prepared, bias, y, act, scratch, t, n);
+        if (by_positions && n > 1)
+            run_positions(p, x, w, prepared, bias, y, act, scratch, t, n);
+        else
+            run_part(p, x, w, prepared, bias, y, act, scratch, t, n);
     }
 }
 
@@ -321,10 +374,11 @@ static graphc_window even_output(const graphc_window *win)
     return t;
 }
 
-int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups)
+int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
+                                 int prepared)
 {
     const graphc_window t = even_output(win);
-    return graphc_winograd_applies(batch, &t, cin, cout, groups);
+    return graphc_winograd_applies(batch, &t, cin, cout, groups, prepared);
 }
 
 size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
@@ -385,7 +439,7 @@ int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, 
                                        int64_t groups)
 {
     const graphc_window t = input_grad_window(win);
-    return graphc_winograd_applies(batch, &t, cout, cin, groups);
+    return graphc_winograd_applies(batch, &t, cout, cin, groups, 0);
 }
 
 size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
@@ -438,7 +492,7 @@ static filter_plan make_filter_plan(int64_t batch, const graphc_window *win, int
 int graphc_winograd_filter_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                         int64_t groups)
 {
-    return graphc_winograd_applies(batch, win, cin, cout, groups);
+    return graphc_winograd_applies(batch, win, cin, cout, groups, 0);
 }
 
 size_t graphc_winograd_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
@@ -531,7 +585,7 @@ static void filter_part(const filter_plan *f, const float *x, const float *dy, f
     for (b = t; b < blocks; b += team) {
         const int64_t t0 = b * p->block;
         const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
-        transform_input(p, x, t0, nt, zeros, V);
+        transform_input(p, x, t0, nt, nt, zeros, V);
         transform_dy(p, dy, t0, nt, zeros, D);
         for (xi = 0; xi < 16; xi++) /* W[xi] += V[xi]^T D[xi] */
             graphc_sgemm_ex(1, 0, (int)C, (int)K, nt, 1.0f, V + (size_t)xi * nt * C, (int)C, D + (size_t)xi * nt * K,

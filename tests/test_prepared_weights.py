@@ -8,6 +8,7 @@ import pytest
 
 import graphc
 import graphc.runtime.program as program_module
+from graphc.runtime import threads as threads_module
 from graphc import layers
 
 
@@ -100,3 +101,41 @@ def test_weights_change_only_through_assign(data):
         np.asarray(kernel)[...] = 0.0
     kernel.assign(np.zeros(kernel.shape))
     assert not kernel.value.any()
+
+
+def _conv_float64(x, w, bias, pad):
+    """A 3x3 stride-1 convolution + bias + ReLU by direct loops in float64 (independent of graphc)."""
+    x = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oh, ow = x.shape[1] - 2, x.shape[2] - 2
+    y = sum(np.tensordot(x[:, r:r + oh, s:s + ow], w[r, s].astype("float64"), axes=([3], [0]))
+            for r in range(3) for s in range(3))
+    return np.maximum(y + bias, 0.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prepared_3x3_kernels_take_winograd_from_few_tiles(rng, threads):
+    """With its kernel prepared (transformed once per set of weights), a 3x3 stride-1 convolution runs by
+    Winograd from 16 tiles of 2x2 output cells (batch 1 of a 9x9 output) instead of 128; one block of tiles
+    splits its 16 positions between the threads. Odd outputs (edge tiles) and the pooled variant, at batches
+    1-3, against float64 loops; and a prepared call against one that packs nothing (the implicit GEMM)."""
+    inputs = graphc.Input((11, 11, 32))
+    same = layers.Conv2D(32, 3, padding="same", activation="relu", name="same")(inputs)       # 11x11: 36 tiles
+    pooled = layers.MaxPooling2D(2)(layers.Conv2D(32, 3, activation="relu", name="valid")(same))  # 9x9 -> 4x4: 16
+    model = graphc.Model(inputs, [same, pooled])
+    graphc.set_num_threads(threads)
+    try:
+        for batch in (1, 2, 3):
+            x = rng.uniform(-1, 1, (batch, 11, 11, 32)).astype("float32")
+            got_same, got_pooled = model.predict_on_batch(x)
+            w1, b1 = model.get_layer("same").get_weights()
+            w2, b2 = model.get_layer("valid").get_weights()
+            want_same = _conv_float64(x, w1, b1, 1)
+            want_valid = _conv_float64(want_same, w2, b2, 0)
+            want_pooled = want_valid[:, :8, :8].reshape(batch, 4, 2, 4, 2, 32).max(axis=(2, 4))
+            np.testing.assert_allclose(got_same, want_same, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(got_pooled, want_pooled, rtol=1e-4, atol=1e-4)
+            program = _program(model, x)
+            unprepared = program.run([x], [w.value for w in program.param_keys])  # explicit params: nothing prepared
+            np.testing.assert_allclose(unprepared[0], got_same, rtol=1e-4, atol=1e-5)
+    finally:
+        graphc.set_num_threads(threads_module.default_num_threads())
