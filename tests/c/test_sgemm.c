@@ -324,7 +324,7 @@ static void bias_act_case(int M, int N, int K, int pad, int with_bias, int act)
         for (k = 0; k < size + 2; ++k) packed[k] = NAN;
         graphc_sgemm_pack_b(0, K, N, p.B, p.ldb, packed + 1);
         B_nan = xmalloc((size_t)(K > 0 ? K : 1) * p.ldb * sizeof(float)); /* a B that must not be read instead */
-        for (k = 0; k < (size_t)(K > 0 ? K : 1) * p.ldb; ++k) B_nan[k] = M < 4 ? p.B[k] : NAN; /* (few rows read B) */
+        for (k = 0; k < (size_t)(K > 0 ? K : 1) * p.ldb; ++k) B_nan[k] = NAN; /* (few rows too read the copy) */
         scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), team());
         memcpy(C, p.C_in, (size_t)M * p.ldc * sizeof(float));
         graphc_sgemm_bias_act_prepacked(M, N, K, p.A, p.lda, B_nan, p.ldb, packed + 1, bias, act, C, p.ldc, &ts.s);
@@ -410,6 +410,7 @@ static void bias_act_cases(void)
         bias_act_case(5, 1500, 120, 1, 1, act);  /* threaded, columns split: bias offset per thread */
         bias_act_case(3, 4000, 2900, 0, 1, act); /* few rows, threaded over columns */
         bias_act_case(1, 200, 700, 1, 1, act);   /* one row: strips, tail, threaded */
+        bias_act_case(2, 1100, 800, 0, 1, act);  /* two rows, two NC blocks, threads' columns across them */
         bias_act_case(20, 1100, 800, 1, 1, act); /* two NC blocks of columns, three K blocks, threaded */
     }
 }
