@@ -201,6 +201,71 @@ def test_frozen_layer_does_not_change_and_batchnorm_statistics_move(rng):
     assert moved == [True, True, True, True]  # gamma, beta (trained), moving mean and variance (updated)
 
 
+def test_trainable_flag_set_between_train_on_batch_calls_freezes_and_unfreezes(rng):
+    """The train step is cached per set of trainable weights: setting ``trainable`` (on a layer, or on a
+    nested model) between two calls must give the next call a step that (no longer) updates those weights."""
+    x, y = blobs(rng, n=16)
+    inner = graphc.Sequential([graphc.Input((6,)), layers.Dense(5, activation="relu", name="inner_dense")],
+                              name="inner")
+    inputs = graphc.Input((6,))
+    h = layers.Dense(8, activation="relu", name="first")(inner(inputs))
+    model = graphc.Model(inputs, layers.Dense(3, activation="softmax", name="last")(h))
+    model.compile(optimizer=graphc.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+
+    def changed_by_one_step():
+        before = {layer.name: layer.get_weights() for layer in (inner, model.get_layer("first"))}
+        model.train_on_batch(x, y)
+        return {name: any(not np.array_equal(a, b) for a, b in zip(ws, model.get_layer(name).get_weights()))
+                for name, ws in before.items()}
+
+    assert changed_by_one_step() == {"inner": True, "first": True}
+    model.get_layer("first").trainable = False
+    assert changed_by_one_step() == {"inner": True, "first": False}
+    inner.trainable = False
+    assert changed_by_one_step() == {"inner": False, "first": False}
+    model.get_layer("first").trainable = True
+    inner.trainable = True
+    assert changed_by_one_step() == {"inner": True, "first": True}
+
+
+def test_weights_added_after_a_train_step_give_a_new_step(rng):
+    """A weight created after a step was compiled (a layer added to a Sequential, or add_weight) changes the
+    set of trainable weights, so the next call builds a new step, which sees the new weights."""
+    x, y = blobs(rng, n=8)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    model.get_layer("out").add_weight((2,), name="unused")
+    with pytest.warns(UserWarning, match=r"gradients do not exist for \['out/unused'\]"):
+        model.train_on_batch(x, y)
+    model.add(layers.Dense(3, activation="softmax", name="added"))
+    with pytest.raises(ValueError, match=r"weights \['added/kernel', 'added/bias'\] became trainable after the "
+                                         "optimizer was built"), pytest.warns(UserWarning, match="out/unused"):
+        model.train_on_batch(x, y)
+
+
+def test_a_layer_computing_its_own_trainable_weights_is_asked_every_step(rng):
+    """The trainer keeps the ids of the trainable weights between steps only while no layer defines
+    trainable_weights itself (such a layer changes them without telling anyone)."""
+    class Switchable(layers.Dense):
+        frozen = False
+
+        @property
+        def trainable_weights(self):
+            return [] if self.frozen else super().trainable_weights
+
+    x, y = blobs(rng, n=8)
+    switchable = Switchable(3, activation="softmax", name="switchable")
+    model = graphc.Sequential([graphc.Input((6,)), layers.Dense(8, activation="relu"), switchable])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    Switchable.frozen = True  # a class attribute: no layer's __setattr__ runs
+    before = switchable.get_weights()
+    model.train_on_batch(x, y)
+    for got, expected in zip(switchable.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_dropout_training_is_reproducible_and_c_equals_reference(rng, monkeypatch):
     x, y = blobs(rng, n=40)
 

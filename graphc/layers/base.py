@@ -11,6 +11,7 @@ and runs in three settings:
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 from collections import defaultdict
 
@@ -25,6 +26,21 @@ from .input_spec import InputSpec
 from .node import KerasTensor, Node, flatten, map_structure, pack_like
 
 _name_counts: dict = defaultdict(int)
+
+_weight_set_versions = itertools.count(1)
+_weight_set_version = 0
+
+
+def weight_sets_version() -> int:
+    """A number that changes whenever the set of (trainable) weights of some layer or model may have changed:
+    a weight added, a ``trainable`` flag set, a sublayer attached, a model's layers rebuilt. Lets a caller
+    keep what it derived from ``trainable_weights`` instead of walking every layer again."""
+    return _weight_set_version
+
+
+def weight_sets_changed() -> None:
+    global _weight_set_version
+    _weight_set_version = next(_weight_set_versions)
 
 
 def to_snake_case(name: str) -> str:
@@ -83,11 +99,13 @@ class Layer:
 
     # --- sublayer tracking (a layer assigned to an attribute is part of this layer) ----------------
     def __setattr__(self, key, value):
-        if hasattr(self, "_sublayers"):
-            items = value if isinstance(value, (list, tuple)) else [value]
-            for item in items:
+        if key == "trainable":
+            weight_sets_changed()  # this layer's trainable weights, and those of every model holding it
+        if isinstance(value, (Layer, list, tuple)) and hasattr(self, "_sublayers"):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
                 if isinstance(item, Layer) and item is not self and item not in self._sublayers:
                     self._sublayers.append(item)
+                    weight_sets_changed()
         super().__setattr__(key, value)
 
     # --- weights --------------------------------------------------------------------------------
@@ -105,6 +123,7 @@ class Layer:
         name = name or f"variable_{len(self._trainable_variables) + len(self._non_trainable_variables)}"
         var = Variable(init(shape, dtype), name, trainable=trainable, dtype=dtype, path=f"{self.name}/{name}")
         (self._trainable_variables if trainable else self._non_trainable_variables).append(var)
+        weight_sets_changed()
         return var
 
     def _layers_for_weights(self):

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..ir import GraphBuilder, TensorType, format_shape, reference
-from ..layers.base import Layer, unique_name
+from ..layers.base import Layer, unique_name, weight_sets_changed
 from ..layers.input_layer import InputLayer
 from ..layers.input_spec import InputSpec
 from ..layers.node import KerasTensor, flatten, map_structure, pack_like
@@ -120,6 +120,7 @@ class Model(Trainer, Layer):
         self._input_struct = inputs if not isinstance(inputs, tuple) else list(inputs)
         self._output_struct = outputs if not isinstance(outputs, tuple) else list(outputs)
         self._nodes, self._node_depth, self._layers = map_graph(flatten(inputs), flatten(outputs))
+        weight_sets_changed()  # the model's weights are now those of these layers
         self._network_nodes = set(self._nodes)
         names = [layer.name for layer in self._layers]
         dup = next((n for n in names if names.count(n) > 1), None)

@@ -1,7 +1,7 @@
 """``Sequential``: a linear stack of layers, kept as a functional graph once its input shape is known."""
 from __future__ import annotations
 
-from ..layers.base import Layer
+from ..layers.base import Layer, weight_sets_changed
 from ..layers.input_layer import InputLayer
 from ..layers.node import KerasTensor
 from ..serialization import register
@@ -40,6 +40,7 @@ class Sequential(Model):
             raise ValueError(f"Sequential '{self.name}': all layers should have unique names; "
                              f"'{layer.name}' is already in the model")
         self._stack.append(layer)
+        weight_sets_changed()  # (in place: __setattr__ does not see it)
         if rebuild:
             self._rebuild()
 
@@ -47,6 +48,7 @@ class Sequential(Model):
         if not self.layers:
             raise TypeError(f"Sequential '{self.name}' has no layers to pop")
         layer = self._stack.pop()
+        weight_sets_changed()
         if rebuild:
             self._rebuild()
         return layer

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..layers.base import Layer, weight_sets_version
 from . import data
 from .step import build_step, run_step
 
@@ -58,6 +59,12 @@ def _resolve_compile(model, optimizer, loss, loss_weights, metrics):
             if isinstance(m, str) and m not in ("accuracy", "acc"):
                 metrics_mod.get(m)
     return CompileSpec(opt, per_loss, weights, per_metric, data.output_keys(model))
+
+
+def _overrides_trainable_weights(layer):
+    """Whether ``layer`` or a layer in it defines ``trainable_weights`` itself."""
+    return type(layer).trainable_weights is not Layer.trainable_weights or any(
+        _overrides_trainable_weights(sub) for sub in layer._layers_for_weights())
 
 
 class Trainer:
@@ -125,12 +132,26 @@ class Trainer:
         """The step for these per-sample shapes (variable-length inputs get a graph per length) and weighting,
         rebuilt when the set of trainable weights changes."""
         weighted = [s is not None for s in sws]
-        key = (train, tuple(a.shape[1:] for a in xs), tuple(None if y is None else y.shape[1:] for y in ys),
-               tuple(weighted), tuple(id(v) for v in self.trainable_weights) if train else ())
-        if key not in self._steps:
-            self._steps[key] = build_step(self, self._spec, train, [a.shape for a in xs],
-                                          [None if y is None else y.shape for y in ys], weighted)
-        return self._steps[key]
+        key = (train, tuple([a.shape[1:] for a in xs]), tuple([None if y is None else y.shape[1:] for y in ys]),
+               tuple(weighted), self._trainable_ids() if train else ())
+        step = self._steps.get(key)
+        if step is None:
+            step = self._steps[key] = build_step(self, self._spec, train, [a.shape for a in xs],
+                                                 [None if y is None else y.shape for y in ys], weighted)
+        return step
+
+    def _trainable_ids(self):
+        """The ids of ``trainable_weights``, kept until some layer's weights may have changed
+        (``weight_sets_version``): walking every layer on every batch costs more than the rest of the key.
+        Not kept when a layer computes its own trainable_weights (a change there bumps no version)."""
+        version = weight_sets_version()
+        cached = self.__dict__.get("_trainable_ids_cache")
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        ids = tuple(id(v) for v in self.trainable_weights)
+        if not _overrides_trainable_weights(self):
+            self._trainable_ids_cache = (version, ids)
+        return ids
 
     def _training_program(self, xs):
         """The compiled train step for inputs shaped like ``xs`` (targets shaped as the losses expect)."""
