@@ -368,22 +368,23 @@ class Loss:
         if rule is None:
             return
         t, p = tuple(y_true_shape), tuple(y_pred_shape)
+        passed = self.__dict__.setdefault("_passed_shapes", set())  # remembered: the trainer checks every batch
+        if (rule, t, p) in passed:
+            return
         t2, p2 = _squeeze_or_expand_shapes(t, p)
         if rule == "sparse":
             if len(t2) == len(p2) and t2[-1] == 1:
                 t2 = t2[:-1]
             ok = len(t2) == len(p2) - 1 and _dims_match(t2, p2[:-1]) and p[-1] is not None
-            expected = f"{format_shape(p[:-1])} or {format_shape(p[:-1] + (1,))} (integer class ids)"
         elif rule == "same":
             ok = _dims_match(t2, p2)
-            expected = format_shape(p)
         else:
             ok = _broadcastable(t2, p2) and len(t2) <= len(p2)
-            expected = f"{format_shape(p)} (or broadcastable to it)"
         if not ok:
             raise ValueError(f"Output '{output_name}': loss '{self.name}' ({type(self).__name__}) expects targets "
-                             f"of shape {expected}, received targets of shape {format_shape(t)} for predictions "
-                             f"of shape {format_shape(p)}.")
+                             f"of shape {_expected_targets(rule, p)}, received targets of shape {format_shape(t)} "
+                             f"for predictions of shape {format_shape(p)}.")
+        passed.add((rule, t, p))
 
     def check_target_values(self, y_true, y_pred_shape, output_name):
         """Raise ValueError for target values the loss cannot take (class ids out of range)."""
@@ -392,8 +393,29 @@ class Loss:
         return f"<{type(self).__name__} name={self.name}>"
 
 
+def _expected_targets(rule, y_pred_shape):
+    """The targets' shape a shape rule accepts for predictions of ``y_pred_shape``, as error messages say it."""
+    p = y_pred_shape
+    if rule == "sparse":
+        return f"{format_shape(p[:-1])} or {format_shape(p[:-1] + (1,))} (integer class ids)"
+    if rule == "same":
+        return format_shape(p)
+    return f"{format_shape(p)} (or broadcastable to it)"
+
+
+def _ids_in_range(ids, num_classes):
+    """Whether every integer id is in [0, num_classes)."""
+    if ids.size <= 256:  # a batch's labels: Python's min and max of a list cost less than NumPy's reductions
+        values = ids.ravel().tolist()
+        return not values or (min(values) >= 0 and max(values) < num_classes)
+    return ids.min() >= 0 and ids.max() < num_classes
+
+
 def _sparse_check_values(loss, y_true, y_pred_shape, output_name, ignore_class):
     num_classes = y_pred_shape[-1]
+    y_true = np.asarray(y_true)
+    if y_true.dtype.kind in "iu" and _ids_in_range(y_true, num_classes):
+        return  # (the trainer's int32 targets, checked on every batch: no float copy when all are valid)
     ids = np.trunc(np.asarray(y_true, dtype=np.float64))  # float labels are truncated, as TF casts them
     if ignore_class is not None:
         ids = ids[ids != ignore_class]

@@ -260,6 +260,38 @@ def test_sparse_labels_out_of_range_are_reported():
     L.SparseCategoricalCrossentropy(ignore_class=-1).check_target_values(np.array([-1, 2]), (None, 10), "out")
 
 
+@pytest.mark.parametrize("n", [3, 1000])  # a batch's few labels are checked in Python, many with NumPy
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8", "float32"])
+def test_sparse_label_check_finds_the_first_bad_value_whatever_the_dtype_and_size(n, dtype):
+    loss = L.SparseCategoricalCrossentropy()
+    ids = np.arange(n) % 10
+    loss.check_target_values(ids.astype(dtype), (None, 10), "out")
+    loss.check_target_values(ids.reshape(-1, 1).astype(dtype)[::2], (None, 10), "out")  # strided, 2-D
+    bad = ids.copy()
+    bad[n // 2], bad[-1] = 12, 11
+    with pytest.raises(ValueError, match=r"label value of 12 which is outside the valid range of \[0, 10\)"):
+        loss.check_target_values(bad.astype(dtype), (None, 10), "out")
+    if dtype != "uint8":
+        bad[n // 2] = -3
+        with pytest.raises(ValueError, match="label value of -3 "):
+            loss.check_target_values(bad.astype(dtype), (None, 10), "out")
+        bad[-1] = -1
+        L.SparseCategoricalCrossentropy(ignore_class=-1).check_target_values(np.where(bad == -3, -1, bad)
+                                                                              .astype(dtype), (None, 10), "out")
+
+
+def test_target_shape_check_remembers_only_what_passed():
+    """The trainer checks the targets' shape on every batch; a shape that passed once passes at once after,
+    and a shape that fails keeps failing with its message."""
+    loss = L.CategoricalCrossentropy()
+    for _ in range(2):
+        loss.check_target_shape((32, 10), (None, 10), "out")
+        with pytest.raises(ValueError, match=r"expects targets of shape \(None, 10\), received targets of shape "
+                                             r"\(32, 3\) for predictions of shape \(None, 10\)"):
+            loss.check_target_shape((32, 3), (None, 10), "out")
+    assert loss._passed_shapes == {("same", (32, 10), (None, 10))}
+
+
 def test_functions_reject_mismatched_shapes_like_tensorflow():
     with pytest.raises(ValueError, match="same rank"):
         L.binary_crossentropy(np.zeros(4), np.zeros((4, 1)))

@@ -46,7 +46,8 @@ def targets(model, spec, y, n):
             raise ValueError(f"Model '{model.name}': no target for output(s) {missing}; received keys "
                              f"{sorted(y)}, the outputs with a loss are "
                              f"{[nm for nm, loss in zip(names, spec.losses) if loss is not None]}")
-    ys = per_output(model, y, "y")
+    # (per_output's answer for one array and one output, without its checks of structures)
+    ys = [y] if len(names) == 1 and type(y) is np.ndarray else per_output(model, y, "y")
     out = []
     for k, (t, loss, kt) in enumerate(zip(ys, spec.losses, model.outputs)):
         if loss is None:
@@ -71,6 +72,8 @@ def targets(model, spec, y, n):
 def sample_weights(model, spec, sample_weight, class_weight, ys, n):
     """float32 weights of shape (n,) per output with a loss; None where none are given (Keras's losses then
     see no weights at all)."""
+    if sample_weight is None and class_weight is None:  # the common call: no weights anywhere
+        return [None] * len(ys)
     names = output_keys(model)
     sws = per_output(model, sample_weight, "sample_weight") if sample_weight is not None else [None] * len(names)
     out = []
