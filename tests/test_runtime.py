@@ -489,3 +489,41 @@ def test_kernels_ship_in_the_wheel(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == tmp_path / "site" / "graphc" / "kernels"
+
+
+def test_given_outputs_and_params_are_reused_only_while_they_are_the_same_arrays(cache_env, rng):
+    """CompiledGraph.run points to the params and outputs a caller gives once, then reuses those pointers
+    while the same arrays come back (the same tuple, or a list holding the same arrays): a list changed in
+    place, a call without outputs in between and another batch size still write where they should."""
+    from graphc.ir import GraphBuilder, TensorType
+
+    class Weight:
+        value = np.zeros(3, "float32")
+
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 3)))
+    w = b.param(Weight(), "w", TensorType((3,)))
+    program = runtime.compile_graph(b.finish([b.emit("add", [x, w]), b.emit("neg", [x])]))
+    v = rng.normal(size=(4, 3)).astype("float32")
+    params = (np.ones(3, "float32"),)
+    first, second = np.zeros((4, 3), "float32"), np.zeros((4, 3), "float32")
+    given = (None, first)
+    for value in (v, v + 1):
+        out = program.run([value], params, outputs=given)
+        assert out[1] is first and out[0] is not given[0]
+        np.testing.assert_allclose(first, -value, rtol=1e-6)
+        np.testing.assert_allclose(out[0], value + 1, rtol=1e-6)
+    listed = [None, first]
+    program.run([v], params, outputs=listed)
+    listed[1] = second  # changed in place: the next call must see it
+    program.run([v - 1], params, outputs=listed)
+    np.testing.assert_allclose(second, -(v - 1), rtol=1e-6)
+    np.testing.assert_allclose(first, -v, rtol=1e-6)
+    assert program.run([v[:2]], params)[1].shape == (2, 3)  # new arrays, another batch, in between
+    params[0][...] = 2.0  # the same arrays, changed values: read again
+    out = program.run([v], params, outputs=given)
+    np.testing.assert_allclose(out[0], v + 2, rtol=1e-6)
+    np.testing.assert_allclose(first, -v, rtol=1e-6)
+    np.testing.assert_allclose(program.run([v], [np.full(3, 3.0, "float32")], outputs=given)[0], v + 3, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"expected 2 outputs \(None for a new array\), received 1"):
+        program.run([v], params, outputs=[first])

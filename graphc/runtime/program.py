@@ -22,6 +22,19 @@ class IdOutOfRangeError(RuntimeError, ValueError):
     ValueError as the NumPy reference raises for the same data."""
 
 
+def _seen(arrays):
+    """A record of the arrays of a call, for ``_same_arrays``: the arrays (held, so that no other array takes
+    their ids) and their ids. A tuple is kept as it is, a list copied (its owner may change it)."""
+    arrays = tuple(arrays)
+    return arrays, tuple(map(id, arrays))
+
+
+def _same_arrays(seen, arrays):
+    """Whether ``arrays`` are those ``seen`` recorded: the same tuple holds the same arrays (a tuple cannot
+    change), else compare the ids."""
+    return (seen[0] is arrays and type(arrays) is tuple) or seen[1] == tuple(map(id, arrays))
+
+
 class CompiledGraph:
     def __init__(self, graph, prefix: str = "graphc_model", title: str = "", output_aliases=None):
         from .build import compile_module
@@ -106,13 +119,12 @@ class CompiledGraph:
                 ptrs = self.ffi.new("void *[]", [self.ffi.from_buffer(a) for a in params] or [self.ffi.NULL])
                 own = self._own_params = (ptrs, params)
             return own
-        key = tuple(map(id, param_arrays))
         cached = self._local.__dict__.get("params")
-        if cached is not None and cached[0] == key:
+        if cached is not None and _same_arrays(cached[0], param_arrays):
             return cached[1], cached[2]
         params = [np.ascontiguousarray(p, dtype=v.type.dtype) for p, v in zip(param_arrays, self.graph.params)]
         ptrs = self.ffi.new("void *[]", [self.ffi.from_buffer(a) for a in params] or [self.ffi.NULL])
-        self._local.params = (key, ptrs, params)
+        self._local.params = (_seen(param_arrays), ptrs, params)
         return ptrs, params
 
     def _prepared_weights(self, param_ptrs):
@@ -150,34 +162,41 @@ class CompiledGraph:
                  np.dtype(v.type.dtype)) for v, rf in zip(self.graph.outputs, self._out_rows)]
         return shapes
 
-    def _outputs(self, batch, outputs, out_ptrs):
-        """The output arrays of a call, their pointers set in ``out_ptrs``: new arrays, except where the caller
+    def _outputs(self, batch, outputs):
+        """The output arrays of a call and the array of their pointers: new arrays, except where the caller
         gives ``outputs[k]``. Those are checked and pointed to once, then reused while the caller passes the
-        same arrays (a train step writes into the same variables on every call)."""
-        ffi, shapes = self.ffi, self._output_shapes(batch)
-        given = None
-        if outputs is not None:
-            key = (batch, tuple(map(id, outputs)))
+        same arrays (a train step writes into the same variables on every call), so a call sets only the new
+        arrays' pointers."""
+        shapes = self._output_shapes(batch)
+        if outputs is None:
+            outs, out_ptrs, new = [None] * len(shapes), self._pointer_arrays()[1], range(len(shapes))
+        else:
             given = self._local.__dict__.get("given")
-            if given is None or given[0] != key:
-                for k, o in enumerate(outputs):
-                    shape, dtype = shapes[k]
-                    if o is not None and not (isinstance(o, np.ndarray) and o.dtype == dtype and o.shape == shape
-                                              and o.flags.c_contiguous and o.flags.writeable):
-                        raise ValueError(f"output {k}: expected a writeable C-contiguous {dtype} array of "
-                                         f"shape {shape}")
-                given = self._local.given = (key, list(outputs), [None if o is None else ffi.from_buffer(o)
-                                                                   for o in outputs])
-        outs = []
-        for k, (shape, dtype) in enumerate(shapes):
-            if given is not None and given[1][k] is not None:
-                outs.append(given[1][k])
-                out_ptrs[k] = given[2][k]
-            else:
-                o = np.empty(shape, dtype=dtype)
-                outs.append(o)
-                out_ptrs[k] = ffi.from_buffer(o)
-        return outs
+            if given is None or given[0] != batch or not _same_arrays(given[1], outputs):
+                given = self._local.given = (batch, _seen(outputs), *self._given_outputs(shapes, outputs))
+            outs, out_ptrs, new = list(given[2]), given[3], given[4]
+        for k in new:
+            shape, dtype = shapes[k]
+            o = outs[k] = np.empty(shape, dtype=dtype)
+            out_ptrs[k] = self.ffi.from_buffer(o)
+        return outs, out_ptrs
+
+    def _given_outputs(self, shapes, outputs):
+        """Check the caller's output arrays; returns them, an array of output pointers of their own (set for the
+        given arrays), the indices of the outputs not given, and the given arrays' cffi buffers (kept alive)."""
+        if len(outputs) != len(shapes):
+            raise ValueError(f"expected {len(shapes)} outputs (None for a new array), received {len(outputs)}")
+        for k, o in enumerate(outputs):
+            shape, dtype = shapes[k]
+            if o is not None and not (isinstance(o, np.ndarray) and o.dtype == dtype and o.shape == shape
+                                      and o.flags.c_contiguous and o.flags.writeable):
+                raise ValueError(f"output {k}: expected a writeable C-contiguous {dtype} array of shape {shape}")
+        buffers = [None if o is None else self.ffi.from_buffer(o) for o in outputs]
+        out_ptrs = self.ffi.new("void *[]", max(1, len(outputs)))
+        for k, b in enumerate(buffers):
+            if b is not None:
+                out_ptrs[k] = b
+        return tuple(outputs), out_ptrs, [k for k, o in enumerate(outputs) if o is None], buffers
 
     def run(self, arrays, param_arrays=None, outputs=None):
         """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``
@@ -187,7 +206,7 @@ class CompiledGraph:
         batch = 1
         for a, b in zip(arrays, self._batched):
             if b:
-                batch = int(np.shape(a)[0])
+                batch = int(a.shape[0] if type(a) is np.ndarray else np.shape(a)[0])  # (np.shape: lists too)
                 break
         ins = []
         for a, (name, dtype, shape, batched) in zip(arrays, self._input_specs):
@@ -197,10 +216,10 @@ class CompiledGraph:
                 raise ValueError(f"input '{name}': expected shape {shape} with batch {batch}, got {a.shape}")
             ins.append(a)
         param_ptrs, params = self._param_pointers(param_arrays)
-        in_ptrs, out_ptrs = self._pointer_arrays()
+        in_ptrs = self._pointer_arrays()[0]
         for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)
             in_ptrs[k] = ffi.from_buffer(a)
-        outs = self._outputs(batch, outputs, out_ptrs)
+        outs, out_ptrs = self._outputs(batch, outputs)
         with threads.share_of_threads() as nthreads:
             # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
             if param_arrays is None and self._prepare is not None and self.__dict__.get("_own_params"):

@@ -13,8 +13,6 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..autodiff import gradients
 from ..ir import GraphBuilder, TensorType, reference
 from ..layers.node import flatten, pack_like
@@ -30,6 +28,18 @@ class StepGraph:
     metric_slots: list          # (output index k, metric) per (total, count) pair of outputs that follow
     updated: list = field(default_factory=list)   # Variables whose new values are the last outputs
     program: object = None
+    _run_arrays: tuple = None     # (program, params, targets): see run_arrays
+
+    def run_arrays(self):
+        """What ``program`` runs with besides the feeds: the params' arrays, and per output the array to write
+        into (None for the scalars, then the updated variables' storage). Made once per program, as tuples (which
+        the program recognizes without comparing them again): a Variable's arrays never move (its value is
+        written in place)."""
+        if self._run_arrays is None or self._run_arrays[0] is not self.program:
+            n_scalars = len(self.graph.outputs) - len(self.updated)
+            self._run_arrays = (self.program, tuple(w.value for w in self.program.param_keys),
+                                (None,) * n_scalars + tuple(v.storage for v in self.updated))
+        return self._run_arrays[1:]
 
 
 def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) -> StepGraph:
@@ -108,10 +118,10 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) 
     return StepGraph(graph, feeds, len(losses), metric_slots, updated)
 
 
-def run_step(step: StepGraph, model, feed_values: dict, title: str):
-    """Run one step: compiled C when every op lowers (else the NumPy reference, with a warning once), then
-    write the updated variables. Returns the scalar outputs (losses, metric sums) as floats."""
-    arrays = [feed_values[f] for f in step.feeds]
+def run_step(step: StepGraph, model, arrays: list, title: str):
+    """Run one step on ``arrays`` (its inputs, in the order of ``step.feeds``): compiled C when every op lowers
+    (else the NumPy reference, with a warning once), then write the updated variables. Returns the scalar
+    outputs (losses, metric sums) as floats."""
     n_scalars = len(step.graph.outputs) - len(step.updated)
     if step.program is None and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
         from .. import runtime
@@ -124,9 +134,9 @@ def run_step(step: StepGraph, model, feed_values: dict, title: str):
                           stacklevel=3)
             step.program = False
     if step.program:
-        targets = [None] * n_scalars + [v.storage for v in step.updated]
+        params, targets = step.run_arrays()
         try:
-            results = step.program.run(arrays, [w.value for w in step.program.param_keys], outputs=targets)
+            results = step.program.run(arrays, params, outputs=targets)
         finally:  # (written in place, even by a step that then failed)
             weights_changed()
     else:
@@ -136,4 +146,4 @@ def run_step(step: StepGraph, model, feed_values: dict, title: str):
         for var, new in zip(step.updated, results[n_scalars:]):
             var.storage[...] = new
         weights_changed()
-    return [float(np.asarray(r)) for r in results[:n_scalars]]
+    return [float(r) for r in results[:n_scalars]]

@@ -171,15 +171,10 @@ class Trainer:
     def _run_batch(self, train, xs, ys, sws):
         self._resolve_metrics(ys)
         step = self._step_graph(train, xs, ys, sws)
-        feeds = {("x", i): a for i, a in enumerate(xs)}
-        feeds.update({("y", k): y for k, y in enumerate(ys) if y is not None})
-        feeds.update({("sw", k): s for k, s in enumerate(sws) if s is not None})
-        if train:
-            feeds.update({("hyper", n): np.float32(v) for n, v in self.optimizer.hyperparameters().items()})
-        self._rng_steps = getattr(self, "_rng_steps", 0)
-        feeds[("rng",)] = np.int32(self._rng_steps % (2 ** 31))
-        results = run_step(step, self, feeds, "train step" if train else "test step")
-        self._rng_steps += 1
+        rng_step = getattr(self, "_rng_steps", 0)
+        results = run_step(step, self, self._step_inputs(step, train, xs, ys, sws, rng_step),
+                           "train step" if train else "test step")
+        self._rng_steps = rng_step + 1
         if train:
             self.optimizer.finish_step()
         n = len(xs[0])
@@ -193,6 +188,20 @@ class Trainer:
         for j, (k, metric) in enumerate(step.metric_slots):
             metric.accumulate(sums[2 * j], sums[2 * j + 1])
         return self._logs()
+
+    def _step_inputs(self, step, train, xs, ys, sws, rng_step):
+        """The step's input arrays, in the order of its graph's inputs (``step.feeds``)."""
+        data_groups = {"x": xs, "y": ys, "sw": sws}
+        hyper = self.optimizer.hyperparameters() if train else None
+        arrays = []
+        for feed in step.feeds:
+            if feed[0] == "hyper":
+                arrays.append(np.float32(hyper[feed[1]]))
+            elif feed[0] == "rng":
+                arrays.append(np.int32(rng_step % (2 ** 31)))
+            else:
+                arrays.append(data_groups[feed[0]][feed[1]])
+        return arrays
 
     def _prepare(self, x, y, sample_weight, class_weight):
         xs = self._standardize_inputs(x)
