@@ -15,6 +15,7 @@ from .serialization import get_from_registry, register, serialize_object
 
 _LOWEST = float(np.finfo(np.float32).min)
 _HIGHEST = float(np.finfo(np.float32).max)
+_ZERO = np.float32(0.0)  # (NumPy scalars cannot change: metrics reset to this one)
 
 
 # --- metric functions: (y_true, y_pred) -> per-sample float32 values -------------------------------------
@@ -157,8 +158,7 @@ class Mean(Metric):
         super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
-        self.total = np.float32(0.0)
-        self.count = np.float32(0.0)
+        self.total = self.count = _ZERO
 
     def graph_sums(self, values, sample_weight=None):
         return weighted_sums(values, sample_weight)

@@ -7,6 +7,8 @@ from .. import ops
 from ..serialization import register
 from .base import Optimizer
 
+_ONE = np.float32(1)  # (made once: hyperparameters runs on every training step)
+
 
 @register("optimizers")
 class Adam(Optimizer):
@@ -36,7 +38,7 @@ class Adam(Optimizer):
         t = f32(self.iterations + 1)
         lr = f32(self.learning_rate)
         beta_1_power, beta_2_power = np.power(f32(self.beta_1), t), np.power(f32(self.beta_2), t)
-        alpha = lr * np.sqrt(f32(1) - beta_2_power) / (f32(1) - beta_1_power)
+        alpha = lr * np.sqrt(_ONE - beta_2_power) / (_ONE - beta_1_power)
         return {"lr": float(lr), "alpha": float(alpha)}
 
     def _update_step(self, p, g, slots, hyper):

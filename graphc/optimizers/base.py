@@ -20,7 +20,7 @@ import numpy as np
 from .. import ops
 from ..layers.base import to_snake_case, unique_name
 from ..tracing import Tensor, current_builder, eager, to_value
-from ..variables import Variable
+from ..variables import Variable, weights_changed
 from . import schedules
 
 
@@ -300,7 +300,11 @@ class Optimizer(abc.ABC):
         return new_params, new_slots
 
     def finish_step(self):
-        self.iterations += 1
+        """Count the step, written in place (this runs after every training step) and bumping the weights'
+        version as ``assign`` does."""
+        count = self._iterations.storage
+        count[()] = int(count) + 1
+        weights_changed()
 
     def apply_gradients(self, grads_and_vars):
         pairs = list(grads_and_vars)

@@ -24,6 +24,9 @@ class CompileSpec:
     output_names: list
     metrics: list = None  # per output: list of Metric objects
 
+    def __post_init__(self):
+        self.live = [k for k, lo in enumerate(self.losses) if lo is not None]  # the outputs with a loss
+
 
 def _resolve_compile(model, optimizer, loss, loss_weights, metrics):
     from .. import losses as losses_mod
@@ -93,9 +96,9 @@ class Trainer:
                              f"{'' if ' ' in what else '()'}")
 
     def _resolve_metrics(self, ys):
-        from .. import metrics as metrics_mod
         spec = self._spec
         if spec.metrics is None:
+            from .. import metrics as metrics_mod
             spec.metrics = []
             for k, ids in enumerate(spec.metric_ids):
                 out = self.outputs[k]
@@ -104,6 +107,8 @@ class Trainer:
                 spec.metrics.append(objs)
             self._loss_tracker = metrics_mod.Mean(name="loss")
             self._output_loss_trackers = [metrics_mod.Mean(name=f"{n}_loss") for n in spec.output_names]
+            self._all_metrics = [self._loss_tracker, *self._output_loss_trackers, *[m for ms in spec.metrics
+                                                                                    for m in ms]]
 
     @property
     def metrics_names(self):
@@ -111,15 +116,14 @@ class Trainer:
 
     def reset_metrics(self):
         if getattr(self, "_spec", None) and self._spec.metrics is not None:
-            for m in [self._loss_tracker, *self._output_loss_trackers, *[m for ms in self._spec.metrics for m in ms]]:
+            for m in self._all_metrics:
                 m.reset_state()
 
     def _logs(self):
         spec = self._spec
         logs = {"loss": self._loss_tracker.result()}
-        live = [k for k, lo in enumerate(spec.losses) if lo is not None]
-        if len(live) > 1:
-            for k in live:
+        if len(spec.live) > 1:
+            for k in spec.live:
                 logs[f"{spec.output_names[k]}_loss"] = self._output_loss_trackers[k].result()
         for k, ms in enumerate(spec.metrics):
             for m in ms:
@@ -178,11 +182,10 @@ class Trainer:
         if train:
             self.optimizer.finish_step()
         n = len(xs[0])
-        live = [k for k, lo in enumerate(self._spec.losses) if lo is not None]
         self._loss_tracker.accumulate(results[0] * n, n)  # Keras weighs each batch's loss by its size
         if step.n_losses > 1:
             # Keras on TensorFlow weighs these by a batch size its traced step does not know, i.e. equally.
-            for k, value in zip(live, results[1:step.n_losses]):
+            for k, value in zip(self._spec.live, results[1:step.n_losses]):
                 self._output_loss_trackers[k].accumulate(value, 1)
         sums = results[step.n_losses:]
         for j, (k, metric) in enumerate(step.metric_slots):
