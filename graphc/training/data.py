@@ -141,4 +141,10 @@ def batches(groups, batch_size, shuffle, rng):
     order = rng.permutation(n) if shuffle else None
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
-        yield [[None if a is None else np.ascontiguousarray(a[idx]) for a in group] for group in groups]
+        yield [[None if a is None else _rows(a, idx) for a in group] for group in groups]
+
+
+def _rows(a, idx):
+    """``a[idx]`` as a C-contiguous array; ``idx`` a slice or an array of row numbers (which np.take gathers
+    faster than indexing does)."""
+    return np.ascontiguousarray(a[idx]) if isinstance(idx, slice) else np.take(a, idx, axis=0)
