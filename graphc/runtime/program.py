@@ -8,6 +8,7 @@ arrive, so steady-state calls allocate nothing but their outputs.
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,17 +23,30 @@ class IdOutOfRangeError(RuntimeError, ValueError):
     ValueError as the NumPy reference raises for the same data."""
 
 
-def _seen(arrays):
-    """A record of the arrays of a call, for ``_same_arrays``: the arrays (held, so that no other array takes
-    their ids) and their ids. A tuple is kept as it is, a list copied (its owner may change it)."""
-    arrays = tuple(arrays)
-    return arrays, tuple(map(id, arrays))
+class _Seen(NamedTuple):
+    """The arrays a caller gave (held, so that no other array takes their ids) and their ids."""
+    arrays: tuple
+    ids: tuple
 
 
-def _same_arrays(seen, arrays):
-    """Whether ``arrays`` are those ``seen`` recorded: the same tuple holds the same arrays (a tuple cannot
-    change), else compare the ids."""
-    return (seen[0] is arrays and type(arrays) is tuple) or seen[1] == tuple(map(id, arrays))
+def _seen(arrays) -> _Seen:
+    arrays = tuple(arrays)  # (a caller's tuple is kept as it is, a list copied: its owner may change it)
+    return _Seen(arrays, tuple(map(id, arrays)))
+
+
+def _same_arrays(seen: _Seen, arrays) -> bool:
+    """Whether ``arrays`` are those ``seen``: the same tuple holds the same arrays (a tuple cannot change),
+    else compare the ids."""
+    return (seen.arrays is arrays and type(arrays) is tuple) or seen.ids == tuple(map(id, arrays))
+
+
+class _GivenOutputs(NamedTuple):
+    """Output arrays a caller gave for a batch size, checked, and the pointer array made for them."""
+    batch: int
+    seen: _Seen         # the arrays (None: a new array per call)
+    pointers: object    # cffi void *[]: the given arrays' pointers set once, the others' on every call
+    new: list           # the indices of the outputs not given
+    buffers: list       # the given arrays' cffi buffers (kept alive while their pointers are in use)
 
 
 class CompiledGraph:
@@ -119,7 +133,7 @@ class CompiledGraph:
                 ptrs = self.ffi.new("void *[]", [self.ffi.from_buffer(a) for a in params] or [self.ffi.NULL])
                 own = self._own_params = (ptrs, params)
             return own
-        cached = self._local.__dict__.get("params")
+        cached = self._local.__dict__.get("params")  # (seen, pointers, arrays)
         if cached is not None and _same_arrays(cached[0], param_arrays):
             return cached[1], cached[2]
         params = [np.ascontiguousarray(p, dtype=v.type.dtype) for p, v in zip(param_arrays, self.graph.params)]
@@ -172,18 +186,17 @@ class CompiledGraph:
             outs, out_ptrs, new = [None] * len(shapes), self._pointer_arrays()[1], range(len(shapes))
         else:
             given = self._local.__dict__.get("given")
-            if given is None or given[0] != batch or not _same_arrays(given[1], outputs):
-                given = self._local.given = (batch, _seen(outputs), *self._given_outputs(shapes, outputs))
-            outs, out_ptrs, new = list(given[2]), given[3], given[4]
+            if given is None or given.batch != batch or not _same_arrays(given.seen, outputs):
+                given = self._local.given = self._given_outputs(batch, shapes, outputs)
+            outs, out_ptrs, new = list(given.seen.arrays), given.pointers, given.new
         for k in new:
             shape, dtype = shapes[k]
             o = outs[k] = np.empty(shape, dtype=dtype)
             out_ptrs[k] = self.ffi.from_buffer(o)
         return outs, out_ptrs
 
-    def _given_outputs(self, shapes, outputs):
-        """Check the caller's output arrays; returns them, an array of output pointers of their own (set for the
-        given arrays), the indices of the outputs not given, and the given arrays' cffi buffers (kept alive)."""
+    def _given_outputs(self, batch, shapes, outputs) -> _GivenOutputs:
+        """Check the output arrays a caller gives and point to them."""
         if len(outputs) != len(shapes):
             raise ValueError(f"expected {len(shapes)} outputs (None for a new array), received {len(outputs)}")
         for k, o in enumerate(outputs):
@@ -196,7 +209,8 @@ class CompiledGraph:
         for k, b in enumerate(buffers):
             if b is not None:
                 out_ptrs[k] = b
-        return tuple(outputs), out_ptrs, [k for k, o in enumerate(outputs) if o is None], buffers
+        return _GivenOutputs(batch, _seen(outputs), out_ptrs, [k for k, o in enumerate(outputs) if o is None],
+                             buffers)
 
     def run(self, arrays, param_arrays=None, outputs=None):
         """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``

@@ -46,7 +46,7 @@ def targets(model, spec, y, n):
             raise ValueError(f"Model '{model.name}': no target for output(s) {missing}; received keys "
                              f"{sorted(y)}, the outputs with a loss are "
                              f"{[nm for nm, loss in zip(names, spec.losses) if loss is not None]}")
-    # (per_output's answer for one array and one output, without its checks of structures)
+    # (what per_output gives for one array and one output, without looking the output names up again)
     ys = [y] if len(names) == 1 and type(y) is np.ndarray else per_output(model, y, "y")
     out = []
     for k, (t, loss, kt) in enumerate(zip(ys, spec.losses, model.outputs)):
