@@ -341,8 +341,9 @@ static void run(const plan *p, const float *x, const float *w, const float *prep
     int team, by_positions;
     if (p->tiles <= 0)
         return;
-    by_positions = positions_team(p, scratch) > 1;
-    team = by_positions ? positions_team(p, scratch) : team_for(p, scratch);
+    team = positions_team(p, scratch);
+    by_positions = team > 1;
+    team = by_positions ? team : team_for(p, scratch);
     (void)team; /* (unused without OpenMP) */
     GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
