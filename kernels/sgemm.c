@@ -84,9 +84,10 @@ typedef void (*micro_kernel_fn)(int kc, const float *Ap, const float *Bp, float 
 typedef void (*micro_kernel_epi_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
                                     float beta, const float *bias, int relu);
 
-/* The same reading A in place: MR rows from A, row stride lda (A[i * lda + k]), no packing. */
+/* The same reading A in place: MR rows from A, row stride lda (A[i * lda + k]), no packing; with the
+ * epilogue of micro_kernel_epi_fn (bias NULL and relu 0: none). */
 typedef void (*micro_kernel_direct_fn)(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
-                                       float alpha, float beta);
+                                       float alpha, float beta, const float *bias, int relu);
 
 typedef struct {
     int mr, nr;     /* register tile */
@@ -137,8 +138,10 @@ static void kernel_portable(int kc, const float *Ap, const float *Bp, float *C, 
     store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
 }
 
+static void epilogue(int m, int n, float *C, int ldc, const float *bias, int act);
+
 static void kernel_portable_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
-                                   float alpha, float beta)
+                                   float alpha, float beta, const float *bias, int relu)
 {
     float c0[P_NR] = {0.0f}, c1[P_NR] = {0.0f}, c2[P_NR] = {0.0f}, c3[P_NR] = {0.0f};
     const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
@@ -156,6 +159,8 @@ static void kernel_portable_direct(int kc, const float *A, int lda, const float 
     store_row_portable(C + (size_t)ldc, c1, alpha, beta);
     store_row_portable(C + 2 * (size_t)ldc, c2, alpha, beta);
     store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
+    if (bias != NULL || relu)
+        epilogue(P_MR, P_NR, C, ldc, bias, relu ? GRAPHC_ACT_RELU : GRAPHC_ACT_NONE);
 }
 
 static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16", NULL,
@@ -302,7 +307,7 @@ static void kernel_avx2_epi(int kc, const float *Ap, const float *Bp, float *C, 
 
 /* A's six rows read in place: the same loads as from a packed panel, from six streams. */
 static void kernel_avx2_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc, float alpha,
-                               float beta)
+                               float beta, const float *bias, int relu)
 {
     const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
     const float *a4 = A + 4 * (size_t)lda, *a5 = A + 5 * (size_t)lda;
@@ -321,12 +326,12 @@ static void kernel_avx2_direct(int kc, const float *A, int lda, const float *Bp,
         a = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
         Bp += V_NR;
     }
-    store_row_avx2(C, c00, c01, va, vb, beta, NULL, 0);
-    store_row_avx2(C + (size_t)ldc, c10, c11, va, vb, beta, NULL, 0);
-    store_row_avx2(C + 2 * (size_t)ldc, c20, c21, va, vb, beta, NULL, 0);
-    store_row_avx2(C + 3 * (size_t)ldc, c30, c31, va, vb, beta, NULL, 0);
-    store_row_avx2(C + 4 * (size_t)ldc, c40, c41, va, vb, beta, NULL, 0);
-    store_row_avx2(C + 5 * (size_t)ldc, c50, c51, va, vb, beta, NULL, 0);
+    store_row_avx2(C, c00, c01, va, vb, beta, bias, relu);
+    store_row_avx2(C + (size_t)ldc, c10, c11, va, vb, beta, bias, relu);
+    store_row_avx2(C + 2 * (size_t)ldc, c20, c21, va, vb, beta, bias, relu);
+    store_row_avx2(C + 3 * (size_t)ldc, c30, c31, va, vb, beta, bias, relu);
+    store_row_avx2(C + 4 * (size_t)ldc, c40, c41, va, vb, beta, bias, relu);
+    store_row_avx2(C + 5 * (size_t)ldc, c50, c51, va, vb, beta, bias, relu);
 }
 
 static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16", kernel_avx2_epi,
@@ -597,6 +602,15 @@ static size_t b_block_floats(const gemm_impl *g, int64_t N, int64_t K)
     return graphc_scratch_round((size_t)((nc < NC ? nc : NC) * kc));
 }
 
+/* The K block size for K: blocks of near-equal size, at most g->kc each (K = 784 runs as 264 + 264 + 256, not
+ * 384 + 384 + 16: a thin last block reloads every C tile for a few multiply-adds). Packed B's layout
+ * (graphc_sgemm_pack_b) follows it. */
+static int kc_step(const gemm_impl *g, int K)
+{
+    const int blocks = K > 0 ? (K + g->kc - 1) / g->kc : 1, step = (K + blocks - 1) / blocks;
+    return step > 0 ? (step + 7) / 8 * 8 : g->kc; /* (g->kc is a multiple of 8, so this stays <= g->kc) */
+}
+
 /* Where op(A)[i][k] and op(B)[k][j] are stored. */
 static const float *a_at(const gemm_args *p, int i, int k)
 {
@@ -633,8 +647,11 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     const float alpha = p->alpha, beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
     const int epilogue_now = pc + kc >= p->K && (p->bias != NULL || p->act != GRAPHC_ACT_NONE);
     const int fuse = epilogue_now && g->kernel_epi != NULL && (p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU);
+    const float *bias_now = epilogue_now ? p->bias : NULL; /* the direct kernels' fused epilogue */
+    const int relu_now = epilogue_now && p->act == GRAPHC_ACT_RELU;
     const int ldc = p->ldc;
-    const int direct = p->direct_a && g->kernel_direct != NULL && !p->transa && !epilogue_now;
+    const int relu_or_none = p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU;
+    const int direct = p->direct_a && g->kernel_direct != NULL && !p->transa && (!epilogue_now || relu_or_none);
     int ic, jr, ir, i, j;
 
     for (ic = m0; ic < m1; ic += g->mc) {
@@ -655,18 +672,21 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
                 const float *ap = Ap + (size_t)ir * kc;
                 const float *ad = direct && ir < whole ? a_at(p, ic + ir, pc) : NULL; /* A in place */
                 float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
+                if (m == mr && n == nr && ad != NULL) {
+                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta, bias_now ? bias_now + jc + jr : NULL,
+                                     relu_now);
+                    continue;
+                }
                 if (m == mr && n == nr && fuse) {
                     g->kernel_epi(kc, ap, bp, c, ldc, alpha, beta, p->bias ? p->bias + jc + jr : NULL,
                                   p->act == GRAPHC_ACT_RELU);
                     continue;
                 }
-                if (m == mr && n == nr && ad != NULL) {
-                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta);
-                } else if (m == mr && n == nr) {
+                if (m == mr && n == nr) {
                     g->kernel(kc, ap, bp, c, ldc, alpha, beta);
                 } else {
                     if (ad != NULL)
-                        g->kernel_direct(kc, ad, p->lda, bp, tile, nr, 1.0f, 0.0f);
+                        g->kernel_direct(kc, ad, p->lda, bp, tile, nr, 1.0f, 0.0f, NULL, 0);
                     else
                         g->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
                     for (i = 0; i < m; ++i) {
@@ -696,8 +716,9 @@ static void gemm_packed_part(const gemm_impl *g, const gemm_args *p, int m0, int
     for (jc = n0 / NC * NC; jc < n1; jc += NC) {
         const int nc = p->N - jc < NC ? p->N - jc : NC;
         const int j0 = n0 > jc ? n0 - jc : 0, j1 = n1 < jc + nc ? n1 - jc : nc; /* the part in this block */
-        for (pc = 0; pc < p->K; pc += g->kc) {
-            const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+        const int kcs = kc_step(g, p->K);
+        for (pc = 0; pc < p->K; pc += kcs) {
+            const int kc = p->K - pc < kcs ? p->K - pc : kcs;
             gemm_macro(g, p, m0, m1, jc + j0, j1 - j0, pc, kc, packed_block(g, p, jc, pc, nc) + (size_t)j0 * kc, Ap);
         }
     }
@@ -713,8 +734,9 @@ static void gemm_serial(const gemm_impl *g, const gemm_args *p, float *Ap, float
     }
     for (jc = 0; jc < p->N; jc += NC) {
         const int nc = p->N - jc < NC ? p->N - jc : NC;
-        for (pc = 0; pc < p->K; pc += g->kc) {
-            const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+        const int kcs = kc_step(g, p->K);
+        for (pc = 0; pc < p->K; pc += kcs) {
+            const int kc = p->K - pc < kcs ? p->K - pc : kcs;
             pack_b_block(p, pc, kc, jc, nc, g->nr, Bp);
             gemm_macro(g, p, 0, p->M, jc, nc, pc, kc, Bp, Ap);
         }
@@ -1019,8 +1041,9 @@ static void gemm_parallel(const gemm_impl *g, int threads, const gemm_args *p, c
             share(mt, g->mr, p->M, t, tm, &m0, &m1); /* threads t >= tm (if any) only help pack */
             for (jc = 0; jc < p->N; jc += NC) {
                 const int nc = p->N - jc < NC ? p->N - jc : NC, panels = (nc + g->nr - 1) / g->nr;
-                for (pc = 0; pc < p->K; pc += g->kc) {
-                    const int kc = p->K - pc < g->kc ? p->K - pc : g->kc;
+                const int kcs = kc_step(g, p->K);
+                for (pc = 0; pc < p->K; pc += kcs) {
+                    const int kc = p->K - pc < kcs ? p->K - pc : kcs;
                     int n0, n1;
 #pragma omp barrier /* everyone is done with the previous B block */
                     share(panels, g->nr, nc, t, team, &n0, &n1);
@@ -1080,7 +1103,8 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
     p.A = A; p.B = B; p.C = C;
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     p.bias = bias; p.act = act;
-    p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0; p.direct_a = 0;
+    p.pack_a = pack_a; p.pack_ctx = pack_ctx; p.row0 = 0;
+    p.direct_a = packed_b != NULL && pack_a == NULL; /* B ready (inference): A is an activation, small and hot */
     p.packed_b = packed_b ? align64((float *)packed_b) : NULL; /* (where graphc_sgemm_pack_b put it) */
     if (M < SMALL_M && pack_a == NULL) {
         /* B's packed copy where given: each thread's columns are one contiguous stream per K block, where B
@@ -1101,7 +1125,7 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
                 int j0, j1;
                 share((N + 15) / 16, 16, N, t, omp_get_num_threads(), &j0, &j1);
                 if (j1 > j0 && packed)
-                    gemm_few_rows_packed(&p, g->kc, p.packed_b, j0, j1);
+                    gemm_few_rows_packed(&p, kc_step(g, K), p.packed_b, j0, j1);
                 else if (j1 > j0)
                     gemm_few_rows(&p, j0, j1, graphc_scratch_region(scratch, t));
             }
@@ -1109,7 +1133,7 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
         }
 #endif
         if (packed)
-            gemm_few_rows_packed(&p, g->kc, p.packed_b, 0, N);
+            gemm_few_rows_packed(&p, kc_step(g, K), p.packed_b, 0, N);
         else
             gemm_few_rows(&p, 0, N, scratch != NULL ? scratch->base : NULL);
         return;
@@ -1189,8 +1213,9 @@ void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, floa
     p.ldb = ldb;
     for (jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
-        for (pc = 0; pc < K; pc += g->kc) {
-            const int kc = K - pc < g->kc ? K - pc : g->kc;
+        const int kcs = kc_step(g, K);
+        for (pc = 0; pc < K; pc += kcs) {
+            const int kc = K - pc < kcs ? K - pc : kcs;
             pack_b_block(&p, pc, kc, jc, nc, g->nr, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc));
         }
     }
@@ -1298,13 +1323,14 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
     p.pack_a = NULL; p.pack_ctx = NULL; p.row0 = 0;
     p.direct_a = 1; /* its callers' A (a recurrent step's rows, Winograd's transformed tiles) is small and hot */
     if (M < SMALL_M) {
-        gemm_few_rows_packed(&p, g->kc, Bp, 0, N);
+        gemm_few_rows_packed(&p, kc_step(g, K), Bp, 0, N);
         return;
     }
     for (jc = 0; jc < N; jc += NC) {
         const int nc = N - jc < NC ? N - jc : NC;
-        for (pc = 0; pc < K; pc += g->kc) {
-            const int kc = K - pc < g->kc ? K - pc : g->kc;
+        const int kcs = kc_step(g, K);
+        for (pc = 0; pc < K; pc += kcs) {
+            const int kc = K - pc < kcs ? K - pc : kcs;
             gemm_macro(g, &p, 0, M, jc, nc, pc, kc, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc), scratch->base);
         }
     }
