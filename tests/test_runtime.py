@@ -527,3 +527,29 @@ def test_given_outputs_and_params_are_reused_only_while_they_are_the_same_arrays
     np.testing.assert_allclose(program.run([v], [np.full(3, 3.0, "float32")], outputs=given)[0], v + 3, rtol=1e-6)
     with pytest.raises(ValueError, match=r"expected 2 outputs \(None for a new array\), received 1"):
         program.run([v], params, outputs=[first])
+
+
+def test_program_checks_and_converts_its_inputs(rng):
+    """CompiledGraph.run's input handling, on the one-input path every predict call takes and on the general
+    path: other dtypes and layouts are converted (not rejected), and a wrong rank or per-sample shape is a
+    ValueError naming the input, before any C runs."""
+    from graphc.ir import GraphBuilder, TensorType
+
+    b = GraphBuilder()
+    x = b.input("pixels", TensorType((None, 3)))
+    one = runtime.compile_graph(b.finish([b.emit("neg", [x])]))
+    b = GraphBuilder()
+    x, y = b.input("a", TensorType((None, 3))), b.input("b", TensorType((None, 3)))
+    two = runtime.compile_graph(b.finish([b.emit("add", [x, y])]))
+    v = rng.normal(size=(3, 5)).astype("float64").T  # float64, not C-contiguous
+    np.testing.assert_allclose(one.run([v])[0], -v, rtol=1e-6)
+    np.testing.assert_allclose(one.run([v.tolist()])[0], -v, rtol=1e-6)
+    np.testing.assert_allclose(two.run([v, v])[0], 2 * v, rtol=1e-6)
+    for bad in (np.zeros((5, 4), "float32"), np.zeros(3, "float32"), np.zeros((5, 3, 1), "float32"),
+                np.float32(1.0)):
+        with pytest.raises(ValueError, match=r"input 'pixels': expected shape \(None, 3\)"):
+            one.run([bad])
+        with pytest.raises(ValueError, match=r"input 'b': expected shape \(None, 3\)"):
+            two.run([v, bad])
+    with pytest.raises(ValueError, match=r"input 'b': expected shape \(None, 3\) with batch 5, got \(4, 3\)"):
+        two.run([v, v[:4]])

@@ -212,23 +212,36 @@ class CompiledGraph:
         return _GivenOutputs(batch, _seen(outputs), out_ptrs, [k for k, o in enumerate(outputs) if o is None],
                              buffers)
 
-    def run(self, arrays, param_arrays=None, outputs=None):
-        """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``
-        order; None: the current values of the weights in ``param_keys``); ``outputs``, if given, are the
-        arrays to write the results into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
-        ffi = self.ffi
+    def _inputs(self, arrays):
+        """The batch size and the input arrays as C reads them (converted where they are not already)."""
+        specs = self._input_specs
+        if len(arrays) == 1 and len(specs) == 1 and specs[0][3]:  # one batched input: the common call, in short
+            a, (name, dtype, shape, _) = arrays[0], specs[0]
+            if not (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous):
+                a = np.asarray(a, dtype=dtype, order="C")
+            if a.ndim != len(shape) or a.shape[1:] != shape[1:]:
+                raise ValueError(f"input '{name}': expected shape {shape}, got {a.shape}")
+            return a.shape[0], (a,)
         batch = 1
         for a, b in zip(arrays, self._batched):
             if b:
                 batch = int(a.shape[0] if type(a) is np.ndarray else np.shape(a)[0])  # (np.shape: lists too)
                 break
         ins = []
-        for a, (name, dtype, shape, batched) in zip(arrays, self._input_specs):
+        for a, (name, dtype, shape, batched) in zip(arrays, specs):
             if not (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous):
                 a = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
             if (a.shape[1:] != shape[1:] or a.shape[0] != batch) if batched else a.shape != shape:
                 raise ValueError(f"input '{name}': expected shape {shape} with batch {batch}, got {a.shape}")
             ins.append(a)
+        return batch, ins
+
+    def run(self, arrays, param_arrays=None, outputs=None):
+        """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``
+        order; None: the current values of the weights in ``param_keys``); ``outputs``, if given, are the
+        arrays to write the results into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
+        ffi = self.ffi
+        batch, ins = self._inputs(arrays)
         param_ptrs, params = self._param_pointers(param_arrays)
         in_ptrs = self._pointer_arrays()[0]
         for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)

@@ -63,8 +63,7 @@ def attach(path):
     _libraries[key] = lib
 
 
-_active = 0
-_active_lock = threading.Lock()
+_inside = []  # one entry per Python thread now inside compiled code (list.append and .pop are atomic)
 _applied = threading.local()  # the share last applied to this thread
 
 
@@ -81,32 +80,27 @@ def compiled_threads() -> int:
 
 
 class _ShareOfThreads:
-    """The context manager share_of_threads returns (a class, not a generator: this runs on every call into
-    compiled code, where a generator-based context manager costs a few microseconds)."""
+    """The context manager share_of_threads returns (a class, not a generator, and no lock: this runs on every
+    call into compiled code, where a generator-based context manager or a lock costs a microsecond or more)."""
     __slots__ = ()
 
     def __enter__(self) -> int:
-        global _active
-        with _active_lock:
-            _active += 1
-            callers = _active
+        _inside.append(None)
         try:
             total = _requested if _requested is not None else _default_threads()
-            share = max(1, total // callers)
-            applied = getattr(_applied, "share", None)
-            if applied is None or applied[:2] != (share, len(_libraries)):  # OpenMP keeps it per thread
+            share = total // len(_inside) or 1  # (a thread entering at once may make len larger: fewer threads)
+            applied = _applied.__dict__.get("share")
+            if applied is None or applied[0] != share or applied[1] != len(_libraries):  # OpenMP: per thread
                 for lib in _libraries.values():
                     lib.graphc_runtime_set_num_threads(share)
                 applied = _applied.share = (share, len(_libraries), share if openmp_enabled() else 1)
             return applied[2]
         except BaseException:
-            self.__exit__(None, None, None)
+            _inside.pop()
             raise
 
     def __exit__(self, *exc) -> None:
-        global _active
-        with _active_lock:
-            _active -= 1
+        _inside.pop()
 
 
 _SHARE = _ShareOfThreads()
