@@ -6,11 +6,14 @@ anyway (relu's own gradient reads it), so computing ``relu(x)`` again right befo
 one cheap loop and frees ``h``'s buffer for the whole backward pass, lowering peak memory.
 
 A read is *late* when every operand of the op is still alive there (a graph input, parameter or constant,
-or a value read at or after that point): recomputing then extends no lifetime.
+or a value read at or after that point): recomputing then extends no lifetime. That alone does not make the
+peak lower (elu's gradient reads both its input and its output, so the recomputed copy and the values the
+backward pass needs meet at the peak): the recomputed graph is kept only where its memory plan's peak is.
 """
 from __future__ import annotations
 
 from ..ir import Graph, Op, Value, get_op
+from .memory import plan_memory
 
 
 def is_pointwise(op) -> bool:
@@ -20,6 +23,15 @@ MIN_GAP = 2  # ops between the result and a read for the read to count as late
 
 
 def rematerialize(graph: Graph) -> Graph:
+    after = _recompute_late_reads(graph)
+    if after is graph:
+        return graph
+    old, new = plan_memory(graph), plan_memory(after)
+    lower = (new.peak_live_per_sample, new.peak_live_fixed) < (old.peak_live_per_sample, old.peak_live_fixed)
+    return after if lower else graph
+
+
+def _recompute_late_reads(graph: Graph) -> Graph:
     pos = {id(op): i for i, op in enumerate(graph.ops)}
     readers, last_read = {}, {}
     for i, op in enumerate(graph.ops):
