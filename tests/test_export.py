@@ -147,6 +147,96 @@ endforeach()
     assert lines[10].startswith("the batch size is below 1") and lines[10].endswith("|unknown status code")
 
 
+def test_prepared_weights_are_made_once_and_read_by_every_call(tmp_path):
+    """<name>_prepare derives the kernels' copies of the weights (the Dense kernel packed for the GEMM, the 3x3
+    kernel transformed for Winograd) once; <name>_predict_prepared gives predict's numbers with them, refuses a
+    misaligned or short buffer, and follows changed weights once they are prepared again. A model with
+    nothing to prepare reports 0 bytes and takes any buffer."""
+    graphc.utils.set_random_seed(3)
+    x = graphc.Input((6, 6, 16), name="image")
+    h = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(x)
+    model = graphc.Model(x, layers.Dense(5, name="head")(layers.Flatten()(h)), name="prep")
+    plain = graphc.Model(x, layers.Activation("tanh")(x), name="plain")
+    prep = graphc.export_c(model, tmp_path / "prep", name="prep", weights="file")
+    graphc.export_c(plain, tmp_path / "plain", name="plain")
+    (tmp_path / "check.c").write_text(r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "prep.h"
+#include "plain.h"
+#define N 3
+static float x[N * PREP_INPUT0_SAMPLE_ELEMENTS], y[N * PREP_OUTPUT0_SAMPLE_ELEMENTS], z[N * PREP_OUTPUT0_SAMPLE_ELEMENTS];
+static void print(const float *v) { int i; for (i = 0; i < N * PREP_OUTPUT0_SAMPLE_ELEMENTS; i++) printf("%.9g ", v[i]); printf("\n"); }
+static void *aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+int main(int argc, char **argv) {
+    const void *in[] = {x};
+    void *out_y[] = {y}, *out_z[] = {z};
+    size_t ws_bytes = prep_workspace_size(N), p_bytes = prep_prepared_size(), k;
+    unsigned char *ws = aligned(ws_bytes), *weights = aligned(prep_weights_size()), *p = aligned(p_bytes);
+    float *kernel = malloc(prep_weight_bytes(0));
+    int i;
+    (void)argc;
+    for (i = 0; i < N * PREP_INPUT0_SAMPLE_ELEMENTS; i++) x[i] = (float)((i * 37) % 19) / 19.0f - 0.4f;
+    if (prep_load_weights(argv[1], weights, prep_weights_size()) != PREP_OK) return 1;
+    printf("%d\n", p_bytes > 0);
+    printf("%d %d %d\n", prep_prepare(weights, NULL, p_bytes) == PREP_ERR_NULL_ARGUMENT,
+           prep_prepare(weights, p + 4, p_bytes) == PREP_ERR_PREPARED, prep_prepare(weights, p, p_bytes - 1) == PREP_ERR_PREPARED);
+    printf("%d\n", prep_prepare(weights, p, p_bytes));
+    printf("%d %d\n", prep_predict(weights, N, in, out_y, ws, ws_bytes), prep_predict_prepared(weights, p, N, in, out_z, ws, ws_bytes));
+    print(y); print(z);
+    printf("%d\n", prep_predict_prepared(weights, p + 4, N, in, out_z, ws, ws_bytes) == PREP_ERR_PREPARED);
+    /* new weights: the conv kernel doubled, prepared again */
+    prep_read_weight(weights, 0, kernel);
+    for (k = 0; k < prep_weight_bytes(0) / sizeof(float); k++) kernel[k] *= 2.0f;
+    prep_write_weight(weights, 0, kernel);
+    prep_predict_prepared(weights, p, N, in, out_z, ws, ws_bytes); /* not prepared again: the old kernel's copy */
+    print(z);
+    printf("%d\n", prep_prepare(weights, p, p_bytes));
+    printf("%d %d\n", prep_predict(weights, N, in, out_y, ws, ws_bytes), prep_predict_prepared(weights, p, N, in, out_z, ws, ws_bytes));
+    print(y); print(z);
+    {   /* nothing to prepare */
+        float a[2 * PLAIN_INPUT0_SAMPLE_ELEMENTS] = {0.5f}, b[2 * PLAIN_OUTPUT0_SAMPLE_ELEMENTS];
+        const void *pin[] = {a};
+        void *pout[] = {b};
+        int rc = plain_predict_prepared(NULL, (void *)1, 2, pin, pout, ws, plain_workspace_size(2));
+        printf("%lu %d %d %.9g\n", (unsigned long)plain_prepared_size(), plain_prepare(NULL, NULL, 0), rc, b[0]);
+    }
+    free(ws); free(weights); free(p); free(kernel);
+    return 0;
+}
+""")
+    (tmp_path / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.13)
+project(check C)
+add_subdirectory("{prep}" prep)
+add_subdirectory("{tmp_path / 'plain'}" plain)
+add_executable(check check.c)
+set_target_properties(check PROPERTIES C_STANDARD 11 C_EXTENSIONS OFF)
+target_compile_options(check PRIVATE -Wall -Wextra -pedantic)
+target_link_libraries(check PRIVATE prep_static plain_static m)
+""")
+    log = cmake_build(tmp_path, tmp_path / "build")
+    assert "warning" not in log.lower(), log
+    lines = run([tmp_path / "build" / "check", prep / "prep.weights"]).stdout.splitlines()
+    assert lines[:3] == ["1", "1 1 1", "0"]
+    xs = (np.arange(3 * 6 * 6 * 16) * 37 % 19 / 19.0 - 0.4).astype("float32").reshape(3, 6, 6, 16)
+    assert lines[3] == "0 0"
+    y, z = (np.array(line.split(), dtype=np.float64) for line in lines[4:6])
+    np.testing.assert_allclose(y, model.predict(xs).reshape(-1), atol=1e-5)
+    np.testing.assert_allclose(z, y, atol=1e-5)
+    assert lines[6] == "1"
+    stale = np.array(lines[7].split(), dtype=np.float64)  # the prepared copy is what the call reads
+    np.testing.assert_allclose(stale, z, atol=1e-5)
+    assert lines[8] == "0" and lines[9] == "0 0"
+    kernel, *rest = model.get_weights()
+    model.set_weights([kernel * 2, *rest])
+    y, z = (np.array(line.split(), dtype=np.float64) for line in lines[10:12])
+    np.testing.assert_allclose(y, model.predict(xs).reshape(-1), atol=1e-5)
+    np.testing.assert_allclose(z, y, atol=1e-5)
+    size, prepare_rc, predict_rc, first = lines[12].split()
+    assert (size, prepare_rc, predict_rc) == ("0", "0", "0") and float(first) == pytest.approx(np.tanh(0.5), abs=1e-6)
+
+
 def test_weights_file_is_checked(tmp_path):
     model = dense_model()
     export = export_package(model, tmp_path / "pkg", name="mlp", weights="file")

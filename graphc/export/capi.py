@@ -24,6 +24,7 @@ STATUS = [  # (suffix, message); the code is the index. 2 is the generated run's
     ("ERR_FILE", "the weights file cannot be opened or read in full"),
     ("ERR_OUT_OF_MEMORY", "out of memory (only the _alloc convenience call allocates)"),
     ("ERR_INTERNAL", "internal error in the generated code"),
+    ("ERR_PREPARED", "the prepared buffer is smaller than prepared_size() or not aligned to WORKSPACE_ALIGN"),
 ]
 
 
@@ -66,6 +67,7 @@ class ApiSpec:
     weight_offsets: list    # byte offset of each weight in the payload
     weight_sizes: list      # and its bytes
     weight_names: list      # the variables' paths
+    prepared: bool = False  # the generated code has prepared weights (<prefix>_prepare, _run_prepared)
 
 
 def header(spec: ApiSpec, title: str, extra=()) -> str:
@@ -110,6 +112,16 @@ def header(spec: ApiSpec, title: str, extra=()) -> str:
               f" * workspace: workspace_bytes >= {n}_workspace_size(batch) bytes, aligned to {N}_WORKSPACE_ALIGN. */",
               f"int {n}_predict(const void *weights, int batch, const void *const *inputs, void *const *outputs,",
               f"    void *workspace, size_t workspace_bytes);",
+              f"/* Prepared weights: copies of weights that the kernels would otherwise derive on every call (matrices",
+              f" * packed for the GEMM, 3x3 kernels transformed for Winograd). {n}_prepare fills a buffer of",
+              f" * {n}_prepared_size() bytes, aligned to {N}_WORKSPACE_ALIGN, from weights (as {n}_predict takes them);",
+              f" * {n}_predict_prepared reads it on every call (NULL: as {n}_predict), with the same weights, and is",
+              f" * reentrant as {n}_predict. Prepare again after changing the weights. 0 bytes: nothing to prepare",
+              f" * ({n}_prepare does nothing and any buffer, NULL too, is accepted). */",
+              f"size_t {n}_prepared_size(void);",
+              f"int {n}_prepare(const void *weights, void *prepared, size_t prepared_bytes);",
+              f"int {n}_predict_prepared(const void *weights, const void *prepared, int batch, const void *const *inputs,",
+              f"    void *const *outputs, void *workspace, size_t workspace_bytes);",
               f"/* the same, allocating (and freeing) its own workspace */",
               f"int {n}_predict_alloc(const void *weights, int batch, const void *const *inputs, void *const *outputs);",
               f"size_t {n}_workspace_size(int batch);",
@@ -165,6 +177,26 @@ def implementation(spec: ApiSpec) -> str:
     embedded_ref = f"extern const void *const {n}_embedded_weights[{max(spec.num_weights, 1)}];\n" if spec.embedded else ""
     resolve_null = (f"        for (i = 0; i < {N}_NUM_WEIGHTS; i++) params[i] = {n}_embedded_weights[i];\n        return {N}_OK;"
                     if spec.embedded else f"        return {N}_ERR_NO_WEIGHTS;")
+    if spec.prepared:
+        prepared_size = f"{g}_prepared_floats() * sizeof(float)"
+        prepare_body = f"""    const void *params[{max(spec.num_weights, 1)}];
+    int rc;
+    if (!prepared) return {N}_ERR_NULL_ARGUMENT;
+    if ((uintptr_t)prepared % {N}_WORKSPACE_ALIGN != 0 || prepared_bytes < {n}_prepared_size()) return {N}_ERR_PREPARED;
+    rc = resolve_weights(weights, params);
+    if (rc != {N}_OK) return rc;
+    {g}_prepare(params, (float *)prepared);
+    return {N}_OK;"""
+        prepared_check = f"    if ((uintptr_t)prepared % {N}_WORKSPACE_ALIGN != 0) return {N}_ERR_PREPARED;\n"
+        run_call = (f"prepared ? {g}_run_prepared((int64_t)batch, (void *const *)inputs, outputs, params, "
+                    f"(const float *)prepared, workspace, {n}_gc_threads())\n"
+                    f"                  : {g}_run((int64_t)batch, (void *const *)inputs, outputs, params, workspace, "
+                    f"{n}_gc_threads())")
+    else:  # nothing to prepare: the buffer is not read
+        prepared_size = "0"
+        prepare_body = f"    (void)weights;\n    (void)prepared;\n    (void)prepared_bytes;\n    return {N}_OK;"
+        prepared_check = "    (void)prepared;\n"
+        run_call = f"{g}_run((int64_t)batch, (void *const *)inputs, outputs, params, workspace, {n}_gc_threads())"
     write_header = f"""static void write_u32(unsigned char *p, uint32_t v)
 {{
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
@@ -397,8 +429,18 @@ size_t {n}_workspace_size(int batch)
     return batch < 1 ? 0 : {g}_arena_bytes((int64_t)batch, {N}_MAX_THREADS);
 }}
 
-int {n}_predict(const void *weights, int batch, const void *const *inputs, void *const *outputs,
-    void *workspace, size_t workspace_bytes)
+size_t {n}_prepared_size(void)
+{{
+    return {prepared_size};
+}}
+
+int {n}_prepare(const void *weights, void *prepared, size_t prepared_bytes)
+{{
+{prepare_body}
+}}
+
+int {n}_predict_prepared(const void *weights, const void *prepared, int batch, const void *const *inputs,
+    void *const *outputs, void *workspace, size_t workspace_bytes)
 {{
     const void *params[{max(spec.num_weights, 1)}];
     int i, rc;
@@ -408,10 +450,16 @@ int {n}_predict(const void *weights, int batch, const void *const *inputs, void 
     if (batch < 1{batch_check}) return {N}_ERR_BATCH;
     if ((uintptr_t)workspace % {N}_WORKSPACE_ALIGN != 0 || workspace_bytes < {n}_workspace_size(batch))
         return {N}_ERR_WORKSPACE;
-    rc = resolve_weights(weights, params);
+{prepared_check}    rc = resolve_weights(weights, params);
     if (rc != {N}_OK) return rc;
-    rc = {g}_run((int64_t)batch, (void *const *)inputs, outputs, params, workspace, {n}_gc_threads());
+    rc = {run_call};
     return rc == 0 ? {N}_OK : rc == 2 ? {N}_ERR_ID_RANGE : {N}_ERR_INTERNAL;
+}}
+
+int {n}_predict(const void *weights, int batch, const void *const *inputs, void *const *outputs,
+    void *workspace, size_t workspace_bytes)
+{{
+    return {n}_predict_prepared(weights, NULL, batch, inputs, outputs, workspace, workspace_bytes);
 }}
 
 int {n}_predict_alloc(const void *weights, int batch, const void *const *inputs, void *const *outputs)

@@ -41,11 +41,11 @@ def rename(text: str, name: str) -> str:
 
 
 def internal_source(generated, name: str) -> str:
-    """A GeneratedC's source in the model's namespace (``graphc_model`` -> ``<name>_gc_model``...), its two
-    entry points made static: only the export's API functions are public."""
+    """A GeneratedC's source in the model's namespace (``graphc_model`` -> ``<name>_gc_model``...), its entry
+    points made static: only the export's API functions are public."""
     prefix = rename(generated.prefix, name)
-    return re.sub(rf"^(size_t|int) ({prefix}_(?:arena_bytes|run))\(", r"static \1 \2(",
-                  rename(generated.source, name), flags=re.M)
+    return re.sub(rf"^(size_t|int|void) ({prefix}_(?:arena_bytes|run|run_prepared|prepared_floats|prepare))\(",
+                  r"static \1 \2(", rename(generated.source, name), flags=re.M)
 
 
 def kernel_files(generated: str, name: str) -> dict:

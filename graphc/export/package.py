@@ -177,7 +177,8 @@ def _api_spec(model, name, generated, layout, embedded, batch_size, max_threads)
                         batch_size=batch_size, max_threads=max_threads, workspace_bytes=0,
                         graph_prefix=f"{name}_gc_model", weight_offsets=[e.offset for e in layout.entries],
                         weight_sizes=[e.nbytes for e in layout.entries],
-                        weight_names=[e.label for e in layout.entries])
+                        weight_names=[e.label for e in layout.entries],
+                        prepared="_prepare(" in generated.cdef)
 
 
 def _workspace_bytes(generated, batch, max_threads) -> int:

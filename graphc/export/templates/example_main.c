@@ -5,7 +5,8 @@
  * INPUT_FILE holds every input in order (input 0 for all samples, then input 1, ...), each C-contiguous:
  * raw little-endian values of the input's dtype, or, with --text, numbers separated by white space.
  * The batch is the number of samples the file holds (--batch N checks it). For each output the program
- * prints "output K NAME: BATCH x ELEMENTS", then one line per sample. --repeat N calls predict N times
+ * prints "output K NAME: BATCH x ELEMENTS", then one line per sample. The weights are prepared once
+ * (@NAME@_prepare), then --repeat N calls predict N times
  * and prints the minimum and median latency to stderr. --weights FILE loads weights written by
  * graphc.export_c(weights="file") (the default for such an export is @NAME@.weights).
  */
@@ -125,8 +126,8 @@ int main(int argc, char **argv)
     unsigned char *data, *in_data;
     const void *inputs[@UNAME@_NUM_INPUTS + 1];
     void *outputs[@UNAME@_NUM_OUTPUTS + 1];
-    void *ws_raw = NULL, *w_raw = NULL, *out_raw[@UNAME@_NUM_OUTPUTS + 1];
-    void *workspace, *weights = NULL;
+    void *ws_raw = NULL, *w_raw = NULL, *p_raw = NULL, *out_raw[@UNAME@_NUM_OUTPUTS + 1];
+    void *workspace, *weights = NULL, *prepared = NULL;
     double *times;
 
     for (i = 1; i < argc; i++) {
@@ -184,6 +185,12 @@ int main(int argc, char **argv)
         rc = @NAME@_load_weights(weights_path, weights, @NAME@_weights_size());
         if (rc != @UNAME@_OK) return fail(@NAME@_status_message(rc), weights_path);
     }
+    if (@NAME@_prepared_size() > 0) { /* the weights' prepared copies: made once, read by every call */
+        prepared = aligned_buffer(@NAME@_prepared_size(), &p_raw);
+        if (!prepared) return fail("out of memory", NULL);
+        rc = @NAME@_prepare(weights, prepared, @NAME@_prepared_size());
+        if (rc != @UNAME@_OK) return fail("prepare failed", @NAME@_status_message(rc));
+    }
     ws_bytes = @NAME@_workspace_size(batch);
     workspace = aligned_buffer(ws_bytes, &ws_raw);
     times = (double *)malloc((size_t)repeat * sizeof(double));
@@ -191,7 +198,7 @@ int main(int argc, char **argv)
 
     for (i = 0; i < repeat; i++) {
         double t0 = now_ms();
-        rc = @NAME@_predict(weights, batch, inputs, outputs, workspace, ws_bytes);
+        rc = @NAME@_predict_prepared(weights, prepared, batch, inputs, outputs, workspace, ws_bytes);
         times[i] = now_ms() - t0;
         if (rc != @UNAME@_OK) return fail("predict failed", @NAME@_status_message(rc));
     }
@@ -216,6 +223,7 @@ int main(int argc, char **argv)
     free(times);
     free(ws_raw);
     free(w_raw);
+    free(p_raw);
     free(in_data);
     return 0;
 }
