@@ -447,9 +447,11 @@ size_t graphc_conv_scratch_floats(int64_t batch, const graphc_window *win, int64
     if (batch <= 0 || prod3(win->out) <= 0 || cout <= 0)
         return 0;
     implicit = graphc_sgemm_implicit_scratch_floats(min64(M, GEMM_MAX_ROWS), cout / groups, K);
-    /* (whatever the activation, which is not an argument, and prepared or not) */
+    /* (whatever the activation, which is not an argument) a call with the kernel prepared, and one without */
     if (graphc_winograd_applies(batch, win, cin, cout, groups, 1))
-        winograd = graphc_winograd_scratch_floats(batch, win, cin, cout);
+        winograd = graphc_winograd_scratch_floats(batch, win, cin, cout, 1);
+    if (graphc_winograd_applies(batch, win, cin, cout, groups, 0))
+        winograd = graphc_winograd_scratch_floats(batch, win, cin, cout, 0);
     return implicit > winograd ? implicit : winograd;
 }
 
@@ -735,7 +737,7 @@ static size_t pool_path_scratch(int64_t batch, const graphc_window *win, int64_t
 {
     int64_t chunk;
     switch (conv_pool_path(batch, win, cin, cout, groups, act, prepared)) {
-    case POOL_WINOGRAD: return graphc_winograd_pool_scratch_floats(batch, win, cin, cout);
+    case POOL_WINOGRAD: return graphc_winograd_pool_scratch_floats(batch, win, cin, cout, prepared);
     case POOL_SMALL_K: return graphc_scratch_round((size_t)(2 * win->out[2] * cout));
     default:
         chunk = min64(batch, chunk_images(win, cout));

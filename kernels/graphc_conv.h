@@ -84,7 +84,9 @@ int graphc_winograd_applies(int64_t batch, const graphc_window *win, int64_t cin
 int graphc_winograd_fits(const graphc_window *win, int64_t cin, int64_t cout, int64_t groups);
 size_t graphc_winograd_prepared_floats(int64_t cin, int64_t cout);
 void graphc_winograd_prepare(const float *w, int64_t cin, int64_t cout, float *prepared);
-size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+/* Scratch per thread for a call whose kernel comes prepared (prepared 1) or is made in the scratch (0). */
+size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                      int prepared);
 void graphc_winograd_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
                          int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
                          const graphc_scratch *scratch);
@@ -92,7 +94,8 @@ void graphc_winograd_f32(const float *x, const float *w, const float *prepared, 
  * into its maximum; an odd last row or column of the convolution, which the pool drops, is not computed. */
 int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int64_t groups,
                                  int prepared);
-size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
+size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                           int prepared);
 void graphc_winograd_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
                               int64_t batch, const graphc_window *win, int64_t cin, int64_t cout, int act,
                               const graphc_scratch *scratch);

@@ -99,9 +99,14 @@ static plan make_plan(int64_t batch, const graphc_window *win, int64_t cin, int6
     return p;
 }
 
-size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+/* A prepared kernel needs neither U nor the made kernel matrices, the region's last parts. */
+size_t graphc_winograd_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                      int prepared)
 {
-    return batch > 0 ? make_plan(batch, win, cin, cout, 0).region : 0;
+    plan p;
+    if (batch <= 0) return 0;
+    p = make_plan(batch, win, cin, cout, 0);
+    return prepared ? p.region - p.u - 16 * p.packed : p.region;
 }
 
 /* U (cin x cout) = (G g G^T)[xi], position xi = 4i + j of the transformed kernel, for every channel pair.
@@ -382,10 +387,11 @@ int graphc_winograd_pool_applies(int64_t batch, const graphc_window *win, int64_
     return graphc_winograd_applies(batch, &t, cin, cout, groups, prepared);
 }
 
-size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
+size_t graphc_winograd_pool_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
+                                           int prepared)
 {
     const graphc_window t = even_output(win);
-    return graphc_winograd_scratch_floats(batch, &t, cin, cout);
+    return graphc_winograd_scratch_floats(batch, &t, cin, cout, prepared);
 }
 
 void graphc_winograd_pool_f32(const float *x, const float *w, const float *prepared, const float *bias, float *y,
@@ -446,7 +452,7 @@ int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, 
 size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout)
 {
     const graphc_window t = input_grad_window(win);
-    return graphc_winograd_scratch_floats(batch, &t, cout, cin);
+    return graphc_winograd_scratch_floats(batch, &t, cout, cin, 0);
 }
 
 void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,

@@ -110,6 +110,17 @@ def test_clean_under_address_and_undefined_sanitizers(tmp_path, cc):
     assert result.returncode == 0 and "runtime error" not in result.stderr and "Sanitizer" not in result.stderr, \
         result.stderr[-4000:]
     assert_matches(parse_outputs(result.stdout), model.predict(xs))
+    # prepared weights (example_main prepares them): a 3x3 convolution on Winograd's prepared path at batch 1
+    graphc.utils.set_random_seed(2)
+    img = graphc.Input((8, 8, 16))  # 16 tiles of 2x2 outputs
+    wino = graphc.Model(img, layers.Conv2D(16, 3, padding="same", activation="relu")(img))
+    pkg = graphc.export_c(wino, tmp_path / "wino", name="wino")
+    cmake_build(pkg, tmp_path / "wino_build", cc=cc, cflags=SANITIZE, ldflags=SANITIZE, options={"WINO_NATIVE": "ON"})
+    x = np.random.default_rng(7).normal(size=(1, 8, 8, 16)).astype("float32")
+    result = run_example(tmp_path / "wino_build" / "example_main", [x], tmp_path, env=env, check=False)
+    assert result.returncode == 0 and "runtime error" not in result.stderr and "Sanitizer" not in result.stderr, \
+        result.stderr[-4000:]
+    assert_matches(parse_outputs(result.stdout), wino.predict(x))
 
 
 def test_clean_under_valgrind_and_allocation_count_does_not_grow(tmp_path):
