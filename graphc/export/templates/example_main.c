@@ -6,9 +6,9 @@
  * raw little-endian values of the input's dtype, or, with --text, numbers separated by white space.
  * The batch is the number of samples the file holds (--batch N checks it). For each output the program
  * prints "output K NAME: BATCH x ELEMENTS", then one line per sample. The weights are prepared once
- * (@NAME@_prepare), then --repeat N calls predict N times
- * and prints the minimum and median latency to stderr. --weights FILE loads weights written by
- * graphc.export_c(weights="file") (the default for such an export is @NAME@.weights).
+ * (@NAME@_prepare); --repeat N calls predict N times and prints the minimum and median latency to
+ * stderr. --weights FILE loads weights written by graphc.export_c(weights="file") (the default for such
+ * an export is @NAME@.weights).
  */
 #define _POSIX_C_SOURCE 200112L
 #include <errno.h>
