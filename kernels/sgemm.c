@@ -646,11 +646,11 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
     const int mr = g->mr, nr = g->nr;
     const float alpha = p->alpha, beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate onto C */
     const int epilogue_now = pc + kc >= p->K && (p->bias != NULL || p->act != GRAPHC_ACT_NONE);
-    const int fuse = epilogue_now && g->kernel_epi != NULL && (p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU);
-    const float *bias_now = epilogue_now ? p->bias : NULL; /* the direct kernels' fused epilogue */
+    const int relu_or_none = p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU; /* what kernels fuse */
+    const int fuse = epilogue_now && g->kernel_epi != NULL && relu_or_none;
+    const float *bias_now = epilogue_now ? p->bias : NULL; /* a fused epilogue's bias and ReLU */
     const int relu_now = epilogue_now && p->act == GRAPHC_ACT_RELU;
     const int ldc = p->ldc;
-    const int relu_or_none = p->act == GRAPHC_ACT_NONE || p->act == GRAPHC_ACT_RELU;
     const int direct = p->direct_a && g->kernel_direct != NULL && !p->transa && (!epilogue_now || relu_or_none);
     int ic, jr, ir, i, j;
 
@@ -672,14 +672,13 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
                 const float *ap = Ap + (size_t)ir * kc;
                 const float *ad = direct && ir < whole ? a_at(p, ic + ir, pc) : NULL; /* A in place */
                 float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
+                const float *tile_bias = bias_now ? bias_now + jc + jr : NULL;
                 if (m == mr && n == nr && ad != NULL) {
-                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta, bias_now ? bias_now + jc + jr : NULL,
-                                     relu_now);
+                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta, tile_bias, relu_now);
                     continue;
                 }
                 if (m == mr && n == nr && fuse) {
-                    g->kernel_epi(kc, ap, bp, c, ldc, alpha, beta, p->bias ? p->bias + jc + jr : NULL,
-                                  p->act == GRAPHC_ACT_RELU);
+                    g->kernel_epi(kc, ap, bp, c, ldc, alpha, beta, tile_bias, relu_now);
                     continue;
                 }
                 if (m == mr && n == nr) {

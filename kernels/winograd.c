@@ -348,7 +348,7 @@ static void run(const plan *p, const float *x, const float *w, const float *prep
         return;
     team = positions_team(p, scratch);
     by_positions = team > 1;
-    team = by_positions ? team : team_for(p, scratch);
+    if (!by_positions) team = team_for(p, scratch);
     (void)team; /* (unused without OpenMP) */
     GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
