@@ -28,6 +28,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h> /* sched_yield, for run_units' wait */
+#endif
 
 /* The per-step tiles use AVX2+FMA intrinsics where the build targets them, else portable C. */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(GRAPHC_FORCE_PORTABLE)
@@ -53,6 +56,7 @@
 #define UNITS_STEP_MIN (1L << 15)
 #define UNITS_CALL_MIN (1L << 19)
 #define UNITS_PER_THREAD 16
+#define DONE_STRIDE 16 /* floats: run_units' step counters, one per cache line */
 
 void graphc_rnn_product_init(graphc_rnn_product *r, int transb, int K, int N, const float *B, int ldb, float **buf,
                              size_t *left, const graphc_scratch *scratch)
@@ -391,10 +395,34 @@ static void simple_cell(const problem *p, float *z, int n, float *h)
     memcpy(h, z, (size_t)n * sizeof(float));
 }
 
+/* Keras's default cell (sigmoid gates, tanh candidate and output) in one pass: eight units at a time stay in
+ * registers from their four pre-activations to their new c and h. Returns 0 for other activations. */
+static int lstm_cell_standard(const problem *p, const float *z, int zs, int n, float *h, float *c)
+{
+    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    int j = 0;
+    if (p->act != GRAPHC_RNN_ACT_TANH || p->ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
+#if RNN_AVX2
+    for (; j + 8 <= n; j += 8) {
+        const __m256 i = sigmoid8(_mm256_loadu_ps(gi + j)), f = sigmoid8(_mm256_loadu_ps(gf + j));
+        const __m256 g = tanh8(_mm256_loadu_ps(gc + j)), o = sigmoid8(_mm256_loadu_ps(go + j));
+        const __m256 cj = _mm256_fmadd_ps(f, _mm256_loadu_ps(c + j), _mm256_mul_ps(i, g));
+        _mm256_storeu_ps(c + j, cj);
+        _mm256_storeu_ps(h + j, _mm256_mul_ps(o, tanh8(cj)));
+    }
+#endif
+    for (; j < n; j++) {
+        c[j] = sigmoid_approx(gf[j]) * c[j] + sigmoid_approx(gi[j]) * tanh_approx(gc[j]);
+        h[j] = sigmoid_approx(go[j]) * tanh_approx(c[j]);
+    }
+    return 1;
+}
+
 static void lstm_cell(const problem *p, float *z, int zs, int n, float *h, float *c)
 {
     const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
     int j;
+    if (lstm_cell_standard(p, z, zs, n, h, c)) return;
     graphc_rnn_activate(p->ract, z, n);                   /* i */
     graphc_rnn_activate(p->ract, z + zs, n);              /* f */
     graphc_rnn_activate(p->act, z + 2 * (size_t)zs, n);   /* candidate */
@@ -509,7 +537,7 @@ static void project(const problem *p, int64_t n0, int m, int64_t t0, int len, in
  * (not with few rows: their per-step products read it in place). */
 typedef struct {
     int64_t block;                    /* samples per block at most */
-    size_t gemm, buf, pack, hnext, total; /* floats */
+    size_t gemm, buf, pack, hnext, done, total; /* floats */
 } rnn_plan;
 
 /* The products with the recurrent kernel (rp[0], and rp[1] for a GRU without reset_after), packed into buf
@@ -555,10 +583,12 @@ static rnn_plan plan_rnn(const problem *p)
                                : units_pack_floats(p);
     plan.pack = graphc_scratch_round(plan.pack);
     plan.hnext = m <= SMALL_ROWS ? graphc_scratch_round((size_t)(m * u)) : 0; /* run_units' second h */
+    /* run_units' step counters: one 64-byte line per thread of its largest team */
+    plan.done = m <= SMALL_ROWS ? (size_t)DONE_STRIDE * (size_t)(u / UNITS_PER_THREAD > 1 ? u / UNITS_PER_THREAD : 1) : 0;
     /* projections: GEMMs of a block's rows or of a chunk's steps; per step: rows x G x units */
     plan.gemm = graphc_sgemm_scratch_floats(rows > T ? rows : T, G, p->features);
     if (graphc_sgemm_scratch_floats(rows, G, u) > plan.gemm) plan.gemm = graphc_sgemm_scratch_floats(rows, G, u);
-    plan.total = plan.gemm + plan.buf + plan.pack + plan.hnext;
+    plan.total = plan.gemm + plan.buf + plan.pack + plan.hnext + plan.done;
     return plan;
 }
 
@@ -663,8 +693,36 @@ static void unit_product(const problem *p, const unit_columns *uc, int j0, int m
  * multiplies all of h by its columns of the recurrent kernel, applies the gates to its units and writes
  * them into the next h. The team meets once per step, since the next product reads every unit. h
  * alternates between p->h and hnext (thread 0's region), so no thread writes the h another still reads. */
-static void run_units(const problem *p, const rnn_plan *plan, float *region, float *hnext, int t, int team,
-                      const graphc_scratch *gs)
+/* run_units' meeting after each step, a barrier made of one counter per thread (done, each on its own
+ * line): thread t publishes how many steps it has finished, then waits until every other thread has
+ * finished as many. OpenMP's barrier, where every thread updates one shared counter, cost 4-10% of a
+ * batch-1 LSTM. The wait spins, and yields the core after a long wait (another process may hold the
+ * thread it waits for). */
+static void finish_step(int64_t *done, int t, int team, int64_t steps)
+{
+    int64_t seen;
+    long spins;
+    int o;
+    GRAPHC_OMP(omp flush) /* this thread's units of h before its count */
+    GRAPHC_OMP(omp atomic write)
+    done[t * (DONE_STRIDE / 2)] = steps;
+    for (o = 0; o < team; o++)
+        for (spins = 0; o != t; spins++) {
+            GRAPHC_OMP(omp atomic read)
+            seen = done[o * (DONE_STRIDE / 2)];
+            if (seen >= steps) break;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+            __builtin_ia32_pause(); /* leaves the core's other hyperthread its share while waiting */
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+            if (spins >= 1000) sched_yield(); /* about 20 us: the other thread is not running */
+#endif
+        }
+    GRAPHC_OMP(omp flush) /* the other threads' units of h after their counts */
+}
+
+static void run_units(const problem *p, const rnn_plan *plan, float *region, float *hnext, int64_t *done, int t,
+                      int team, const graphc_scratch *gs)
 {
     const int u = p->units, gates = p->gates, m = (int)p->batch;
     int j0, j1, n, Gn, S, chunk, i, j, g;
@@ -674,6 +732,7 @@ static void run_units(const problem *p, const rnn_plan *plan, float *region, flo
     unit_columns uc;
     int64_t s0, fit;
     unit_range(u, t, team, &j0, &j1);
+    done[t * (DONE_STRIDE / 2)] = 0;
     n = j1 - j0, Gn = gates * n;
     S = p->cell == CELL_GRU ? Gn : 0; /* the GRU's recurrent part of its columns */
     fit = Gn > 0 ? ((int64_t)plan->buf - (int64_t)m * S) / ((int64_t)m * Gn) : T;
@@ -707,7 +766,7 @@ static void run_units(const problem *p, const rnn_plan *plan, float *region, flo
                 if (p->seq != NULL)
                     memcpy(p->seq + ((size_t)i * T + (size_t)(s0 + j)) * u + j0, hi, (size_t)n * sizeof(float));
             }
-            GRAPHC_OMP(omp barrier)
+            finish_step(done, t, team, s0 + j + 1);
             swap = h, h = hn, hn = swap;
         }
     }
@@ -744,12 +803,13 @@ static int run(const problem *p, const graphc_scratch *scratch)
         if (p->batch < team && step >= (double)UNITS_STEP_MIN && work > (double)UNITS_CALL_MIN &&
             p->units >= 2 * UNITS_PER_THREAD && units_split_fits(p, &plan)) {
             float *hnext = scratch->base + plan.gemm + plan.buf + plan.pack; /* in thread 0's region */
+            int64_t *done = (int64_t *)(hnext + plan.hnext);
             team = team < p->units / UNITS_PER_THREAD ? team : p->units / UNITS_PER_THREAD;
             GRAPHC_OMP(omp parallel num_threads(team))
             {
                 const int t = omp_get_thread_num();
                 graphc_scratch gs = graphc_scratch_thread(scratch, t);
-                run_units(p, &plan, gs.base, hnext, t, omp_get_num_threads(), &gs);
+                run_units(p, &plan, gs.base, hnext, done, t, omp_get_num_threads(), &gs);
             }
             return 0;
         }
