@@ -1122,7 +1122,9 @@ static void gemm_driver_fn(const gemm_impl *g, int transa, int transb, int M, in
             {
                 const int t = omp_get_thread_num();
                 int j0, j1;
-                share((N + 15) / 16, 16, N, t, omp_get_num_threads(), &j0, &j1);
+                /* in whole packed panels (32 columns for AVX-512), where B is packed */
+                const int step = packed ? g->nr : 16;
+                share((N + step - 1) / step, step, N, t, omp_get_num_threads(), &j0, &j1);
                 if (j1 > j0 && packed)
                     gemm_few_rows_packed(&p, kc_step(g, K), p.packed_b, j0, j1);
                 else if (j1 > j0)
