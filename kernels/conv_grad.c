@@ -70,42 +70,74 @@ static void split_columns(int64_t taps, int64_t channels, int64_t max_width, int
 /* ------------------------------------------------------------------------------------------------ */
 /* Filter gradient */
 
+/* n floats: a loop for the few of a small-channel patch run (where memcpy/memset calls cost more than the
+ * copy), the library's for longer runs. */
+static inline void copy_floats(float *dst, const float *src, int64_t n)
+{
+    int64_t i;
+    if (n > 16) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (i = 0; i < n; i++) dst[i] = src[i];
+}
+
+static inline void zero_floats(float *dst, int64_t n)
+{
+    int64_t i;
+    if (n > 16) {
+        memset(dst, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    for (i = 0; i < n; i++) dst[i] = 0.0f;
+}
+
 /* Patch rows of output cells [m0, m1) of the flattened (batch, *out) grid: taps [t0, t1) of input
- * channels [c0, c0 + cc) each (c0 counts from the first channel of x). Padding cells are zeros. */
+ * channels [c0, c0 + cc) each (c0 counts from the first channel of x). Padding cells are zeros.
+ * Cells and taps are walked with counters, not divisions: with few channels (a first layer's cin of 1-3)
+ * a row is a few floats, and a dozen integer divisions per row took most of a CNN's filter gradient. */
 static void pack_patches(const float *x, const graphc_window *g, int64_t cin, int64_t m0, int64_t m1, int64_t t0,
                          int64_t t1, int64_t c0, int64_t cc, float *patch)
 {
     const int64_t k1 = g->kernel[1], k2 = g->kernel[2], in1 = g->in[1], in2 = g->in[2];
-    const int64_t cells = prod3(g->in), per_image = prod3(g->out), width = (t1 - t0) * cc;
+    const int64_t out1 = g->out[1], out2 = g->out[2], cells = prod3(g->in), per_image = prod3(g->out);
+    const int64_t width = (t1 - t0) * cc, ta = t0 / (k1 * k2), tb = (t0 / k2) % k1, tc = t0 % k2;
     const int runs = cc == cin && g->dilation[2] == 1; /* taps along the last axis read contiguous cells */
+    int64_t img = m0 / per_image, o0 = (m0 % per_image) / (out1 * out2), o1 = (m0 / out2) % out1, o2 = m0 % out2;
     int64_t m, k;
     for (m = m0; m < m1; m++) {
-        const float *xn = x + (m / per_image) * cells * cin + c0;
+        const float *xn = x + img * cells * cin + c0;
         float *row = patch + (m - m0) * width;
-        int64_t s[3], lo0, hi0, lo1, hi1, lo2, hi2, t = t0;
-        window_start(g, m % per_image, s);
-        graphc_tap_range(s[0], g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
-        graphc_tap_range(s[1], g->dilation[1], k1, in1, &lo1, &hi1);
-        graphc_tap_range(s[2], g->dilation[2], k2, in2, &lo2, &hi2);
-        while (t < t1) { /* taps [t, e): a run along the last kernel axis, kernel cells [c, ce) of it */
-            const int64_t a = t / (k1 * k2), b = (t / k2) % k1, c = t % k2;
+        const int64_t s0 = o0 * g->stride[0] - g->pad[0], s1 = o1 * g->stride[1] - g->pad[1];
+        const int64_t s2 = o2 * g->stride[2] - g->pad[2];
+        int64_t lo0, hi0, lo1, hi1, lo2, hi2, t = t0, a = ta, b = tb, c = tc;
+        graphc_tap_range(s0, g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);
+        graphc_tap_range(s1, g->dilation[1], k1, in1, &lo1, &hi1);
+        graphc_tap_range(s2, g->dilation[2], k2, in2, &lo2, &hi2);
+        while (t < t1) { /* taps [t, e): a run along the last kernel axis (tap a, b, c), kernel cells [c, ce) */
             const int64_t e = min64(t1, t - c + k2), ce = c + (e - t);
             const int64_t lo = min64(max64(lo2, c), ce), hi = max64(min64(hi2, ce), lo);
             float *dst = row + (t - t0) * cc;
-            t = e;
             if (a < lo0 || a >= hi0 || b < lo1 || b >= hi1) {
-                memset(dst, 0, (size_t)((ce - c) * cc) * sizeof(float));
-                continue;
-            }
-            {
-                const float *src = xn + ((s[0] + a * g->dilation[0]) * in1 + s[1] + b * g->dilation[1]) * in2 * cin;
-                memset(dst, 0, (size_t)((lo - c) * cc) * sizeof(float));
+                zero_floats(dst, (ce - c) * cc);
+            } else {
+                const float *src = xn + ((s0 + a * g->dilation[0]) * in1 + s1 + b * g->dilation[1]) * in2 * cin;
+                zero_floats(dst, (lo - c) * cc);
                 if (runs)
-                    memcpy(dst + (lo - c) * cc, src + (s[2] + lo) * cin, (size_t)((hi - lo) * cc) * sizeof(float));
+                    copy_floats(dst + (lo - c) * cc, src + (s2 + lo) * cin, (hi - lo) * cc);
                 else
                     for (k = lo; k < hi; k++)
-                        memcpy(dst + (k - c) * cc, src + (s[2] + k * g->dilation[2]) * cin, (size_t)cc * sizeof(float));
-                memset(dst + (hi - c) * cc, 0, (size_t)((ce - hi) * cc) * sizeof(float));
+                        copy_floats(dst + (k - c) * cc, src + (s2 + k * g->dilation[2]) * cin, cc);
+                zero_floats(dst + (hi - c) * cc, (ce - hi) * cc);
+            }
+            t = e, c = 0;
+            if (++b == k1) b = 0, ++a;
+        }
+        if (++o2 == out2) { /* the next output cell */
+            o2 = 0;
+            if (++o1 == out1) {
+                o1 = 0;
+                if (++o0 == g->out[0]) o0 = 0, ++img;
             }
         }
     }
