@@ -194,8 +194,15 @@ def test_large_conv_backward_in_c(shape, kernel, strides, padding, dilation, gro
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("shape, pool, strides, padding", [((4, 33, 33, 300), (3, 3), (2, 2), "same"),
-                                                           ((2, 8, 9, 10, 5), (2, 2, 2), (1, 2, 2), "valid")])
+@pytest.mark.parametrize("shape, pool, strides, padding", [
+    ((4, 33, 33, 300), (3, 3), (2, 2), "same"),
+    ((2, 8, 9, 10, 5), (2, 2, 2), (1, 2, 2), "valid"),
+    # windows that do not overlap write dx once and zero only what no window covers: the last row and
+    # column (11 -> 5), gaps between windows (stride 3 > pool 2), padding before the first window
+    ((5, 11, 11, 64), (2, 2), (2, 2), "valid"),
+    ((3, 10, 11, 40), (2, 2), (3, 3), "same"),
+    ((3, 14, 7), (2,), (3,), "same"),
+])
 def test_large_pool_backward_in_c(shape, pool, strides, padding):
     x = rng.standard_normal(shape).astype(np.float32)
     b = GraphBuilder()
@@ -208,7 +215,8 @@ def test_large_pool_backward_in_c(shape, pool, strides, padding):
                        padding=padding))
     graph = b.finish(outs)
     dy = rng.standard_normal((shape[0],) + y.type.shape[1:]).astype(np.float32)
-    got = compile_graph(graph).run([x, dy], [])
+    stale = [np.full((shape[0],) + tuple(v.type.shape[1:]), np.nan, np.float32) for v in graph.outputs]
+    got = compile_graph(graph).run([x, dy], [], outputs=stale)  # buffers full of NaN: every cell must be written
     want = reference.run(graph, {graph.inputs[0].id: x, graph.inputs[1].id: dy}, {})
     for g, e in zip(got, want):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
