@@ -37,7 +37,7 @@
 
 /* AVX-512 where the CPU has two 512-bit FMA pipes. AMD Zen runs 512-bit FMAs at the 256-bit rate (measured on
  * a Zen 5 VM: 235 GFLOP/s either way, GCC 12 tuning it as znver3), and there the AVX2 kernels, with their
- * fused-epilogue and in-place-A variants, ran the benchmark models 1.1-2.3x faster. GRAPHC_GEMM_AVX512 or
+ * fused-epilogue and in-place-A variants, ran the benchmark models 1.2-2x faster. GRAPHC_GEMM_AVX512 or
  * GRAPHC_GEMM_AVX2 overrides the choice. */
 #if defined(__AVX512F__) && !defined(GRAPHC_GEMM_AVX2) &&                                                     \
     (defined(GRAPHC_GEMM_AVX512) || !(defined(__znver1__) || defined(__znver2__) || defined(__znver3__) ||       \
