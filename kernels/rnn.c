@@ -688,11 +688,6 @@ static void unit_product(const problem *p, const unit_columns *uc, int j0, int m
         }
 }
 
-/* Few samples and several threads (batch 1 above all): thread t of team owns units [j0, j1) of every gate,
- * so its gate math needs no other thread's columns. It projects its own columns of the input, and per step
- * multiplies all of h by its columns of the recurrent kernel, applies the gates to its units and writes
- * them into the next h. The team meets once per step, since the next product reads every unit. h
- * alternates between p->h and hnext (thread 0's region), so no thread writes the h another still reads. */
 /* run_units' meeting after each step, a barrier made of one counter per thread (done, each on its own
  * line): thread t publishes how many steps it has finished, then waits until every other thread has
  * finished as many. OpenMP's barrier, where every thread updates one shared counter, cost 4-10% of a
@@ -721,6 +716,11 @@ static void finish_step(int64_t *done, int t, int team, int64_t steps)
     GRAPHC_OMP(omp flush) /* the other threads' units of h after their counts */
 }
 
+/* Few samples and several threads (batch 1 above all): thread t of team owns units [j0, j1) of every gate,
+ * so its gate math needs no other thread's columns. It projects its own columns of the input, and per step
+ * multiplies all of h by its columns of the recurrent kernel, applies the gates to its units and writes
+ * them into the next h. The team meets once per step, since the next product reads every unit. h
+ * alternates between p->h and hnext (thread 0's region), so no thread writes the h another still reads. */
 static void run_units(const problem *p, const rnn_plan *plan, float *region, float *hnext, int64_t *done, int t,
                       int team, const graphc_scratch *gs)
 {

@@ -35,11 +35,12 @@ def test_cmake_build_and_ctest(tmp_path):
     assert len(counts) >= 3, out
     assert all(int(ok) >= 10 and bad == "0" for ok, bad in counts), out
     assert "graphc_sgemm micro-kernel: portable C" in out, out  # the GRAPHC_FORCE_PORTABLE build ran
-    if "avx512f" in _cpu_flags():  # the AVX-512 micro-kernel, left out of the default build on AMD Zen, ran too
+    if "avx512f" in cpu_flags():  # the AVX-512 micro-kernel, left out of the default build on AMD Zen, ran too
         assert "graphc_sgemm micro-kernel: AVX-512" in out, out
 
 
-def _cpu_flags() -> set:
+def cpu_flags() -> set:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

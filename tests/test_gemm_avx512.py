@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from test_cmake import cpu_flags
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cpu_has_avx512() -> bool:
-    try:
-        return any(line.startswith("flags") and " avx512f" in line
-                   for line in Path("/proc/cpuinfo").read_text().splitlines())
-    except OSError:
-        return False
 
 
 SCRIPT = r"""
@@ -69,7 +63,7 @@ print("ok")
 """
 
 
-@pytest.mark.skipif(not _cpu_has_avx512(), reason="this CPU has no AVX-512")
+@pytest.mark.skipif("avx512f" not in cpu_flags(), reason="this CPU has no AVX-512")
 def test_models_on_the_avx512_kernel_match_the_reference(tmp_path):
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"),
                CFLAGS=(os.environ.get("CFLAGS", "") + " -DGRAPHC_GEMM_AVX512").strip())
