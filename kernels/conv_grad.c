@@ -1,6 +1,6 @@
 /* Gradients of convolution and pooling on channels_last tensors (contracts in graphc_conv_grad.h).
  *
- * Filter gradient: 3x3 stride-1 convolutions with many tiles go to Winograd's F(3x3, 2x2) (winograd.c). Others:
+ * Filter gradient: 3x3 stride-1 convolutions with many tiles go to Winograd's F(3x3, m x m) (winograd.c). Others:
  * the patches of a block of output cells (im2col) go into the thread's region of the
  * caller's scratch and dw_g += patch^T @ dy_g, one graphc_sgemm_ex with a transposed A whose inner
  * dimension is the batch x spatial positions. Threads take contiguous ranges of

@@ -106,7 +106,9 @@ int graphc_winograd_input_grad_applies(int64_t batch, const graphc_window *win, 
 size_t graphc_winograd_input_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);
 void graphc_winograd_input_grad_f32(const float *dy, const float *w, float *dx, int64_t batch,
                                     const graphc_window *win, int64_t cin, int64_t cout, const graphc_scratch *scratch);
-/* And for graphc_conv_filter_grad_f32, by F(3x3, 2x2) over the same tiles (x, dy and dw as there). */
+/* And for graphc_conv_filter_grad_f32, by F(3x3, m x m) (x, dy and dw as there). Both gradients take tiles of
+ * m x m cells, m = 2, 3 or 4 by the output's size (the fewest products; the forward keeps m = 2): rounding
+ * errors up to about 6e-6 of the gradient's scale (winograd.c). */
 int graphc_winograd_filter_grad_applies(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout,
                                         int64_t groups);
 size_t graphc_winograd_filter_grad_scratch_floats(int64_t batch, const graphc_window *win, int64_t cin, int64_t cout);

@@ -163,9 +163,12 @@ def numpy_conv_grads(x, w, dy, strides, padding, dilation, groups):
 
 
 LARGE_CONV = [  # (x shape, kernel, strides, padding, dilation, groups): what each one exercises
-    ((4, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", (1, 1), 1),    # threaded filter-grad partials; dx by
-    ((5, 13, 11, 16), (3, 3, 16, 24), (1, 1), "valid", (1, 1), 1),   # Winograd (3x3, stride 1, >= 128 tiles):
-    ((3, 15, 17, 20), (3, 3, 20, 17), (1, 1), "same", (1, 1), 1),    # odd sizes, channels off the vector
+    # Winograd (3x3, stride 1, >= 128 tiles of 2x2 cells), F(m x m) with m per output size, dx's and dw's:
+    ((4, 16, 16, 64), (3, 3, 64, 64), (1, 1), "same", (1, 1), 1),    # m 4 and 4; threaded dw partials
+    ((5, 13, 11, 16), (3, 3, 16, 24), (1, 1), "valid", (1, 1), 1),   # m 4 (dx: 13x11) and 3 (dw: 11x9)
+    ((3, 15, 17, 20), (3, 3, 20, 17), (1, 1), "same", (1, 1), 1),    # m 4, 4: edge tiles, channels off the vector
+    ((8, 9, 9, 24), (3, 3, 24, 16), (1, 1), "same", (1, 1), 1),      # m 3 and 3 (9x9: 3x3 tiles)
+    ((64, 2, 6, 16), (3, 3, 16, 16), (1, 1), "same", (1, 1), 1),     # m 2 and 2 (2x6)
     ((3, 7, 9, 512), (3, 3, 512, 16), (2, 2), "valid", (1, 1), 1),   # dw rows in chunks of taps
     ((1, 3, 3, 4200), (2, 1, 4200, 8), (1, 1), "valid", (1, 1), 1),  # one tap's channels in chunks
     ((2, 3, 3, 2), (2, 2, 2, 8200), (1, 1), "same", (1, 1), 1),      # dw columns in chunks
