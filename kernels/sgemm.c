@@ -94,10 +94,10 @@ typedef void (*micro_kernel_fn)(int kc, const float *Ap, const float *Bp, float 
 typedef void (*micro_kernel_epi_fn)(int kc, const float *Ap, const float *Bp, float *C, int ldc, float alpha,
                                     float beta, const float *bias, int relu);
 
-/* The same reading A in place: MR rows from A, row stride lda (A[i * lda + k]), no packing; with the
- * epilogue of micro_kernel_epi_fn (bias NULL and relu 0: none). */
-typedef void (*micro_kernel_direct_fn)(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
-                                       float alpha, float beta, const float *bias, int relu);
+/* The same reading A in place: `rows` rows (1 to MR) from A, row stride lda (A[i * lda + k]), no packing,
+ * into as many rows of C; with the epilogue of micro_kernel_epi_fn (bias NULL and relu 0: none). */
+typedef void (*micro_kernel_direct_fn)(int rows, int kc, const float *A, int lda, const float *Bp, float *C,
+                                       int ldc, float alpha, float beta, const float *bias, int relu);
 
 typedef struct {
     int mr, nr;     /* register tile */
@@ -150,11 +150,13 @@ static void kernel_portable(int kc, const float *Ap, const float *Bp, float *C, 
 
 static void epilogue(int m, int n, float *C, int ldc, const float *bias, int act);
 
-static void kernel_portable_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
+/* rows < 4: the missing rows repeat the last one (read in bounds) and are not stored. */
+static void kernel_portable_direct(int rows, int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
                                    float alpha, float beta, const float *bias, int relu)
 {
     float c0[P_NR] = {0.0f}, c1[P_NR] = {0.0f}, c2[P_NR] = {0.0f}, c3[P_NR] = {0.0f};
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
+    const float *a0 = A, *a1 = A + (rows > 1 ? 1 : 0) * (size_t)lda, *a2 = A + (rows > 2 ? 2 : rows - 1) * (size_t)lda;
+    const float *a3 = A + (rows > 3 ? 3 : rows - 1) * (size_t)lda;
     int j, k;
     for (k = 0; k < kc; ++k) {
         for (j = 0; j < P_NR; ++j) {
@@ -166,11 +168,11 @@ static void kernel_portable_direct(int kc, const float *A, int lda, const float 
         Bp += P_NR;
     }
     store_row_portable(C, c0, alpha, beta);
-    store_row_portable(C + (size_t)ldc, c1, alpha, beta);
-    store_row_portable(C + 2 * (size_t)ldc, c2, alpha, beta);
-    store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
+    if (rows > 1) store_row_portable(C + (size_t)ldc, c1, alpha, beta);
+    if (rows > 2) store_row_portable(C + 2 * (size_t)ldc, c2, alpha, beta);
+    if (rows > 3) store_row_portable(C + 3 * (size_t)ldc, c3, alpha, beta);
     if (bias != NULL || relu)
-        epilogue(P_MR, P_NR, C, ldc, bias, relu ? GRAPHC_ACT_RELU : GRAPHC_ACT_NONE);
+        epilogue(rows, P_NR, C, ldc, bias, relu ? GRAPHC_ACT_RELU : GRAPHC_ACT_NONE);
 }
 
 static const gemm_impl impl_portable = {P_MR, P_NR, 160, 256, kernel_portable, "portable C 4x16", NULL,
@@ -315,12 +317,17 @@ static void kernel_avx2_epi(int kc, const float *Ap, const float *Bp, float *C, 
     kernel_avx2_body(kc, Ap, Bp, C, ldc, alpha, beta, bias, relu);
 }
 
-/* A's six rows read in place: the same loads as from a packed panel, from six streams. */
-static void kernel_avx2_direct(int kc, const float *A, int lda, const float *Bp, float *C, int ldc, float alpha,
-                               float beta, const float *bias, int relu)
+/* A's rows read in place: the same loads as from a packed panel, from `rows` streams (up to six). A last,
+ * partial micro-panel (rows < 6) runs with only its rows' accumulators, straight into C: packed, it was
+ * zero-padded to six rows and went through a local tile (an LSTM step at batch 128, two threads, has 4 such
+ * rows of its 64 at every step). */
+static inline __attribute__((always_inline)) void direct_body(int kc, const float *A, int lda, const float *Bp,
+                                                               float *C, int ldc, float alpha, float beta,
+                                                               const float *bias, int relu, const int rows)
 {
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * (size_t)lda, *a3 = A + 3 * (size_t)lda;
-    const float *a4 = A + 4 * (size_t)lda, *a5 = A + 5 * (size_t)lda;
+    const float *a0 = A, *a1 = A + (rows > 1) * (size_t)lda, *a2 = A + (rows > 2) * 2 * (size_t)lda;
+    const float *a3 = A + (rows > 3) * 3 * (size_t)lda, *a4 = A + (rows > 4) * 4 * (size_t)lda;
+    const float *a5 = A + (rows > 5) * 5 * (size_t)lda;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
@@ -329,19 +336,37 @@ static void kernel_avx2_direct(int kc, const float *A, int lda, const float *Bp,
         const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
         __m256 a;
         a = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+        if (rows > 1)
+            a = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        if (rows > 2)
+            a = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        if (rows > 3)
+            a = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+        if (rows > 4)
+            a = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
+        if (rows > 5)
+            a = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
         Bp += V_NR;
     }
     store_row_avx2(C, c00, c01, va, vb, beta, bias, relu);
-    store_row_avx2(C + (size_t)ldc, c10, c11, va, vb, beta, bias, relu);
-    store_row_avx2(C + 2 * (size_t)ldc, c20, c21, va, vb, beta, bias, relu);
-    store_row_avx2(C + 3 * (size_t)ldc, c30, c31, va, vb, beta, bias, relu);
-    store_row_avx2(C + 4 * (size_t)ldc, c40, c41, va, vb, beta, bias, relu);
-    store_row_avx2(C + 5 * (size_t)ldc, c50, c51, va, vb, beta, bias, relu);
+    if (rows > 1) store_row_avx2(C + (size_t)ldc, c10, c11, va, vb, beta, bias, relu);
+    if (rows > 2) store_row_avx2(C + 2 * (size_t)ldc, c20, c21, va, vb, beta, bias, relu);
+    if (rows > 3) store_row_avx2(C + 3 * (size_t)ldc, c30, c31, va, vb, beta, bias, relu);
+    if (rows > 4) store_row_avx2(C + 4 * (size_t)ldc, c40, c41, va, vb, beta, bias, relu);
+    if (rows > 5) store_row_avx2(C + 5 * (size_t)ldc, c50, c51, va, vb, beta, bias, relu);
+}
+
+static void kernel_avx2_direct(int rows, int kc, const float *A, int lda, const float *Bp, float *C, int ldc,
+                               float alpha, float beta, const float *bias, int relu)
+{
+    switch (rows) {
+    case 6: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 6); break;
+    case 5: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 5); break;
+    case 4: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 4); break;
+    case 3: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 3); break;
+    case 2: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 2); break;
+    default: direct_body(kc, A, lda, Bp, C, ldc, alpha, beta, bias, relu, 1); break;
+    }
 }
 
 static const gemm_impl impl_simd = {V_MR, V_NR, 144, 384, kernel_avx2, "AVX2+FMA 6x16", kernel_avx2_epi,
@@ -594,7 +619,7 @@ typedef struct { /* one call's operands, as given to graphc_sgemm_ex / graphc_sg
     const void *pack_ctx;
     int row0;                /* row of the caller's op(A) that this product's row 0 is */
     const float *packed_b;   /* op(B) already packed (graphc_sgemm_pack_b's layout, this impl's), or NULL */
-    int direct_a;            /* read A's full micro-panels in place (kernel_direct), when the impl has one */
+    int direct_a;            /* read A's micro-panels in place (kernel_direct), when the impl has one */
 } gemm_args;
 
 /* Floats of an A block and of a B block (each rounded to 64-byte lines) that impl g packs for an M x N x K
@@ -666,10 +691,7 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
 
     for (ic = m0; ic < m1; ic += g->mc) {
         const int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-        const int whole = mc / mr * mr;
-        if (direct) { /* only a last, partial micro-panel is packed (zero-padded), where its place is */
-            if (whole < mc)
-                pack_a(mc - whole, kc, mr, a_at(p, ic + whole, pc), p->lda, 0, Ap + (size_t)whole * kc);
+        if (direct) { /* nothing packed: every micro-panel, full or not, is read in place */
         } else if (p->pack_a)
             p->pack_a(p->pack_ctx, p->row0 + ic, mc, pc, kc, mr, Ap);
         else
@@ -680,11 +702,11 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
             for (ir = 0; ir < mc; ir += mr) {
                 const int m = mc - ir < mr ? mc - ir : mr;
                 const float *ap = Ap + (size_t)ir * kc;
-                const float *ad = direct && ir < whole ? a_at(p, ic + ir, pc) : NULL; /* A in place */
+                const float *ad = direct ? a_at(p, ic + ir, pc) : NULL; /* A in place */
                 float *c = p->C + (size_t)(ic + ir) * (size_t)ldc + jc + jr;
                 const float *tile_bias = bias_now ? bias_now + jc + jr : NULL;
-                if (m == mr && n == nr && ad != NULL) {
-                    g->kernel_direct(kc, ad, p->lda, bp, c, ldc, alpha, beta, tile_bias, relu_now);
+                if (n == nr && ad != NULL) {
+                    g->kernel_direct(m, kc, ad, p->lda, bp, c, ldc, alpha, beta, tile_bias, relu_now);
                     continue;
                 }
                 if (m == mr && n == nr && fuse) {
@@ -695,7 +717,7 @@ static void gemm_macro(const gemm_impl *g, const gemm_args *p, int m0, int m1, i
                     g->kernel(kc, ap, bp, c, ldc, alpha, beta);
                 } else {
                     if (ad != NULL)
-                        g->kernel_direct(kc, ad, p->lda, bp, tile, nr, 1.0f, 0.0f, NULL, 0);
+                        g->kernel_direct(m, kc, ad, p->lda, bp, tile, nr, 1.0f, 0.0f, NULL, 0);
                     else
                         g->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
                     for (i = 0; i < m; ++i) {
