@@ -73,6 +73,15 @@ int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activa
 /* y = activation(x) elementwise, in place, with the same code the recurrent kernels use (for tests). */
 void graphc_rnn_activate(int activation, float *v, int64_t n);
 
+/* Internal, shared by kernels/rnn.c and kernels/rnn_grad.c: Keras's default LSTM cell (sigmoid gates, tanh)
+ * for n units of one sample in one pass, z its pre-activations (gate g at z + g * zs). The forward updates c
+ * and writes h; the backward (graphc_lstm_cell_standard_grad, formulas in rnn.c) takes this step's c, the
+ * previous one cp (NULL: zeros) and dh, writes dz (as z) and updates dc. Both return 0, doing nothing, for
+ * other activations. */
+int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c);
+int graphc_lstm_cell_standard_grad(int act, int ract, const float *z, int zs, const float *c, const float *cp, int n,
+                                   const float *dh, float *dc, float *dz);
+
 /* Internal, shared by kernels/rnn.c and kernels/rnn_grad.c: a product C (+)= A @ op(B) with the recurrent
  * kernel (or a block of its columns), op(B) K x N (B^T when transb), repeated at every timestep.
  * graphc_rnn_product_init packs op(B) once into *buf (then advanced, *left floats remaining) when it fits,

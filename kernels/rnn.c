@@ -397,11 +397,11 @@ static void simple_cell(const problem *p, float *z, int n, float *h)
 
 /* Keras's default cell (sigmoid gates, tanh candidate and output) in one pass: eight units at a time stay in
  * registers from their four pre-activations to their new c and h. Returns 0 for other activations. */
-static int lstm_cell_standard(const problem *p, const float *z, int zs, int n, float *h, float *c)
+int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c)
 {
     const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
     int j = 0;
-    if (p->act != GRAPHC_RNN_ACT_TANH || p->ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
+    if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
 #if RNN_AVX2
     for (; j + 8 <= n; j += 8) {
         const __m256 i = sigmoid8(_mm256_loadu_ps(gi + j)), f = sigmoid8(_mm256_loadu_ps(gf + j));
@@ -418,11 +418,52 @@ static int lstm_cell_standard(const problem *p, const float *z, int zs, int n, f
     return 1;
 }
 
+/* Its backward in one pass (for kernels/rnn_grad.c): the activations recomputed from z, then
+ *   d = dc + dh o (1 - tanh(c)^2),  dz = [d g i(1-i), d c_prev f(1-f), d i (1-g^2), dh tanh(c) o(1-o)],
+ *   dc = d f
+ * with c this step's cell state, cp the previous one (NULL: zeros), dz's gates at dz + g * zs as z's. The
+ * products are grouped as the unfused path's (graphc_rnn_activate_grad after the chain rule's factors). */
+int graphc_lstm_cell_standard_grad(int act, int ract, const float *z, int zs, const float *c, const float *cp, int n,
+                                   const float *dh, float *dc, float *dz)
+{
+    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    int j = 0;
+    if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
+#if RNN_AVX2
+    for (; j + 8 <= n; j += 8) {
+        const __m256 one = _mm256_set1_ps(1.0f);
+        const __m256 i = sigmoid8(_mm256_loadu_ps(gi + j)), f = sigmoid8(_mm256_loadu_ps(gf + j));
+        const __m256 g = tanh8(_mm256_loadu_ps(gc + j)), o = sigmoid8(_mm256_loadu_ps(go + j));
+        const __m256 tc = tanh8(_mm256_loadu_ps(c + j)), h = _mm256_loadu_ps(dh + j);
+        const __m256 dtc = _mm256_mul_ps(_mm256_mul_ps(h, o), _mm256_fnmadd_ps(tc, tc, one));
+        const __m256 d = _mm256_add_ps(_mm256_loadu_ps(dc + j), dtc);
+        const __m256 prev = cp != NULL ? _mm256_loadu_ps(cp + j) : _mm256_setzero_ps();
+        _mm256_storeu_ps(dz + j, _mm256_mul_ps(_mm256_mul_ps(d, g), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+        _mm256_storeu_ps(dz + zs + j, _mm256_mul_ps(_mm256_mul_ps(d, prev), _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+        _mm256_storeu_ps(dz + 2 * (size_t)zs + j, _mm256_mul_ps(_mm256_mul_ps(d, i), _mm256_fnmadd_ps(g, g, one)));
+        _mm256_storeu_ps(dz + 3 * (size_t)zs + j,
+                         _mm256_mul_ps(_mm256_mul_ps(h, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+        _mm256_storeu_ps(dc + j, _mm256_mul_ps(d, f));
+    }
+#endif
+    for (; j < n; j++) {
+        const float i = sigmoid_approx(gi[j]), f = sigmoid_approx(gf[j]), g = tanh_approx(gc[j]);
+        const float o = sigmoid_approx(go[j]), tc = tanh_approx(c[j]);
+        const float d = dc[j] + dh[j] * o * (1.0f - tc * tc);
+        dz[j] = d * g * (i * (1.0f - i));
+        dz[zs + j] = cp != NULL ? d * cp[j] * (f * (1.0f - f)) : 0.0f;
+        dz[2 * (size_t)zs + j] = d * i * (1.0f - g * g);
+        dz[3 * (size_t)zs + j] = dh[j] * tc * (o * (1.0f - o));
+        dc[j] = d * f;
+    }
+    return 1;
+}
+
 static void lstm_cell(const problem *p, float *z, int zs, int n, float *h, float *c)
 {
     const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
     int j;
-    if (lstm_cell_standard(p, z, zs, n, h, c)) return;
+    if (graphc_lstm_cell_standard(p->act, p->ract, z, zs, n, h, c)) return;
     graphc_rnn_activate(p->ract, z, n);                   /* i */
     graphc_rnn_activate(p->ract, z + zs, n);              /* f */
     graphc_rnn_activate(p->act, z + 2 * (size_t)zs, n);   /* candidate */

@@ -121,6 +121,13 @@ void graphc_rnn_activate_grad(int activation, const float *x, const float *y, fl
     }
 }
 
+/* Keras's default LSTM (sigmoid gates, tanh): its cell runs forward and backward in one pass per sample
+ * (graphc_lstm_cell_standard, in kernels/rnn.c with the vector sigmoid and tanh), from z alone. */
+static int standard_lstm(const problem *p)
+{
+    return p->cell == GRAPHC_RNN_CELL_LSTM && p->act == GRAPHC_RNN_ACT_TANH && p->ract == GRAPHC_RNN_ACT_SIGMOID;
+}
+
 /* a = the gates' activations of the pre-activations z (one sample's row of G). */
 static void activate_gates(const problem *p, const float *z, float *a)
 {
@@ -204,6 +211,11 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                 for (i = 0; i < m; i++) {
                     float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
                     float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
+                    if (standard_lstm(p)) {
+                        graphc_lstm_cell_standard(p->act, p->ract, z + (size_t)i * ldz, u, u, hi, ci);
+                        memcpy(csi, ci, (size_t)u * sizeof(float));
+                        continue;
+                    }
                     activate_gates(p, z + (size_t)i * ldz, ai);
                     for (j = 0; j < u; j++) {
                         ci[j] = ai[u + j] * ci[j] + ai[j] * ai[2 * u + j];
@@ -286,7 +298,8 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     const float *g = p->dout + ((size_t)(n0 + i) * T + s) * u;
                     for (j = 0; j < u; j++) dh[(size_t)i * u + j] += g[j];
                 }
-            for (i = 0; i < m; i++) activate_gates(p, z + (size_t)i * ldz, a + (size_t)i * G);
+            if (!standard_lstm(p)) /* (the standard cell recomputes them in its one pass) */
+                for (i = 0; i < m; i++) activate_gates(p, z + (size_t)i * ldz, a + (size_t)i * G);
 
             if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
                 for (i = 0; i < m; i++) {
@@ -303,6 +316,10 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                                             : p->c0 != NULL ? p->c0 + (size_t)(n0 + i) * u : NULL;
                     float *dzi = dz + (size_t)i * ldz, *dhi = dh + (size_t)i * u, *dci = dc + (size_t)i * u;
                     float *tc = w1 + (size_t)i * u, *g = w2 + (size_t)i * u;
+                    if (standard_lstm(p)) {
+                        graphc_lstm_cell_standard_grad(p->act, p->ract, zi, u, ci, cp, u, dhi, dci, dzi);
+                        continue;
+                    }
                     memcpy(tc, ci, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, tc, u);
                     for (j = 0; j < u; j++) g[j] = dhi[j] * ai[3 * u + j];
