@@ -110,7 +110,7 @@ typedef struct {
     int64_t n, h, w, oh, ow, th, tw, tiles; /* images, input and output sizes, tiles per row/column/total */
     int64_t pad_h, pad_w, cin, cout, block; /* block: tiles per block */
     int flip;                               /* w is a forward kernel (3, 3, cout, cin), flipped: dx's conv */
-    int pool;                               /* y is the 2x2, stride-2 max-pool of the output (m even) */
+    int pool;                               /* y is the 2x2, stride-2 max-pool of the output (m = 2) */
     size_t v, m_floats, gemm, edge, zeros, u; /* floats of each part of a thread's region (u: one position */
     size_t packed, region;                  /* of the transformed kernel), then region 0's packed matrices */
 } plan;
