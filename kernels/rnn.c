@@ -437,9 +437,12 @@ int graphc_lstm_cell_standard_grad(int act, int ract, const float *z, int zs, co
         const __m256 tc = tanh8(_mm256_loadu_ps(c + j)), h = _mm256_loadu_ps(dh + j);
         const __m256 dtc = _mm256_mul_ps(_mm256_mul_ps(h, o), _mm256_fnmadd_ps(tc, tc, one));
         const __m256 d = _mm256_add_ps(_mm256_loadu_ps(dc + j), dtc);
-        const __m256 prev = cp != NULL ? _mm256_loadu_ps(cp + j) : _mm256_setzero_ps();
+        const __m256 df = cp != NULL /* (no previous state: 0, even where d is not finite, as the scalar tail) */
+                              ? _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(cp + j)),
+                                              _mm256_mul_ps(f, _mm256_sub_ps(one, f)))
+                              : _mm256_setzero_ps();
         _mm256_storeu_ps(dz + j, _mm256_mul_ps(_mm256_mul_ps(d, g), _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
-        _mm256_storeu_ps(dz + zs + j, _mm256_mul_ps(_mm256_mul_ps(d, prev), _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+        _mm256_storeu_ps(dz + zs + j, df);
         _mm256_storeu_ps(dz + 2 * (size_t)zs + j, _mm256_mul_ps(_mm256_mul_ps(d, i), _mm256_fnmadd_ps(g, g, one)));
         _mm256_storeu_ps(dz + 3 * (size_t)zs + j,
                          _mm256_mul_ps(_mm256_mul_ps(h, tc), _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
