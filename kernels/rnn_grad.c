@@ -199,15 +199,17 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
             const int64_t t = p->backwards ? T - 1 - s : s;
             float *z = p->zs + ((size_t)n0 * T + t) * G, *hp = p->hp + ((size_t)n0 * T + t) * u;
             float *aux = p->aux != NULL ? p->aux + ((size_t)n0 * T + t) * u : NULL;
+            /* the zero initial state's products with the recurrent kernel are zero: skipped (as in rnn.c) */
+            const int zero_h = p->h0 == NULL && s == 0;
             for (i = 0; i < m; i++) memcpy(hp + (size_t)i * ldh, h + (size_t)i * u, (size_t)u * sizeof(float));
             if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
-                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     memcpy(h + (size_t)i * u, z + (size_t)i * ldz, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, h + (size_t)i * u, u);
                 }
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
-                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
                     float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
@@ -225,7 +227,8 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     for (j = 0; j < u; j++) hi[j] *= ai[3 * u + j];
                 }
             } else if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_rh)) */
-                graphc_rnn_product_run(rp, m, h, u, 0.0f, a, G);
+                if (zero_h) memset(a, 0, (size_t)m * G * sizeof(float));
+                else graphc_rnn_product_run(rp, m, h, u, 0.0f, a, G);
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     float *hi = h + (size_t)i * u;
@@ -241,7 +244,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
             } else { /* candidate = act(x_h + (r * h) @ U_h) */
-                graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
                     float *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     const float *hi = h + (size_t)i * u;
@@ -249,7 +252,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     graphc_rnn_activate(p->ract, wi, 2 * (int64_t)u);
                     for (j = 0; j < u; j++) auxi[j] = wi[u + j] * hi[j];
                 }
-                graphc_rnn_product_run(rp + 1, m, aux, ldh, 1.0f, z + 2 * u, ldz);
+                if (!zero_h) graphc_rnn_product_run(rp + 1, m, aux, ldh, 1.0f, z + 2 * u, ldz); /* (r * 0 = 0) */
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *hi = h + (size_t)i * u;
                     memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
@@ -293,6 +296,8 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
             const size_t row = (size_t)n0 * T + t;
             const float *z = p->zs + row * G, *hp = p->hp + row * u;
             float *dz = p->dzs + row * G;
+            /* the first step's dh_prev only reaches dh0: without it, its products are skipped */
+            const int dh_unused = s == 0 && p->dh0 == NULL;
             if (p->sequences)
                 for (i = 0; i < m; i++) {
                     const float *g = p->dout + ((size_t)(n0 + i) * T + s) * u;
@@ -307,7 +312,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     memcpy(dzi, dh + (size_t)i * u, (size_t)u * sizeof(float));
                     graphc_rnn_activate_grad(p->act, z + (size_t)i * ldz, a + (size_t)i * G, dzi, u);
                 }
-                graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
                 for (i = 0; i < m; i++) {
                     const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
@@ -336,7 +341,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     graphc_rnn_activate_grad(p->act, zi + 2 * u, ai + 2 * u, dzi + 2 * u, u);
                     graphc_rnn_activate_grad(p->ract, zi + 3 * u, ai + 3 * u, dzi + 3 * u, u);
                 }
-                graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
             } else {
                 const float *aux = p->aux + row * u;
                 float *daux = p->daux != NULL ? p->daux + row * u : NULL;
@@ -361,8 +366,10 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     }
                 }
                 if (p->reset_after) { /* dh = [dz, dr] @ [U_z U_r]^T + daux @ U_h^T */
-                    graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
-                    graphc_rnn_product_run(rp + 1, m, daux, ldh, 1.0f, dh, u);
+                    if (!dh_unused) {
+                        graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                        graphc_rnn_product_run(rp + 1, m, daux, ldh, 1.0f, dh, u);
+                    }
                 } else { /* d(r * h) = dcandidate @ U_h^T, then through r and h */
                     graphc_rnn_product_run(rp + 1, m, dz + 2 * u, ldz, 0.0f, w2, u);
                     for (i = 0; i < m; i++) {
@@ -375,7 +382,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                         }
                         graphc_rnn_activate_grad(p->ract, zi + u, ai + u, dzi + u, u);
                     }
-                    graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                    if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
                 }
                 for (j = 0; j < m * u; j++) dh[j] += w1[j];
             }
