@@ -1001,8 +1001,11 @@ static void gemm_few_rows(const gemm_args *p, int j0, int j1, float *abuf)
 
 /* Per-thread time, in multiply-adds per k, of a tm x tn grid: its C rectangle (whole tiles, so the
  * largest share counts) plus what it packs, weighted by PACK_COST (one packed element costs about
- * as much as PACK_COST multiply-adds: a cache miss against many FMAs per cycle). */
-#define PACK_COST 30.0
+ * as much as PACK_COST multiply-adds: a load and a store of hot data against 16 FMA lanes per cycle).
+ * It decides between splitting rows and splitting columns when C is short: at 8, a batch of 64 through
+ * Dense(216) (64 x 216 x 512) splits its columns and takes 84 us instead of 120 us (2 threads, the 30
+ * this was before: the two row shares were 6 and 5 micro-panels, and each thread's copy of A is cheap). */
+#define PACK_COST 8.0
 
 static void choose_grid(int threads, int M, int N, const gemm_impl *g, int *tm_out, int *tn_out)
 {
