@@ -126,7 +126,7 @@ def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
     (id(op) -> root op, from fusion_plan) tells ops fused here from values another loop stored."""
     producer = {v.id: op for op in graph.ops for v in op.outputs}
     out = root.outputs[0]
-    steps, temps = [], {}
+    steps, temps, kept = [], {}, []
     leaves = {}
 
     def operand(v):
@@ -147,6 +147,7 @@ def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
         steps.append(f"const {ctx.ctype(op.outputs[0])} {name} = {expr};  /* {op.kind} */")
         if op is not root and op.outputs[0].id in stored:
             steps.append(f"{ctx.ptr(op.outputs[0])}[i] = {name};  /* kept for later readers */")
+            kept.append(name)
         return name
 
     result = visit(root)
@@ -154,8 +155,7 @@ def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
     body = [f"    {s}" for s in _live_steps(steps, result)] + [f"    {ctx.ptr(out)}[i] = {result};"]
     # The threshold scales with the arrays the loop streams: Adam's update (4 read, 3 written) pays for a second
     # thread from about 14,000 elements, a ReLU gradient (2 read, 1 written) from 32,768.
-    arrays = 1 + sum(1 for line in body if "kept for later readers" in line) + \
-        sum(1 for expr in leaves.values() if expr.endswith("[i]"))
+    arrays = 1 + len(kept) + sum(1 for expr in leaves.values() if expr.endswith("[i]"))
     return [f"{{ const int64_t n = {n};",
             f"  GRAPHC_OMP(omp parallel for simd if (parallel: n > {PARALLEL_MIN * 3 // max(arrays, 3)}))",
             "  for (int64_t i = 0; i < n; i++) {",
