@@ -169,6 +169,26 @@ def test_many_samples_in_blocks_and_threads(kind, rng):
     _compiled_vs_reference(fn, arrays, batched_flags(arrays), batches=(n,), rtol=2e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_weight_gradients_of_a_team(kind, use_bias, rng):
+    """Large enough for the kernel's team of threads (each its own samples, then its share of the weight
+    gradients' columns, the bias's summed over the team): 30 features + 96 units make dkernel and drecurrent
+    one product over [x | h_prev] (not for a GRU), whose panels of rows straddle x's and h_prev's columns."""
+    n, t, f, units = 33, 12, 30, 96
+    arrays = arrays_for(kind, rng, n=n, t=t, f=f, units=units, use_bias=use_bias, scale=1 / np.sqrt(units))
+    fn = op_fn(kind, units=units, return_sequences=True, go_backwards=True, use_bias=use_bias)
+    _compiled_vs_reference(fn, arrays, batched_flags(arrays, use_bias), batches=(n,), rtol=2e-4, atol=1e-4)
+
+
+def test_joint_weight_gradients_in_column_blocks(rng):
+    """An LSTM(160) takes 640 gate columns, more than one block of the joint product's columns (512), here
+    on one thread (a small call)."""
+    arrays = arrays_for("lstm", rng, n=2, t=3, f=4, units=160, scale=1 / np.sqrt(160))
+    _compiled_vs_reference(op_fn("lstm", units=160), arrays, batched_flags(arrays), batches=(2,), rtol=2e-4,
+                           atol=1e-4)
+
+
 def test_training_forward_matches_the_inference_op(rng):
     """<kind>_train returns <kind>'s outputs (reference and C), and its saved tensors agree in C."""
     for kind, attrs, n, t, states in CASES:
