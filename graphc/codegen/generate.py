@@ -41,6 +41,7 @@ class GeneratedC:
     prefix: str
     graph: object        # the optimized graph the source was generated from
     plan: MemoryPlan
+    profile_labels: tuple = ()  # with profile=True: what each of the profile's timers covers, in order
 
 
 def optimize(graph):
@@ -141,9 +142,32 @@ def _prepared_code(prefix, ctx, sig_run):
     return fns, decls, sig_body, wrapper, f"{sig_floats};\n{sig_prepare};\n{sig_body};\n"
 
 
-def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_aliases=None) -> GeneratedC:
+def _profile_code(prefix, labels):
+    """With profile=True: a timer per lowered op (its statements, a fused loop counting once), summed over
+    calls in static storage, and <prefix>_profile_take, which hands the sums over and resets them. Static
+    storage: a profiled program is for one caller at a time."""
+    n = max(len(labels), 1)
+    fns = ["/* Profile: seconds spent in each op's statements, summed over calls (profile_take resets them). */",
+           f"static double {prefix}_profile_seconds[{n}];", f"static long long {prefix}_profile_calls;", "",
+           f"static double {prefix}_profile_clock(void) {{",
+           "    struct timespec t;", "    clock_gettime(CLOCK_MONOTONIC, &t);",
+           "    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;", "}", "",
+           f"static double {prefix}_profile_mark(int k, double since) {{",
+           f"    const double now = {prefix}_profile_clock();",
+           f"    {prefix}_profile_seconds[k] += now - since;", "    return now;", "}", "",
+           f"long long {prefix}_profile_take(double *seconds) {{",
+           f"    const long long calls = {prefix}_profile_calls;",
+           f"    memcpy(seconds, {prefix}_profile_seconds, sizeof {prefix}_profile_seconds);",
+           f"    memset({prefix}_profile_seconds, 0, sizeof {prefix}_profile_seconds);",
+           f"    {prefix}_profile_calls = 0;", "    return calls;", "}", ""]
+    return fns, f"long long {prefix}_profile_take(double *seconds);\n"
+
+
+def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_aliases=None,
+               profile: bool = False) -> GeneratedC:
     """``output_aliases``: {output index: parameter key} for outputs whose buffer the caller will pass is
-    that parameter's storage (a training step writing new weights in place)."""
+    that parameter's storage (a training step writing new weights in place). ``profile``: time each op's
+    statements (see _profile_code; the labels are in ``profile_labels``)."""
     prefix = c_ident(prefix, 60)
     graph = optimize(graph)
     missing = missing_lowerings(graph)
@@ -171,7 +195,11 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         ctx.names[vid] = name
         constants.append(_constant_decl(name, array))
 
-    body = []
+    body, labels = [], []
+    fused = {}  # loop root -> the ops fused into its loop
+    for op in graph.ops:
+        if id(op) in inlined:
+            fused[id(loop_of[id(op)])] = fused.get(id(loop_of[id(op)]), 0) + 1
     for op in graph.ops:
         if op.kind == "reshape":
             ctx.view_of[op.outputs[0].id] = op.inputs[0].id
@@ -188,10 +216,17 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         except (ValueError, KeyError) as e:
             raise CodegenError(f"cannot lower {op.kind} of layer '{op.scope}' to C: {e}") from None
         body += lines
+        if profile and any(not line.lstrip().startswith("/*") for line in lines):  # (a view has none)
+            more = fused.get(id(op), 0)
+            labels.append(ctx.describe(op) + (f" [+{more} fused]" if more else ""))
+            body.append(f"profile_t = {prefix}_profile_mark({len(labels) - 1}, profile_t);")
     body.append("/* graph outputs */")
-    for i, v in enumerate(graph.outputs):
-        if direct.get(v.id) != i:
-            body.append(f"memcpy(outputs[{i}], {ctx.ptr(v)}, (size_t)({ctx.numel(v)}) * sizeof({ctx.ctype(v)}));")
+    copies = [f"memcpy(outputs[{i}], {ctx.ptr(v)}, (size_t)({ctx.numel(v)}) * sizeof({ctx.ctype(v)}));"
+              for i, v in enumerate(graph.outputs) if direct.get(v.id) != i]
+    body += copies
+    if profile and copies:
+        labels.append("graph outputs: copies")
+        body.append(f"profile_t = {prefix}_profile_mark({len(labels) - 1}, profile_t);")
 
     # a pointer nothing reads (a graph input the step does not use, e.g. a learning rate only folded into
     # another input) must not warn: exported packages build with -Werror
@@ -206,6 +241,9 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
     prepared_fns, prepared_decls, sig_body, run_wrapper, prepared_cdef = _prepared_code(prefix, ctx, sig_run)
     planned = f"(((size_t){plan.fixed_bytes} + (size_t)batch * {plan.per_sample_bytes} + 63u) & ~(size_t)63u)"
     scratch_fn, arena_size, scratch_decls = _scratch_code(prefix, ctx.scratch_sizes, planned)
+    profile_fns, profile_cdef = _profile_code(prefix, labels) if profile else ([], "")
+    profile_decls = ([f"double profile_t = {prefix}_profile_clock();", f"{prefix}_profile_calls++;"]
+                     if profile else [])
     header = [f"/* Generated by graphc{(' from ' + c_comment(title)) if title else ''}. Do not edit.",
               *[f" * input  {i}: {c_comment(v.name)} {v.type}" for i, v in enumerate(graph.inputs)],
               *[f" * output {i}: {v.type}" for i, v in enumerate(graph.outputs)],
@@ -213,17 +251,19 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
               f"(all intermediates: {plan.total_per_sample} per sample; peak live {plan.peak_live_per_sample})"
               + (", then nthreads regions of kernel scratch" if ctx.scratch_sizes else ""),
               " */",
+              *(["#ifndef _POSIX_C_SOURCE /* clock_gettime, for the profile */", "#define _POSIX_C_SOURCE 199309L",
+                 "#endif", "#include <time.h>"] if profile else []),
               "#include <math.h>", "#include <stdint.h>", "#include <stddef.h>", "#include <string.h>",
               *[f'#include "{h}"' for h in kernel_headers()], ""]
-    lines = [*header, *constants, *([""] if constants else []), *scratch_fn,
+    lines = [*header, *constants, *([""] if constants else []), *scratch_fn, *profile_fns,
              f"{sig_arena} {{", *arena_size, "}", "", *prepared_fns,
              f"{sig_body} {{",
              "    char *arena = (char *)arena_ptr;",
              "    (void)arena; (void)inputs; (void)params;",
-             *[f"    {d}" for d in [*ctx.decls, *prepared_decls, *scratch_decls]],
+             *[f"    {d}" for d in [*ctx.decls, *prepared_decls, *scratch_decls, *profile_decls]],
              *([f"    {' '.join(f'(void){n};' for n in unused)}"] if unused else []), "",
              *[f"    {line}" for line in body],
              "    return 0;", "}", "", *run_wrapper]
     source = "\n".join(lines)
-    cdef = f"{sig_arena};\n{sig_run};\n{prepared_cdef}"
-    return GeneratedC(source, cdef, prefix, graph, plan)
+    cdef = f"{sig_arena};\n{sig_run};\n{prepared_cdef}{profile_cdef}"
+    return GeneratedC(source, cdef, prefix, graph, plan, tuple(labels))

@@ -271,6 +271,14 @@ class Model(Trainer, Layer):
                              f"received {[a.shape[0] for a in out]}")
         return out
 
+    def _inference_graph(self, arrays):
+        """The inference graph for these inputs' shapes, and its key among the compiled programs (None: the
+        graph has no variable-length input, one program serves every call)."""
+        from ..passes import needs_specialization, specialize
+        graph = self.build_graph(False)
+        key = tuple(a.shape[1:] for a in arrays) if needs_specialization(graph) else None
+        return key, specialize(graph, key) if key else graph
+
     def _compiled(self, arrays):
         """The compiled C program for these inputs' shapes, or None where some op has no C lowering yet
         (the model then runs on the NumPy reference, with a warning naming the ops)."""
@@ -279,13 +287,10 @@ class Model(Trainer, Layer):
             return cache[None]
         from .. import runtime
         from ..codegen import CodegenError
-        from ..passes import needs_specialization, specialize
-        graph = self.build_graph(False)
-        key = tuple(a.shape[1:] for a in arrays) if needs_specialization(graph) else None
+        key, graph = self._inference_graph(arrays)
         if key not in cache:
             try:
-                cache[key] = runtime.compile_graph(specialize(graph, key) if key else graph,
-                                                   title=f"model {self.name}")
+                cache[key] = runtime.compile_graph(graph, title=f"model {self.name}")
             except CodegenError as e:
                 warnings.warn(f"Model '{self.name}' runs on the NumPy reference executor: {e}", stacklevel=4)
                 cache[key] = None
@@ -303,6 +308,29 @@ class Model(Trainer, Layer):
         if program is None:
             raise ValueError(f"Model '{self.name}' does not compile to C yet (see the warning above)")
         return program.memory_report(batch_size)
+
+    def profile(self, x, y=None, training=False, runs=20, warmup=3):
+        """Time each op of the compiled model on the batch ``x``: ``warmup`` calls, then ``runs`` timed ones,
+        through a twin of the model's C program with a timer around each op's statements. With
+        ``training=True`` (after compile(); targets ``y`` required), the training step instead: forward, loss,
+        backward and optimizer update, run on copies of the weights and the optimizer's state, so the model
+        is left as it was. Returns a graphc.runtime.Profile; print it for a table (ms per call and share per
+        op, layer names and shapes included)."""
+        from .. import runtime
+        from ..codegen import CodegenError
+        from ..runtime.profile import run_profile
+        try:
+            if training:
+                program, call, batch = self._profiled_step(x, y)
+            else:
+                arrays = self._standardize_inputs(x)
+                program = runtime.compile_graph(self._inference_graph(arrays)[1],
+                                                title=f"model {self.name} (profiled)", profile=True)
+                call, batch = (lambda: program.run(arrays)), len(arrays[0])
+        except CodegenError as e:
+            raise ValueError(f"Model '{self.name}' does not compile to C, so it cannot be profiled: {e}") from None
+        title = f"{'train step of ' if training else ''}model '{self.name}'"
+        return run_profile(program, call, title, batch, runs, warmup)
 
     def _run(self, arrays, training=False):
         if not training and os.environ.get("GRAPHC_BACKEND", "c") != "reference":

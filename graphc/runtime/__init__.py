@@ -17,10 +17,14 @@ __all__ = ["CompileError", "CompiledModule", "Toolchain", "cache_dir", "compile_
 from .program import CompiledGraph  # noqa: E402
 
 
-def compile_graph(graph, name: str = "graphc_model", title: str = "", output_aliases=None) -> CompiledGraph:
+def compile_graph(graph, name: str = "graphc_model", title: str = "", output_aliases=None,
+                  profile: bool = False) -> CompiledGraph:
     """The front end's one entry: an IR graph -> a callable compiled C program. ``output_aliases``
-    ({output index: parameter key}) marks outputs the caller passes the parameter's own storage for."""
-    return CompiledGraph(graph, prefix=name, title=title, output_aliases=output_aliases)
+    ({output index: parameter key}) marks outputs the caller passes the parameter's own storage for.
+    ``profile``: time each op (``CompiledGraph.take_profile``)."""
+    return CompiledGraph(graph, prefix=name, title=title, output_aliases=output_aliases, profile=profile)
 
 
-__all__ += ["CompiledGraph", "compile_graph"]
+from .profile import Profile  # noqa: E402
+
+__all__ += ["CompiledGraph", "Profile", "compile_graph"]

@@ -50,9 +50,10 @@ class _GivenOutputs(NamedTuple):
 
 
 class CompiledGraph:
-    def __init__(self, graph, prefix: str = "graphc_model", title: str = "", output_aliases=None):
+    def __init__(self, graph, prefix: str = "graphc_model", title: str = "", output_aliases=None,
+                 profile: bool = False):
         from .build import compile_module
-        generated = generate_c(graph, prefix, title, output_aliases)
+        generated = generate_c(graph, prefix, title, output_aliases, profile=profile)
         self.generated = generated
         self.graph = generated.graph
         self.module = compile_module(generated.source, generated.cdef, name=generated.prefix)
@@ -66,6 +67,7 @@ class CompiledGraph:
             self._prepared_floats = int(getattr(lib, f"{generated.prefix}_prepared_floats")())
             self._run_prepared = getattr(lib, f"{generated.prefix}_run_prepared")
         self._prepared = None  # (weights version, buffer, pointer)
+        self._profile_take = getattr(lib, f"{generated.prefix}_profile_take") if profile else None
         self._prepare_lock = threading.Lock()
         rows = rows_factor(self.graph)
         self._out_rows = [rows.get(v.id) for v in self.graph.outputs]
@@ -83,6 +85,16 @@ class CompiledGraph:
         if keys is None:
             keys = self._param_keys = tuple(self.graph.param_keys[v.id] for v in self.graph.params)
         return keys
+
+    def take_profile(self):
+        """(calls, [(label, seconds)]) of a program compiled with profile=True: the time each op's statements
+        took, summed over the calls since the last take (which this resets)."""
+        if self._profile_take is None:
+            raise ValueError("take_profile: this program was compiled without profile=True")
+        labels = self.generated.profile_labels
+        seconds = self.ffi.new("double[]", max(len(labels), 1))
+        calls = int(self._profile_take(seconds))
+        return calls, [(label, float(seconds[k])) for k, label in enumerate(labels)]
 
     def arena_bytes(self, batch: int, nthreads: int = 1) -> int:
         """Bytes of the arena a call at ``batch`` on ``nthreads`` threads needs (intermediates and scratch)."""

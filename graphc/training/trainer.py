@@ -172,6 +172,23 @@ class Trainer:
                                                  output_aliases={n + u: v for u, v in enumerate(step.updated)})
         return step.program
 
+    def _profiled_step(self, x, y):
+        """For Model.profile(training=True): a twin of the train step for (x, y) with a timer per op, and a
+        call running it on copies of the weights and the optimizer's state (the model's stay as they are)."""
+        from .. import runtime
+        self._require_compiled("profile with training=True")
+        xs, ys, sws = self._prepare(x, y, None, None)
+        self._resolve_metrics(ys)
+        step = self._step_graph(True, xs, ys, sws)
+        n = len(step.graph.outputs) - len(step.updated)
+        program = runtime.compile_graph(step.graph, title=f"train step of model {self.name} (profiled)",
+                                        output_aliases={n + u: v for u, v in enumerate(step.updated)}, profile=True)
+        copies = {}
+        params = [copies.setdefault(id(k), np.array(k.value)) for k in program.param_keys]
+        outputs = [None] * n + [copies.setdefault(id(v), np.array(v.value)) for v in step.updated]
+        arrays = self._step_inputs(step, True, xs, ys, sws, 0)
+        return program, lambda: program.run(arrays, params, outputs=outputs), len(xs[0])
+
     def _run_batch(self, train, xs, ys, sws):
         self._resolve_metrics(ys)
         step = self._step_graph(train, xs, ys, sws)
