@@ -1,8 +1,8 @@
 """Where graphc's time goes, op by op, on a benchmark model (Model.profile): one training step as
 train_bench.py times it (batch 64, Adam, sparse categorical cross-entropy), or inference at a batch size.
 
-    python benchmarks/profile.py --model lstm28 --training
-    python benchmarks/profile.py --model cnn --batch 128 --top 8
+    python benchmarks/op_profile.py --model lstm28 --training
+    python benchmarks/op_profile.py --model cnn --batch 128 --top 8
 
 Same models, weights and inputs as the benchmarks. Each op's statements in the generated C are timed
 (a fused loop counts once, labelled by its last op); the last line compares their sum with the whole call
