@@ -196,8 +196,8 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
         constants.append(_constant_decl(name, array))
 
     body, labels = [], []
-    fused = {}  # loop root -> the ops fused into its loop
-    for op in graph.ops:
+    fused = {}  # (profile labels) loop root -> how many ops are fused into its loop
+    for op in graph.ops if profile else ():
         if id(op) in inlined:
             fused[id(loop_of[id(op)])] = fused.get(id(loop_of[id(op)]), 0) + 1
     for op in graph.ops:
