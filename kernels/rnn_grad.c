@@ -442,12 +442,10 @@ static void project(const problem *p, int64_t r0, int64_t r1, const graphc_scrat
                           gs);
 }
 
-/* The gradients that sum over samples and timesteps, as GEMMs over all rows of dzs: thread `part` of
- * `parts` takes a share of the G columns of dkernel, drecurrent and dbias and of the rows of dx, so the
- * team needs no barrier (a team of one leaves the threading to the GEMMs). */
 /* dkernel and drecurrent, x^T @ dzs and hp^T @ dzs, as one product [x | hp]^T @ dzs: dzs, the larger operand,
- * is packed once instead of twice (LSTM-28 at batch 64: 1.7 -> 1.4 ms per thread). The stacked left operand is
- * never stored: pack_xh packs it from x and hp. */
+ * is packed once instead of twice (LSTM-784 at batch 64, whose dkernel alone was a product of one row packing
+ * all of dzs: its backward 109-119 -> 97-98 ms). The stacked left operand is never stored: pack_xh packs it
+ * from x and hp. */
 typedef struct { const float *x, *hp; int F, u; } xh_rows;
 
 static inline void copy_panel(int kc, int mr, const float *src, int ld, float *Ap)
@@ -510,6 +508,9 @@ static void joint_weight_grads(const problem *p, int64_t j0, int64_t j1, float *
     }
 }
 
+/* The gradients that sum over samples and timesteps, as GEMMs over all rows of dzs: thread `part` of
+ * `parts` takes a share of the G columns of dkernel, drecurrent and dbias and of the rows of dx, so the
+ * team needs no barrier (a team of one leaves the threading to the GEMMs). */
 static void weight_grads(const problem *p, int part, int parts, const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u, F = p->features;
