@@ -55,9 +55,8 @@ def training_parts(model, name, graph, layout, embedded) -> TrainSpec:
                for lo, shape in zip(spec.losses, out_shapes)]
     step = build_step(model, plain, True, in_shapes, targets, [False] * len(targets))
     n_scalars = len(step.graph.outputs) - len(step.updated)
-    aliases = {n_scalars + u: var for u, var in enumerate(step.updated)}
     generated = generate_c(step.graph, prefix="graphc_train", title=f"train step of model {model.name}",
-                           output_aliases=aliases)
+                           output_aliases=step.output_aliases())
     g = generated.graph
 
     # Where each variable lives in the state.

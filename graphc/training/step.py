@@ -30,6 +30,12 @@ class StepGraph:
     program: object = None
     _run_arrays: tuple = None     # (program, params, targets): see run_arrays
 
+    def output_aliases(self) -> dict:
+        """{output index: Variable} for the outputs that are the updated variables' new values, which the step
+        writes in place: the caller passes each variable's storage as that output."""
+        n_scalars = len(self.graph.outputs) - len(self.updated)
+        return {n_scalars + u: var for u, var in enumerate(self.updated)}
+
     def run_arrays(self):
         """What ``program`` runs with besides the feeds: the params' arrays, and per output the array to write
         into (None for the scalars, then the updated variables' storage). Made once per program, as tuples (which
@@ -127,8 +133,7 @@ def run_step(step: StepGraph, model, arrays: list, title: str):
         from .. import runtime
         from ..codegen import CodegenError
         try:
-            aliases = {n_scalars + u: var for u, var in enumerate(step.updated)}
-            step.program = runtime.compile_graph(step.graph, title=title, output_aliases=aliases)
+            step.program = runtime.compile_graph(step.graph, title=title, output_aliases=step.output_aliases())
         except CodegenError as e:
             warnings.warn(f"Model '{model.name}': the {title} runs on the NumPy reference executor: {e}",
                           stacklevel=3)

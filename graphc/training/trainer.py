@@ -167,9 +167,7 @@ class Trainer:
         self._resolve_metrics(ys)
         step = self._step_graph(True, xs, ys, [None] * len(ys))
         if not step.program:
-            n = len(step.graph.outputs) - len(step.updated)
-            step.program = runtime.compile_graph(step.graph, title="train step",
-                                                 output_aliases={n + u: v for u, v in enumerate(step.updated)})
+            step.program = runtime.compile_graph(step.graph, title="train step", output_aliases=step.output_aliases())
         return step.program
 
     def _profiled_step(self, x, y):
@@ -180,12 +178,13 @@ class Trainer:
         xs, ys, sws = self._prepare(x, y, None, None)
         self._resolve_metrics(ys)
         step = self._step_graph(True, xs, ys, sws)
-        n = len(step.graph.outputs) - len(step.updated)
+        aliases = step.output_aliases()
         program = runtime.compile_graph(step.graph, title=f"train step of model {self.name} (profiled)",
-                                        output_aliases={n + u: v for u, v in enumerate(step.updated)}, profile=True)
+                                        output_aliases=aliases, profile=True)
         copies = {}
         params = [copies.setdefault(id(k), np.array(k.value)) for k in program.param_keys]
-        outputs = [None] * n + [copies.setdefault(id(v), np.array(v.value)) for v in step.updated]
+        outputs = [None] * (len(step.graph.outputs) - len(aliases)) + [
+            copies.setdefault(id(v), np.array(v.value)) for v in step.updated]
         arrays = self._step_inputs(step, True, xs, ys, sws, 0)
         return program, lambda: program.run(arrays, params, outputs=outputs), len(xs[0])
 
