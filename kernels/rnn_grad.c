@@ -448,14 +448,6 @@ static void project(const problem *p, int64_t r0, int64_t r1, const graphc_scrat
  * from x and hp. */
 typedef struct { const float *x, *hp; int F, u; } xh_rows;
 
-static inline void copy_panel(int kc, int mr, const float *src, int ld, float *Ap)
-{
-    int i, k;
-    for (k = 0; k < kc; k++)
-        for (i = 0; i < mr; i++)
-            Ap[(size_t)k * mr + i] = src[(size_t)k * ld + i];
-}
-
 /* graphc_pack_a_fn of op(A) = [x | hp]^T ((F + u) x rows): each of its columns k is row k of x then of hp. */
 static void pack_xh(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap)
 {
@@ -466,13 +458,7 @@ static void pack_xh(const void *ctx, int i0, int rows, int k0, int kc, int mr, f
         if (p + mr <= rows && (a0 + mr <= c->F || a0 >= c->F)) { /* a whole panel of x's or of hp's columns */
             const int ld = a0 < c->F ? c->F : c->u;
             const float *src = (a0 < c->F ? c->x + a0 : c->hp + (a0 - c->F)) + (size_t)k0 * ld;
-            switch (mr) { /* the micro-tile heights in use, as constants: the copy unrolls */
-            case 4: copy_panel(kc, 4, src, ld, Ap); break;
-            case 6: copy_panel(kc, 6, src, ld, Ap); break;
-            case 8: copy_panel(kc, 8, src, ld, Ap); break;
-            case 14: copy_panel(kc, 14, src, ld, Ap); break;
-            default: copy_panel(kc, mr, src, ld, Ap); break;
-            }
+            graphc_pack_at_panel(kc, mr, src, ld, Ap);
             continue;
         }
         for (k = 0; k < kc; k++) /* the panel across x's last and hp's first columns, or the last one */

@@ -447,15 +447,6 @@ static inline void pack_a_panel(int kc, int mr, const float *A, int lda, float *
             Ap[(size_t)k * mr + i] = A[(size_t)i * (size_t)lda + k];
 }
 
-/* The same from a transposed A (op(A)[i][k] = A[k][i]): each k is mr contiguous floats, a plain copy. */
-static inline void pack_at_panel(int kc, int mr, const float *A, int lda, float *Ap)
-{
-    int i, k;
-    for (k = 0; k < kc; ++k)
-        for (i = 0; i < mr; ++i)
-            Ap[(size_t)k * mr + i] = A[(size_t)k * (size_t)lda + i];
-}
-
 /* op(A) rows [0, mc) x cols [0, kc) -> micro-panels of mr rows, Ap[p][k][i]; rows past mc are zero.
  * A points at op(A)[0][0]; trans: op(A) is stored transposed (element (i, k) at A[k * lda + i]). */
 static void pack_a(int mc, int kc, int mr, const float *A, int lda, int trans, float *Ap)
@@ -463,17 +454,10 @@ static void pack_a(int mc, int kc, int mr, const float *A, int lda, int trans, f
     int p, i, k;
     for (p = 0; p + mr <= mc; p += mr) {
         if (trans) {
-            const float *a = A + p;
-            switch (mr) { /* the micro-tile heights in use */
-            case 4: pack_at_panel(kc, 4, a, lda, Ap); break;
-            case 6: pack_at_panel(kc, 6, a, lda, Ap); break;
-            case 8: pack_at_panel(kc, 8, a, lda, Ap); break;
-            case 14: pack_at_panel(kc, 14, a, lda, Ap); break;
-            default: pack_at_panel(kc, mr, a, lda, Ap); break;
-            }
+            graphc_pack_at_panel(kc, mr, A + p, lda, Ap); /* (graphc_kernels.h: each k is a plain copy) */
         } else {
             const float *a = A + (size_t)p * (size_t)lda;
-            switch (mr) {
+            switch (mr) { /* the micro-tile heights in use */
             case 4: pack_a_panel(kc, 4, a, lda, Ap); break;
             case 6: pack_a_panel(kc, 6, a, lda, Ap); break;
             case 8: pack_a_panel(kc, 8, a, lda, Ap); break;
