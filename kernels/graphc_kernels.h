@@ -147,6 +147,14 @@ size_t graphc_sgemm_packed_b_size(int K, int N);
 void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed);
 void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
                                 float beta, float *C, int ldc, const graphc_scratch *scratch);
+/* The same product for C's columns [j0, j1) only (a team splitting one product by columns, each thread its
+ * own): A @ op(B)[:, j0:j1) into C[:, j0:j1), C and the packed B as above (C is column 0's address). j0 must
+ * be a multiple of graphc_sgemm_packed_nr(), the width of the packed layout's micro-panels; else nothing is
+ * computed. */
+int graphc_sgemm_packed_nr(void);
+void graphc_sgemm_with_packed_b_columns(int M, int N, int K, int j0, int j1, float alpha, const float *A, int lda,
+                                        const float *packed, float beta, float *C, int ldc,
+                                        const graphc_scratch *scratch);
 
 /*
  * Implicit GEMM: C = act(op(A) @ B + beta * C + bias) where op(A), M x K, is never stored: the caller's

@@ -1321,17 +1321,21 @@ static void gemm_few_rows_packed(const gemm_args *p, int kc_block, const float *
     }
 }
 
-void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
-                                float beta, float *C, int ldc, const graphc_scratch *scratch)
+int graphc_sgemm_packed_nr(void) { return PACKED_NR; }
+
+void graphc_sgemm_with_packed_b_columns(int M, int N, int K, int j0, int j1, float alpha, const float *A, int lda,
+                                        const float *packed, float beta, float *C, int ldc,
+                                        const graphc_scratch *scratch)
 {
     const gemm_impl *g = &impl_simd;
     const float *Bp = align64((float *)packed);
     gemm_args p;
     int jc, pc;
-    if (M <= 0 || N <= 0)
+    j1 = j1 < N ? j1 : N;
+    if (M <= 0 || j0 >= j1 || j0 < 0 || j0 % PACKED_NR != 0)
         return;
     if (K <= 0 || alpha == 0.0f) { /* C = beta * C: A and B are not read (as gemm_driver) */
-        gemm_driver(g, 0, 0, M, N, 0, alpha, A, lda, NULL, N, beta, C, ldc, NULL, GRAPHC_ACT_NONE, NULL);
+        gemm_driver(g, 0, 0, M, j1 - j0, 0, alpha, A, lda, NULL, N, beta, C + j0, ldc, NULL, GRAPHC_ACT_NONE, NULL);
         return;
     }
     p.transa = 0; p.transb = 0;
@@ -1343,17 +1347,25 @@ void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A
     p.pack_a = NULL; p.pack_ctx = NULL; p.row0 = 0;
     p.direct_a = 1; /* its callers' A (a recurrent step's rows, Winograd's transformed tiles) is small and hot */
     if (M < SMALL_M) {
-        gemm_few_rows_packed(&p, kc_step(g, K), Bp, 0, N);
+        gemm_few_rows_packed(&p, kc_step(g, K), Bp, j0, j1);
         return;
     }
-    for (jc = 0; jc < N; jc += NC) {
+    for (jc = j0 / NC * NC; jc < j1; jc += NC) { /* the NC blocks that hold [j0, j1), each as packed */
         const int nc = N - jc < NC ? N - jc : NC;
+        const int r0 = j0 > jc ? j0 - jc : 0, r1 = j1 < jc + nc ? j1 - jc : nc; /* the part in this block */
         const int kcs = kc_step(g, K);
         for (pc = 0; pc < K; pc += kcs) {
             const int kc = K - pc < kcs ? K - pc : kcs;
-            gemm_macro(g, &p, 0, M, jc, nc, pc, kc, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc), scratch->base);
+            const float *blk = Bp + (size_t)jc * K + (size_t)pc * round_nr(nc);
+            gemm_macro(g, &p, 0, M, jc + r0, r1 - r0, pc, kc, blk + (size_t)r0 * kc, scratch->base);
         }
     }
+}
+
+void graphc_sgemm_with_packed_b(int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
+                                float beta, float *C, int ldc, const graphc_scratch *scratch)
+{
+    graphc_sgemm_with_packed_b_columns(M, N, K, 0, N, alpha, A, lda, packed, beta, C, ldc, scratch);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -9,10 +9,11 @@
  * with V = B^T d B the transformed input and U = G g G^T the transformed kernel.
  * The kernel is transformed and packed for the GEMM once per call, into region 0 of the scratch (threads
  * share the positions, then meet at one barrier), or, given prepared (inference), once per set of weights
- * by graphc_winograd_prepare. Then each thread takes blocks of tiles (BLOCK_FLOATS):
+ * by graphc_winograd_prepare. Then each thread takes its share of the tiles in blocks (BLOCK_FLOATS):
  * transforms their input into V (its own, cache-sized), runs the a^2 GEMMs into M, and transforms M back
  * into the output with the bias and activation. Channel loops are the inner ones, so the transforms
- * vectorize along channels (channels_last).
+ * vectorize along channels (channels_last). Tiles that make one block (batch 1) are shared otherwise: by output
+ * channels when the kernel comes prepared (run_channels), else by positions (run_positions).
  * Every thread's region has room for the packed matrices, since the scratch is sized per thread, but only
  * region 0's are used: the price is workspace.
  *
@@ -339,11 +340,11 @@ INLINE void tile_output_pooled_m(const float *mm, int64_t stride, int64_t K, con
     }
 }
 
-/* y's cells of tiles [t0, t0 + nt) from M[xi][j][co] (M[xi] of ld rows, as V in transform_input). A tile
- * over the edge of the output goes through edge (m^2 x cout floats), and only its cells inside the output are
- * copied. Pooled, y is the pool's output and a tile holds (m/2)^2 of its cells. */
+/* y's cells of tiles [t0, t0 + nt) from M[xi][j][co] (M[xi] of ld rows, as V in transform_input), channels
+ * [k0, k1). A tile over the edge of the output goes through edge (m^2 x cout floats), and only its cells inside
+ * the output are copied. Pooled, y is the pool's output and a tile holds (m/2)^2 of its cells. */
 INLINE void transform_output_m(const plan *p, const float *M, int64_t t0, int nt, int ld, const float *bias,
-                               int act, float *edge, float *y, const int m)
+                               int act, float *edge, float *y, int64_t k0, int64_t k1, const int m)
 {
     const int64_t K = p->cout, stride = (int64_t)ld * K;
     const int q = p->pool ? m / 2 : m;                                  /* y's cells per tile along each axis */
@@ -354,34 +355,48 @@ INLINE void transform_output_m(const plan *p, const float *M, int64_t t0, int nt
         const int64_t t = t0 + j, img = t / (p->th * p->tw), ty = (t / p->tw) % p->th, tx = t % p->tw;
         const int64_t oy = q * ty, ox = q * tx;
         const int rows = yh - oy < q ? (int)(yh - oy) : q, cols = yw - ox < q ? (int)(yw - ox) : q;
-        float *y0 = y + ((img * yh + oy) * yw + ox) * K;
+        float *y0 = y + ((img * yh + oy) * yw + ox) * K + k0;
         float *out[4 * 4];
         const int whole = rows == q && cols == q;
         for (r = 0; r < q; r++)
-            for (s = 0; s < q; s++) out[r * q + s] = whole ? y0 + (r * yw + s) * K : edge + (r * q + s) * K;
+            for (s = 0; s < q; s++) out[r * q + s] = whole ? y0 + (r * yw + s) * K : edge + (r * q + s) * K + k0;
         if (p->pool)
-            tile_output_pooled_m(M + (int64_t)j * K, stride, K, bias, relu, out, m);
+            tile_output_pooled_m(M + (int64_t)j * K + k0, stride, k1 - k0, bias + k0, relu, out, m);
         else
-            tile_output_m(M + (int64_t)j * K, stride, K, bias, relu, out, m);
+            tile_output_m(M + (int64_t)j * K + k0, stride, k1 - k0, bias + k0, relu, out, m);
         if (!whole)
             for (r = 0; r < rows; r++)
                 for (s = 0; s < cols; s++)
-                    memcpy(y0 + (r * yw + s) * K, edge + (r * q + s) * K, (size_t)K * sizeof(float));
+                    memcpy(y0 + (r * yw + s) * K, edge + (r * q + s) * K + k0, (size_t)(k1 - k0) * sizeof(float));
     }
 }
 
 static void transform_output(const plan *p, const float *M, int64_t t0, int nt, int ld, const float *bias, int act,
-                             float *edge, float *y)
+                             float *edge, float *y, int64_t k0, int64_t k1)
 {
     switch (p->m) {
-    case 2: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, 2); break;
-    case 3: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, 3); break;
-    default: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, 4); break;
+    case 2: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, k0, k1, 2); break;
+    case 3: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, k0, k1, 3); break;
+    default: transform_output_m(p, M, t0, nt, ld, bias, act, edge, y, k0, k1, 4); break;
     }
 }
 
+/* Thread t's tiles [lo, hi) of a team's even split, in blocks of `size` (the last one shorter): the bounds and the
+ * size in whole micro-panels of 6 rows (the AVX2 kernel's; a short panel costs about a full one), size at most
+ * p->block. */
+static void thread_tiles(const plan *p, int t, int team, int64_t *lo, int64_t *hi, int64_t *size)
+{
+    int64_t blocks;
+    *lo = t == 0 ? 0 : p->tiles * t / team / 6 * 6;
+    *hi = t == team - 1 ? p->tiles : p->tiles * (t + 1) / team / 6 * 6;
+    blocks = (*hi - *lo + p->block - 1) / p->block;
+    *size = blocks > 0 ? ((*hi - *lo + blocks - 1) / blocks + 5) / 6 * 6 : p->block;
+    *size = *size < p->block ? *size : p->block;
+}
+
 /* What thread t of team does: its share of the kernel's positions, transformed and packed into region 0,
- * then (after the team's one barrier) every team-th block of tiles. */
+ * then (after the team's one barrier) its 1/team of the tiles, in blocks. (Every team-th block instead left
+ * one thread 112 of ResNet's 196 tiles at batch 1, the other 84.) */
 static void run_part(const plan *p, const float *x, const float *w, const float *prepared, const float *bias,
                      float *y, int act, const graphc_scratch *scratch, int t, int team)
 {
@@ -390,7 +405,8 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     float *U = zeros + p->zeros;
     float *made = region0 + p->v + p->m_floats + p->gemm + p->edge + p->zeros + p->u; /* (when not prepared) */
     const float *packed = prepared ? prepared : made;
-    const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
+    const int64_t C = p->cin, K = p->cout;
+    int64_t lo, hi, size;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int64_t b;
     int xi;
@@ -403,14 +419,15 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
         }
         GRAPHC_OMP(omp barrier)
     }
-    for (b = t; b < blocks; b += team) {
-        const int64_t t0 = b * p->block;
-        const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
+    thread_tiles(p, t, team, &lo, &hi, &size);
+    for (b = lo; b < hi; b += size) {
+        const int64_t t0 = b;
+        const int nt = (int)(hi - b < size ? hi - b : size);
         transform_input(p, x, t0, nt, nt, zeros, V);
         for (xi = 0; xi < p->positions; xi++)
             graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
                                        packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
-        transform_output(p, M, t0, nt, nt, bias != NULL ? bias : zeros, act, edge, y);
+        transform_output(p, M, t0, nt, nt, bias != NULL ? bias : zeros, act, edge, y, 0, K);
     }
 }
 
@@ -441,7 +458,32 @@ static void run_positions(const plan *p, const float *x, const float *w, const f
         graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
                                    packed + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K, &gs);
     GRAPHC_OMP(omp barrier)
-    transform_output(p, M + (size_t)j0 * K, j0, j1 - j0, nt, bias != NULL ? bias : zeros, act, edge, y);
+    transform_output(p, M + (size_t)j0 * K, j0, j1 - j0, nt, bias != NULL ? bias : zeros, act, edge, y, 0, K);
+}
+
+/* One block of tiles (batch 1) with the kernel prepared, for a team split by output channels: thread t
+ * transforms every tile's input into its own V (a small duplicate), runs the GEMMs of its whole micro-panels of
+ * columns into its own M and transforms those channels back. No barrier, where the positions' split
+ * (run_positions) has two: at batch 1 on 2 threads, ResNet's 9x9x64 convolutions took 21 us against 24, the
+ * CNN's pooled 13x13x32 -> 64 one 12 us against 14.7 (a harness calling graphc_winograd_f32 alone). */
+static void run_channels(const plan *p, const float *x, const float *prepared, const float *bias, float *y, int act,
+                         const graphc_scratch *scratch, int t, int team)
+{
+    float *V = graphc_scratch_region(scratch, t), *M = V + p->v, *edge = M + p->m_floats + p->gemm;
+    float *zeros = edge + p->edge;
+    const int64_t C = p->cin, K = p->cout, nr = graphc_sgemm_packed_nr(), panels = (K + nr - 1) / nr;
+    const int64_t k0 = nr * (panels * t / team), k1 = nr * (panels * (t + 1) / team) < K ? nr * (panels * (t + 1) / team) : K;
+    const int nt = (int)p->tiles;
+    graphc_scratch gs = graphc_scratch_thread(scratch, t);
+    int xi;
+    gs.base = M + p->m_floats;
+    memset(zeros, 0, p->zeros * sizeof(float));
+    transform_input(p, x, 0, nt, nt, zeros, V);
+    for (xi = 0; xi < p->positions; xi++)
+        graphc_sgemm_with_packed_b_columns(nt, (int)K, (int)C, (int)k0, (int)k1, 1.0f, V + (size_t)xi * nt * C, (int)C,
+                                           prepared + (size_t)xi * p->packed, 0.0f, M + (size_t)xi * nt * K, (int)K,
+                                           &gs);
+    transform_output(p, M, 0, nt, nt, bias != NULL ? bias : zeros, act, edge, y, k0, k1);
 }
 
 /* Threads for a plan's blocks of tiles: one below PARALLEL_MIN, else up to one per block. */
@@ -469,15 +511,25 @@ static int positions_team(const plan *p, const graphc_scratch *scratch)
     return team;
 }
 
+/* Threads for one block split by output channels (run_channels): as positions_team, when the kernel comes
+ * prepared; up to one per micro-panel of columns. */
+static int channels_team(const plan *p, const float *prepared, const graphc_scratch *scratch)
+{
+    const int panels = (int)((p->cout + graphc_sgemm_packed_nr() - 1) / graphc_sgemm_packed_nr());
+    const int team = prepared != NULL ? positions_team(p, scratch) : 1;
+    return team < panels ? team : panels;
+}
+
 static void run(const plan *p, const float *x, const float *w, const float *prepared, const float *bias, float *y,
                 int act, const graphc_scratch *scratch)
 {
-    int team, by_positions;
+    enum { BY_BLOCKS, BY_POSITIONS, BY_CHANNELS } split = BY_CHANNELS;
+    int team;
     if (p->tiles <= 0)
         return;
-    team = positions_team(p, scratch);
-    by_positions = team > 1;
-    if (!by_positions) team = team_for(p, scratch);
+    team = channels_team(p, prepared, scratch);
+    if (team <= 1) split = BY_POSITIONS, team = positions_team(p, scratch);
+    if (team <= 1) split = BY_BLOCKS, team = team_for(p, scratch);
     (void)team; /* (unused without OpenMP) */
     GRAPHC_OMP(omp parallel num_threads(team) if (team > 1)) /* (one thread: run inline) */
     {
@@ -485,7 +537,9 @@ static void run(const plan *p, const float *x, const float *w, const float *prep
 #ifdef _OPENMP
         t = omp_get_thread_num(), n = omp_get_num_threads();
 #endif
-        if (by_positions && n > 1)
+        if (split == BY_CHANNELS && n > 1)
+            run_channels(p, x, prepared, bias, y, act, scratch, t, n);
+        else if (split == BY_POSITIONS && n > 1)
             run_positions(p, x, w, prepared, bias, y, act, scratch, t, n);
         else
             run_part(p, x, w, prepared, bias, y, act, scratch, t, n);
@@ -747,8 +801,8 @@ static void transform_filter(const plan *p, float *const *parts, int team, int64
     }
 }
 
-/* What thread t of team does: W over every team-th block of tiles, then (after a barrier) dw for its share
- * of the input channels. */
+/* What thread t of team does: W over its 1/team of the tiles (as run_part), then (after a barrier) dw for its
+ * share of the input channels. */
 static void filter_part(const filter_plan *f, const float *x, const float *dy, float *dw,
                         const graphc_scratch *scratch, int t, int team)
 {
@@ -756,16 +810,18 @@ static void filter_part(const filter_plan *f, const float *x, const float *dy, f
     float *region = graphc_scratch_region(scratch, t);
     float *V = region, *D = V + p->v, *W = D + f->d, *zeros = W + f->w + f->gemm;
     float *parts[MAX_TEAM];
-    const int64_t C = p->cin, K = p->cout, blocks = (p->tiles + p->block - 1) / p->block;
+    const int64_t C = p->cin, K = p->cout;
+    int64_t lo, hi, size;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int64_t b;
     int xi, u;
     gs.base = W + f->w;
     memset(zeros, 0, p->zeros * sizeof(float));
     memset(W, 0, (size_t)(p->positions * C * K) * sizeof(float));
-    for (b = t; b < blocks; b += team) {
-        const int64_t t0 = b * p->block;
-        const int nt = (int)(p->tiles - t0 < p->block ? p->tiles - t0 : p->block);
+    thread_tiles(p, t, team, &lo, &hi, &size);
+    for (b = lo; b < hi; b += size) {
+        const int64_t t0 = b;
+        const int nt = (int)(hi - b < size ? hi - b : size);
         transform_input(p, x, t0, nt, nt, zeros, V);
         transform_dy(p, dy, t0, nt, zeros, D);
         for (xi = 0; xi < p->positions; xi++) /* W[xi] += V[xi]^T D[xi] */

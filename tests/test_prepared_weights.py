@@ -112,14 +112,16 @@ def _conv_float64(x, w, bias, pad):
     return np.maximum(y + bias, 0.0)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_prepared_3x3_kernels_take_winograd_from_few_tiles(rng, threads):
     """With its kernel prepared (transformed once per set of weights), a 3x3 stride-1 convolution runs by
     Winograd from 16 tiles of 2x2 output cells (batch 1 of a 9x9 output) instead of 128; one block of tiles
-    splits its 16 positions between the threads. Odd outputs (edge tiles) and the pooled variant, at batches
-    1-3, against float64 loops; and a prepared call against one that packs nothing (the implicit GEMM)."""
+    splits its output channels between the threads, in micro-panels of 16 (40 channels: 16 + 24, or 16 each
+    and a short last one for three threads). Odd outputs (edge tiles) and the pooled variant, at batches 1-3,
+    against float64 loops; and a prepared call against one that packs nothing (the implicit GEMM), whose
+    block splits its 16 positions instead."""
     inputs = graphc.Input((11, 11, 32))
-    same = layers.Conv2D(32, 3, padding="same", activation="relu", name="same")(inputs)       # 11x11: 36 tiles
+    same = layers.Conv2D(40, 3, padding="same", activation="relu", name="same")(inputs)       # 11x11: 36 tiles
     pooled = layers.MaxPooling2D(2)(layers.Conv2D(32, 3, activation="relu", name="valid")(same))  # 9x9 -> 4x4: 16
     model = graphc.Model(inputs, [same, pooled])
     graphc.set_num_threads(threads)

@@ -415,6 +415,39 @@ static void bias_act_cases(void)
     }
 }
 
+/* graphc_sgemm_with_packed_b_columns: C made in pieces of one and of two micro-panels of columns; then one
+ * piece alone (the second panel) must leave the other columns as they were, and a start off a panel boundary
+ * must write nothing. Nonzero on failure. */
+static int packed_columns_case(const struct problem *p, const float *packed, float *C, int nan_in_c, const char *what)
+{
+    const int nr = graphc_sgemm_packed_nr(), M = p->M, N = p->N, K = p->K;
+    const size_t nc = (size_t)M * p->ldc;
+    int width, j0, i, j, bad = 0;
+    test_scratch ts;
+    scratch_open(&ts, graphc_sgemm_scratch_floats(M, N, K), 1);
+    for (width = nr; width <= 2 * nr && !bad; width += nr) {
+        memcpy(C, p->C_in, nc * sizeof(float));
+        for (j0 = 0; j0 < N; j0 += width)
+            graphc_sgemm_with_packed_b_columns(M, N, K, j0, j0 + width, p->alpha, p->A, p->lda, packed, p->beta, C,
+                                               p->ldc, &ts.s);
+        bad = check(p, C, p->expect, 0.0, what, 1);
+    }
+    if (!bad && !nan_in_c && N > nr) { /* (a NaN left in C would fail check's comparison) */
+        float *want = xmalloc(nc * sizeof(float) + 1);
+        memcpy(want, p->C_in, nc * sizeof(float));
+        for (i = 0; i < M; ++i)
+            for (j = nr; j < 2 * nr && j < N; ++j) want[(size_t)i * p->ldc + j] = p->expect[(size_t)i * p->ldc + j];
+        memcpy(C, p->C_in, nc * sizeof(float));
+        graphc_sgemm_with_packed_b_columns(M, N, K, nr, 2 * nr, p->alpha, p->A, p->lda, packed, p->beta, C, p->ldc,
+                                           &ts.s);
+        graphc_sgemm_with_packed_b_columns(M, N, K, 1, N, p->alpha, p->A, p->lda, packed, p->beta, C, p->ldc, &ts.s);
+        bad = check(p, C, want, 0.0, what, 1);
+        if (bad) printf("  (above: columns [%d, %d) alone)\n", nr, 2 * nr);
+        free(want);
+    }
+    return scratch_close(&ts, what) || bad;
+}
+
 /* B packed once (graphc_sgemm_pack_b, both transb) and multiplied by graphc_sgemm_with_packed_b, at an
  * unaligned buffer start with NaN around it: the packing must stay inside the promised size, and the
  * products must match the reference twice (the packed B is not consumed), also from every thread of an
@@ -444,6 +477,8 @@ static void packed_case(int tb, int M, int N, int K, int pad_a, int pad_b, int p
         graphc_sgemm_with_packed_b(M, N, K, alpha, p.A, p.lda, packed, beta, C, p.ldc, &ts.s);
         ok = !scratch_close(&ts, what) && !check(&p, C, p.expect, 0.0, what, 1);
     }
+    if (ok)
+        ok = !packed_columns_case(&p, packed, C, nan_in_c, what);
 #ifdef _OPENMP
     if (ok) {
         int bad = 0;
