@@ -122,3 +122,32 @@ def test_nan_propagates_through_the_fused_maximum(rng):
     for g, w in zip(got, want):
         assert np.isnan(w).any() and np.array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_nan_and_infinities_through_the_few_products_maximum(rng):
+    """The few-products path keeps a pool window's four cells in registers and takes their maximum before the
+    bias and ReLU (kernels/conv.c, small_k_quad): a NaN input cell still makes the pooled cells over it NaN,
+    through ReLU too (as np.maximum(NaN, 0)), and an infinite one gives the infinities the reference gives;
+    a full strip of 32 channels and a partial one (20)."""
+    from graphc.ir import reference
+    from graphc.runtime import compile_graph
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 9, 10, 2)))
+    params = [Weights(rng.uniform(-1, 1, s).astype("float32")) for s in [(3, 3, 2, 32), (32,), (3, 3, 2, 20)]]
+    k0, b0, k1 = [b.param(w, f"p{i}", TensorType(w.value.shape)) for i, w in enumerate(params)]
+    relu = pool(b, b.emit("relu", [b.emit("add", [conv(b, x, k0), b0])]))
+    linear = pool(b, conv(b, x, k1))
+    graph = b.finish([relu, linear])
+    program = compile_graph(graph)
+    assert [op.kind for op in program.graph.ops] == ["conv_max_pool"] * 2
+    xs = rng.uniform(-1, 1, (3, 9, 10, 2)).astype("float32")
+    xs[1, 4, 5, 1] = np.nan
+    xs[2, 2, 7, 0] = np.inf
+    got = program.run([xs], [w.value for w in program.param_keys])
+    with np.errstate(invalid="ignore"):  # (NumPy's matmul notes the NaN)
+        want = reference.run(graph, {graph.inputs[0].id: xs},
+                             {v.id: graph.param_keys[v.id].value for v in graph.params})
+    for g, w in zip(got, want):
+        assert np.isnan(w).any() and np.isinf(w).any()
+        assert np.array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
