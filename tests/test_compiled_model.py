@@ -101,3 +101,49 @@ def test_concurrent_python_threads_get_correct_results(rng):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
     assert graphc_threads.get_num_threads() == graphc_threads.default_num_threads() or \
         graphc_threads._requested is not None  # nothing left at a reduced share
+
+
+def test_one_array_in_one_out_takes_the_short_call(rng, monkeypatch):
+    """A program of one input and one output is called through run_one, which skips run's general handling (a
+    few microseconds at batch 1): predict_on_batch hands it a float32, C-contiguous array of the input's shape
+    as it is, and other arrays once _standardize_inputs has checked and converted them. The outputs are the
+    reference's, a new array per call, with the weights as set last."""
+    model = _mlp()
+    x = rng.normal(size=(1, 20)).astype("float32")
+    model.predict_on_batch(x)
+    program = model._programs[None]
+    general = []
+    real_run = program.run
+    monkeypatch.setattr(program, "run", lambda *a, **k: general.append(1) or real_run(*a, **k))
+
+    def reference(data):
+        with monkeypatch.context() as m:
+            m.setenv("GRAPHC_BACKEND", "reference")
+            return model.predict_on_batch(data)
+    first, second = model.predict_on_batch(x), model.predict_on_batch(x)
+    assert first is not second
+    first[...] = 0.0
+    np.testing.assert_allclose(model.predict_on_batch(x), reference(x), rtol=1e-5, atol=1e-6)
+    model.set_weights([w * 2 for w in model.get_weights()])  # the packed copies follow the weights
+    np.testing.assert_allclose(model.predict_on_batch(x), reference(x), rtol=1e-5, atol=1e-6)
+    wide = rng.normal(size=(20, 3)).astype("float32").T  # not C-contiguous
+    for other in (x.astype("float64"), wide, x[0].tolist()):
+        np.testing.assert_allclose(model.predict_on_batch(np.atleast_2d(other)),
+                                   reference(np.atleast_2d(np.asarray(other, "float32"))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(x), reference(x), rtol=1e-5, atol=1e-6)
+    assert general == []
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 20\), found shape=\(1, 21\)"):
+        model.predict_on_batch(np.zeros((1, 21), "float32"))
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 20\), found shape=\(20,\)"):
+        model.predict_on_batch(np.zeros(20, "float32"))
+
+
+def test_two_outputs_take_the_checked_call(rng):
+    x = keras.Input((6,))
+    model = keras.Model(x, [layers.Dense(3, name="a")(x), layers.Dense(2, name="b")(x)])
+    data = rng.normal(size=(1, 6)).astype("float32")
+    a, b = model.predict_on_batch(data)
+    assert model._programs[None].run_one(data) is None
+    (wa, ba), (wb, bb) = model.get_layer("a").get_weights(), model.get_layer("b").get_weights()
+    np.testing.assert_allclose(a, data @ wa + ba, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, data @ wb + bb, rtol=1e-5, atol=1e-6)

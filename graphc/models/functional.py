@@ -336,7 +336,8 @@ class Model(Trainer, Layer):
         if not training and os.environ.get("GRAPHC_BACKEND", "c") != "reference":
             program = self._compiled(arrays)
             if program is not None:
-                return program.run(arrays)  # (the weights' own arrays, read in place)
+                out = program.run_one(arrays[0]) if len(arrays) == 1 else None  # (None: not the short call)
+                return [out] if out is not None else program.run(arrays)  # (the weights' own arrays, in place)
         graph = self.build_graph(training)
         feeds = {v.id: a for v, a in zip([v for v in graph.inputs if v is not graph.rng_counter], arrays)}
         if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
@@ -350,6 +351,11 @@ class Model(Trainer, Layer):
         return pack_like(self._output_struct, self._run(arrays, training=bool(kwargs.get("training"))))
 
     def predict_on_batch(self, x):
+        program = self.__dict__.get("_programs", {}).get(None)
+        if program is not None and os.environ.get("GRAPHC_BACKEND", "c") != "reference":  # the call, in short
+            out = program.run_one(x)
+            if out is not None:
+                return out if self._single_output else pack_like(self._output_struct, [out])
         outs = self._run(self._standardize_inputs(x))
         return outs[0] if self._single_output else pack_like(self._output_struct, outs)
 
