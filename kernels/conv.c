@@ -296,7 +296,9 @@ static void pack_patch_panels(const void *ctx, int i0, int rows, int k0, int kc,
  * implicit GEMM would pack patch panels of a few floats and load and store its C tile every few
  * multiply-adds (28x28x1 -> 32 channels, 3x3, ran at a sixth of a core's peak). Here an output cell keeps a
  * strip of STRIP outputs in registers over its K products, reading x and w in place; two neighbouring
- * cells at a time where both windows lie whole inside the row (twice the independent FMA chains). */
+ * cells at a time where both windows lie whole inside the row (twice the independent FMA chains). With no
+ * activation or ReLU, four cells at a time instead (small_k_quad), through bias, ReLU and a fused pool's
+ * maximum without leaving the registers. */
 #define SMALL_K 32
 #define STRIP 32
 #define CELLS 2 /* neighbouring cells at a time: 8 sums in registers (3 measured slower) */

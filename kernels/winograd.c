@@ -406,9 +406,8 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
     float *made = region0 + p->v + p->m_floats + p->gemm + p->edge + p->zeros + p->u; /* (when not prepared) */
     const float *packed = prepared ? prepared : made;
     const int64_t C = p->cin, K = p->cout;
-    int64_t lo, hi, size;
+    int64_t lo, hi, size, t0;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
-    int64_t b;
     int xi;
     gs.base = M + p->m_floats;
     memset(zeros, 0, p->zeros * sizeof(float));
@@ -420,9 +419,8 @@ static void run_part(const plan *p, const float *x, const float *w, const float 
         GRAPHC_OMP(omp barrier)
     }
     thread_tiles(p, t, team, &lo, &hi, &size);
-    for (b = lo; b < hi; b += size) {
-        const int64_t t0 = b;
-        const int nt = (int)(hi - b < size ? hi - b : size);
+    for (t0 = lo; t0 < hi; t0 += size) {
+        const int nt = (int)(hi - t0 < size ? hi - t0 : size);
         transform_input(p, x, t0, nt, nt, zeros, V);
         for (xi = 0; xi < p->positions; xi++)
             graphc_sgemm_with_packed_b(nt, (int)K, (int)C, 1.0f, V + (size_t)xi * nt * C, (int)C,
@@ -472,7 +470,7 @@ static void run_channels(const plan *p, const float *x, const float *prepared, c
     float *V = graphc_scratch_region(scratch, t), *M = V + p->v, *edge = M + p->m_floats + p->gemm;
     float *zeros = edge + p->edge;
     const int64_t C = p->cin, K = p->cout, nr = graphc_sgemm_packed_nr(), panels = (K + nr - 1) / nr;
-    const int64_t k0 = nr * (panels * t / team), k1 = nr * (panels * (t + 1) / team) < K ? nr * (panels * (t + 1) / team) : K;
+    const int64_t k0 = nr * (panels * t / team), end = nr * (panels * (t + 1) / team), k1 = end < K ? end : K;
     const int nt = (int)p->tiles;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
     int xi;
@@ -811,17 +809,15 @@ static void filter_part(const filter_plan *f, const float *x, const float *dy, f
     float *V = region, *D = V + p->v, *W = D + f->d, *zeros = W + f->w + f->gemm;
     float *parts[MAX_TEAM];
     const int64_t C = p->cin, K = p->cout;
-    int64_t lo, hi, size;
+    int64_t lo, hi, size, t0;
     graphc_scratch gs = graphc_scratch_thread(scratch, t);
-    int64_t b;
     int xi, u;
     gs.base = W + f->w;
     memset(zeros, 0, p->zeros * sizeof(float));
     memset(W, 0, (size_t)(p->positions * C * K) * sizeof(float));
     thread_tiles(p, t, team, &lo, &hi, &size);
-    for (b = lo; b < hi; b += size) {
-        const int64_t t0 = b;
-        const int nt = (int)(hi - b < size ? hi - b : size);
+    for (t0 = lo; t0 < hi; t0 += size) {
+        const int nt = (int)(hi - t0 < size ? hi - t0 : size);
         transform_input(p, x, t0, nt, nt, zeros, V);
         transform_dy(p, dy, t0, nt, zeros, D);
         for (xi = 0; xi < p->positions; xi++) /* W[xi] += V[xi]^T D[xi] */
