@@ -259,13 +259,9 @@ class CompiledGraph:
         for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)
             in_ptrs[k] = ffi.from_buffer(a)
         outs, out_ptrs = self._outputs(batch, outputs)
-        with threads.share_of_threads() as nthreads:
-            # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
-            if param_arrays is None and self._prepare is not None and self.__dict__.get("_own_params"):
-                rc = self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs),
-                                        self._arena(batch, nthreads), nthreads)
-            else:
-                rc = self._run(batch, in_ptrs, out_ptrs, param_ptrs, self._arena(batch, nthreads), nthreads)
+        # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
+        rc = self._call(batch, in_ptrs, out_ptrs, param_ptrs,
+                        param_arrays is None and bool(self.__dict__.get("_own_params")))
         if rc != 0:
             self._raise_for(rc, ins, params)
         return outs
@@ -298,15 +294,20 @@ class CompiledGraph:
         in_ptrs[0] = self.ffi.from_buffer(x)
         out = np.empty(shapes[0][0], dtype=shapes[0][1])
         out_ptrs[0] = self.ffi.from_buffer(out)
-        with threads.share_of_threads() as nthreads:
-            if self._prepare is not None:
-                rc = self._run_prepared(batch, in_ptrs, out_ptrs, own[0], self._prepared_weights(own[0]),
-                                        self._arena(batch, nthreads), nthreads)
-            else:
-                rc = self._run(batch, in_ptrs, out_ptrs, own[0], self._arena(batch, nthreads), nthreads)
+        rc = self._call(batch, in_ptrs, out_ptrs, own[0], True)
         if rc != 0:
             self._raise_for(rc, (x,), own[1])
         return out
+
+    def _call(self, batch, in_ptrs, out_ptrs, param_ptrs, own):
+        """The C call, on this thread's share of the threads; with the prepared weights where the program has
+        them and the parameters are the weights' own arrays (``own``)."""
+        with threads.share_of_threads() as nthreads:
+            arena = self._arena(batch, nthreads)
+            if own and self._prepare is not None:
+                return self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs),
+                                          arena, nthreads)
+            return self._run(batch, in_ptrs, out_ptrs, param_ptrs, arena, nthreads)
 
     def _one_input_one_output(self):
         """(dtype, shape past the batch axis, rank) of the one input, for run_one; () where the program is not
