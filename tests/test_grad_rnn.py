@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import graphc
 from graphc import runtime
+from graphc.runtime import threads as threads_module
 from graphc.autodiff import gradients
 from graphc.codegen import CodegenError
 from graphc.ir import OPS, GraphBuilder, TensorType, reference
@@ -179,6 +181,20 @@ def test_weight_gradients_of_a_team(kind, use_bias, rng):
     arrays = arrays_for(kind, rng, n=n, t=t, f=f, units=units, use_bias=use_bias, scale=1 / np.sqrt(units))
     fn = op_fn(kind, units=units, return_sequences=True, go_backwards=True, use_bias=use_bias)
     _compiled_vs_reference(fn, arrays, batched_flags(arrays, use_bias), batches=(n,), rtol=2e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_joint_weight_gradients_of_a_team_in_column_blocks(threads, rng):
+    """A team splits the joint product's rows: each thread its own samples' rows into its buffer, then its share
+    of the columns summed over the team's buffers, for each block of 512 gate columns (an LSTM(160) has 640).
+    11 samples: 5 and 6 on two threads, 3, 4 and 4 on three."""
+    arrays = arrays_for("lstm", rng, n=11, t=4, f=8, units=160, scale=1 / np.sqrt(160))
+    graphc.set_num_threads(threads)
+    try:
+        _compiled_vs_reference(op_fn("lstm", units=160, return_sequences=True), arrays, batched_flags(arrays),
+                               batches=(11,), rtol=2e-4, atol=1e-4)
+    finally:
+        graphc.set_num_threads(threads_module.default_num_threads())
 
 
 def test_joint_weight_gradients_in_column_blocks(rng):
