@@ -614,6 +614,17 @@ static size_t units_pack_floats(const problem *p)
     return floats <= GRAPHC_RNN_PACK_FLOATS ? floats : 0;
 }
 
+/* Whether rows samples of an LSTM or SimpleRNN take the input projection into each step's product,
+ * z_t = [x_t | h] @ [kernel; recurrent] + bias (K = features + units), where projecting all steps first
+ * (K = features) wrote zs to memory and each step read it back: LSTM-28's steps at 64 rows 99 -> 92 us
+ * (harness, one thread). Not for few rows (their products read the kernel in place), nor for a GRU (its
+ * candidate takes the recurrent part apart). */
+static int fused_projection(const problem *p, int64_t rows)
+{
+    return (p->cell == CELL_LSTM || p->cell == CELL_SIMPLE) && rows > SMALL_ROWS &&
+           graphc_sgemm_packed_b_size(p->features + p->units, p->gates * p->units) <= GRAPHC_RNN_PACK_FLOATS;
+}
+
 static rnn_plan plan_rnn(const problem *p)
 {
     const int64_t u = p->units, G = p->gates * u, S = step_buffer_floats(p), T = p->steps;
@@ -630,6 +641,12 @@ static rnn_plan plan_rnn(const problem *p)
     plan.buf = graphc_scratch_round((size_t)(buf < SCRATCH ? buf : SCRATCH));
     plan.pack = m > SMALL_ROWS ? GRAPHC_RNN_PACK_FLOATS - recurrent_products(p, rp, NULL, GRAPHC_RNN_PACK_FLOATS, NULL)
                                : units_pack_floats(p);
+    if (fused_projection(p, m)) { /* [x_t | h] (rows x (F + u)) and z (rows x G); [kernel; recurrent] packed */
+        const size_t xh = graphc_scratch_round((size_t)(rows * (p->features + u)));
+        const size_t both = graphc_sgemm_packed_b_size(p->features + p->units, (int)G);
+        if (xh + (size_t)(rows * G) > plan.buf) plan.buf = graphc_scratch_round(xh + (size_t)(rows * G));
+        if (both > plan.pack) plan.pack = both;
+    }
     plan.pack = graphc_scratch_round(plan.pack);
     plan.hnext = m <= SMALL_ROWS ? graphc_scratch_round((size_t)(m * u)) : 0; /* run_units' second h */
     /* run_units' step counters: one 64-byte line per thread of its largest team */
@@ -637,8 +654,58 @@ static rnn_plan plan_rnn(const problem *p)
     /* projections: GEMMs of a block's rows or of a chunk's steps; per step: rows x G x units */
     plan.gemm = graphc_sgemm_scratch_floats(rows > T ? rows : T, G, p->features);
     if (graphc_sgemm_scratch_floats(rows, G, u) > plan.gemm) plan.gemm = graphc_sgemm_scratch_floats(rows, G, u);
+    if (graphc_sgemm_scratch_floats(rows, G, p->features + u) > plan.gemm)
+        plan.gemm = graphc_sgemm_scratch_floats(rows, G, p->features + u);
     plan.total = plan.gemm + plan.buf + plan.pack + plan.hnext + plan.done;
     return plan;
+}
+
+/* Initial states of samples [n0, n0 + m): h0 and c0, or zeros. */
+static void initial_states(const problem *p, int64_t n0, int m, float *h, float *c)
+{
+    const int u = p->units;
+    if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+    else memset(h, 0, (size_t)m * u * sizeof(float));
+    if (c != NULL) {
+        if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
+        else memset(c, 0, (size_t)m * u * sizeof(float));
+    }
+}
+
+/* run_rows with the projection in each step's product (fused_projection): per step, the rows of x_t and h are
+ * copied side by side into xh, then z = xh @ [kernel; recurrent] + bias, then the cell. */
+static void run_rows_fused(const problem *p, const rnn_plan *plan, int64_t r0, int64_t r1, float *region,
+                           const graphc_scratch *gs)
+{
+    const int u = p->units, G = p->gates * u, F = p->features, K = F + u;
+    const int64_t T = p->steps;
+    float *xh = region + plan->gemm, *both = xh + plan->buf;
+    int64_t n0, s;
+    int i;
+    graphc_sgemm_pack_b_stacked(F, p->kernel, u, p->recurrent, G, G, both);
+    for (n0 = r0; n0 < r1; n0 += plan->block) {
+        const int m = (int)(r1 - n0 < plan->block ? r1 - n0 : plan->block);
+        float *z = xh + graphc_scratch_round((size_t)m * K);
+        float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
+        initial_states(p, n0, m, h, c);
+        for (s = 0; s < T; s++) {
+            const int64_t t = p->backwards ? T - 1 - s : s;
+            for (i = 0; i < m; i++) {
+                memcpy(xh + (size_t)i * K, p->x + ((size_t)(n0 + i) * T + t) * F, (size_t)F * sizeof(float));
+                memcpy(xh + (size_t)i * K + F, h + (size_t)i * u, (size_t)u * sizeof(float));
+            }
+            /* (B is only read through its packed copy: the kernel stands in for it) */
+            graphc_sgemm_bias_act_prepacked(m, G, K, xh, K, p->kernel, G, both, p->bias, GRAPHC_ACT_NONE, z, G, gs);
+            if (p->cell == CELL_LSTM)
+                for (i = 0; i < m; i++) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
+            else
+                simple_cell(p, z, m * u, h);
+            if (p->seq != NULL)
+                for (i = 0; i < m; i++)
+                    memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)s) * u, h + (size_t)i * u,
+                           (size_t)u * sizeof(float));
+        }
+    }
 }
 
 /* The whole sequence for samples [r0, r1), in region (this thread's) with GEMM scratch gs. */
@@ -650,6 +717,10 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
     float *buf = region + plan->gemm;
     int64_t n0;
     graphc_rnn_product rp[2];
+    if (fused_projection(p, r1 - r0)) {
+        run_rows_fused(p, plan, r0, r1, region, gs);
+        return;
+    }
     recurrent_products(p, rp, buf + plan->buf, r1 - r0 > SMALL_ROWS ? plan->pack : 0, gs);
 
     for (n0 = r0; n0 < r1; n0 += block) {
@@ -660,12 +731,7 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
         float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
         int64_t s0;
         int i, j;
-        if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-        else memset(h, 0, (size_t)m * u * sizeof(float));
-        if (c != NULL) {
-            if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-            else memset(c, 0, (size_t)m * u * sizeof(float));
-        }
+        initial_states(p, n0, m, h, c);
         for (s0 = 0; s0 < T; s0 += chunk) {
             const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
             /* processing steps s0 .. s0+len-1 read timesteps t0 .. t0+len-1, in reverse when going backwards */

@@ -485,11 +485,11 @@ static void pack_a(int mc, int kc, int mr, const float *A, int lda, int trans, f
     }
 }
 
-/* op(B) rows [0, kc) x cols [0, nc) -> micro-panels of nr columns, Bp[p][k][j]; cols past nc are zero.
+/* op(B) rows [0, kc) x cols [0, nc) -> micro-panels of nr columns, Bp[p][k][j] (panel floats apart, nr * kc
+ * for a whole block); cols past nc are zero.
  * k outer: each row of B is read once, front to back (prefetch-friendly), in nr-wide pieces. */
-static void pack_b(int kc, int nc, int nr, const float *B, int ldb, float *Bp)
+static void pack_b(int kc, int nc, int nr, const float *B, int ldb, float *Bp, size_t panel)
 {
-    const size_t panel = (size_t)nr * kc;
     int p, j, k;
     for (k = 0; k < kc; ++k) {
         const float *b = B + (size_t)k * (size_t)ldb;
@@ -656,7 +656,7 @@ static void pack_b_block(const gemm_args *p, int pc, int kc, int jc, int nc, int
     if (p->transb)
         pack_bt(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
     else
-        pack_b(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp);
+        pack_b(kc, nc, nr, b_at(p, pc, jc), p->ldb, Bp, (size_t)nr * kc);
 }
 
 /* Block (jc, pc) of a B packed by graphc_sgemm_pack_b (see there): every earlier jc block is a full NC. */
@@ -1238,6 +1238,26 @@ static size_t round_nr(int n) { return (size_t)((n + PACKED_NR - 1) / PACKED_NR)
 size_t graphc_sgemm_packed_b_size(int K, int N)
 {
     return (K > 0 && N > 0 ? (size_t)K * round_nr(N) : 0) + 16; /* + 16: room to align the start */
+}
+
+void graphc_sgemm_pack_b_stacked(int K1, const float *B1, int K2, const float *B2, int N, int ldb, float *packed)
+{
+    const gemm_impl *g = &impl_simd;
+    const int K = K1 + K2;
+    float *Bp = align64(packed);
+    int jc, pc, k;
+    for (jc = 0; jc < N; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC;
+        const int kcs = kc_step(g, K);
+        for (pc = 0; pc < K; pc += kcs) {
+            const int kc = K - pc < kcs ? K - pc : kcs;
+            float *blk = Bp + (size_t)jc * K + (size_t)pc * round_nr(nc);
+            for (k = pc; k < pc + kc; k++) { /* row k of the block, as pack_b's one row */
+                const float *row = (k < K1 ? B1 + (size_t)k * ldb : B2 + (size_t)(k - K1) * ldb) + jc;
+                pack_b(1, nc, g->nr, row, ldb, blk + (size_t)(k - pc) * g->nr, (size_t)g->nr * kc);
+            }
+        }
+    }
 }
 
 void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed)

@@ -127,6 +127,22 @@ def num_threads():
     threads._requested = None
 
 
+@pytest.mark.parametrize("team", [1, 2, 3])
+def test_projection_inside_each_step_product(rng, num_threads, team):
+    """More than 8 samples on a thread take x_t and h side by side into one product per step with the kernel and
+    the recurrent kernel packed as one (kernels/rnn.c run_rows_fused): LSTM and SimpleRNN, with and without bias
+    and initial states, sequences and backwards; 84 gate columns end in a partial panel. 41 samples run on one
+    thread or split 20 + 21 or 13 + 14 + 14 (the calls large enough for a team), 9 on one thread."""
+    def build(b, x, p):
+        seq, h0, c0, h0_wide = x
+        return (cell(b, rng, "lstm", seq, 48, states=[h0, c0], return_sequences=True, go_backwards=True)
+                + cell(b, rng, "lstm", seq, 21, use_bias=False)
+                + cell(b, rng, "simple_rnn", seq, 128, states=[h0_wide], return_sequences=True)
+                + cell(b, rng, "simple_rnn", seq, 128, use_bias=False, go_backwards=True))
+    num_threads(team)
+    check(build, [(10, 15), (48,), (48,), (128,)], rng, batches=(41, 9))
+
+
 @pytest.mark.parametrize("team", [2, 3])
 def test_fewer_samples_than_threads_share_the_units(rng, num_threads, team):
     """With fewer samples than threads, each thread takes a range of the units, the same columns of every

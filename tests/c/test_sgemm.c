@@ -572,6 +572,46 @@ static void concurrent_case(void)
 /* The sizing function: nothing for empty products, little for small ones (a Dense layer at batch 32 needs
  * well under 1 MB), never more than one A block and one B block of the largest blocking, and no less for a
  * larger problem (callers size for the largest product they make). */
+/* graphc_sgemm_pack_b_stacked: the same floats as graphc_sgemm_pack_b of the stacked matrix, for a seam inside a
+ * K block or on one, past a K block and past NC, with a partial micro-panel of columns. */
+static void stacked_case(int K1, int K2, int N, int ldb)
+{
+    const size_t size = graphc_sgemm_packed_b_size(K1 + K2, N);
+    float *B = xmalloc((size_t)(K1 + K2) * ldb * sizeof(float)), *B2 = xmalloc((size_t)K2 * ldb * sizeof(float) + 1);
+    float *B1 = xmalloc((size_t)(K1 + 1) * ldb * sizeof(float));
+    float *want = xmalloc(size * sizeof(float)), *got = xmalloc(size * sizeof(float));
+    size_t i;
+    int ok = 1;
+    for (i = 0; i < (size_t)(K1 + K2) * ldb; ++i) B[i] = (float)(i % 1013) - 506.0f;
+    for (i = 0; i < size; ++i) want[i] = got[i] = -7.0f;
+    graphc_sgemm_pack_b(0, K1 + K2, N, B, ldb, want);
+    /* B1 and B2 apart, a row of -1 after B1's: reading past B1 shows */
+    memcpy(B1, B, (size_t)K1 * ldb * sizeof(float));
+    for (i = 0; i < (size_t)ldb; ++i) B1[(size_t)K1 * ldb + i] = -1.0f;
+    memcpy(B2, B + (size_t)K1 * ldb, (size_t)K2 * ldb * sizeof(float));
+    graphc_sgemm_pack_b_stacked(K1, B1, K2, B2, N, ldb, got);
+    /* each packed at its first 64-byte boundary: compare from there */
+    const float *w = (const float *)(((uintptr_t)want + 63) & ~(uintptr_t)63);
+    const float *g = (const float *)(((uintptr_t)got + 63) & ~(uintptr_t)63);
+    for (i = 0; i + 16 < size && ok; ++i)
+        if (memcmp(&w[i], &g[i], sizeof(float)) != 0) {
+            printf("FAIL stacked pack K1=%d K2=%d N=%d ldb=%d: float %zu is %g, not %g\n", K1, K2, N, ldb, i,
+                   (double)g[i], (double)w[i]);
+            ok = 0;
+        }
+    record(ok);
+    free(B); free(B1); free(B2); free(want); free(got);
+}
+
+static void stacked_cases(void)
+{
+    stacked_case(28, 128, 512, 512);   /* an LSTM(128) on 28 features: one K block */
+    stacked_case(1, 128, 512, 520);    /* one feature, a padded row stride */
+    stacked_case(300, 200, 84, 90);    /* the seam inside the second K block (384, 256), a partial panel */
+    stacked_case(384, 5, 1041, 1041);  /* the seam on a K block's edge, past NC */
+    stacked_case(0, 7, 33, 33);        /* nothing stacked on top */
+}
+
 static void sizing_cases(void)
 {
     const size_t most = 168 * 384 + 384 * 1024 + 32; /* MC_MAX x KC_MAX + KC_MAX x NC, rounded */
@@ -612,6 +652,7 @@ int main(void)
     bias_act_cases();
 #endif
     packed_cases();
+    stacked_cases();
     sizing_cases();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
