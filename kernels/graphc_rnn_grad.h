@@ -17,7 +17,8 @@ extern "C" {
  * processing order:
  *   hp (batch, steps, units)  the state h entering each timestep;
  *   cs (batch, steps, units)  LSTM: the cell state after each timestep (NULL otherwise);
- *   zs (batch, steps, G)      every gate's pre-activation (a GRU's candidate includes its reset term);
+ *   zs (batch, steps, G)      every gate's pre-activation (a GRU's candidate includes its reset term), or
+ *                             for an LSTM with tanh and sigmoid (Keras's default) the gates' activations;
  *   aux (batch, steps, units) GRU: with reset_after h_prev @ U_h + b_rh, else r * h_prev (NULL otherwise).
  * graphc_rnn_train computes what graphc_simple_rnn / graphc_lstm / graphc_gru compute (seq, h, c; seq may
  * be NULL) and fills the saved tensors.

@@ -396,10 +396,11 @@ static void simple_cell(const problem *p, float *z, int n, float *h)
 }
 
 /* Keras's default cell (sigmoid gates, tanh candidate and output) in one pass: eight units at a time stay in
- * registers from their four pre-activations to their new c and h. Returns 0 for other activations. */
-int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c)
+ * registers from their four pre-activations to their new c and h; with keep (training), the four gates'
+ * activations replace the pre-activations in z, for the backward. Returns 0 for other activations. */
+static inline int lstm_cell_standard(int act, int ract, float *z, int zs, int n, float *h, float *c, const int keep)
 {
-    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
     int j = 0;
     if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
 #if RNN_AVX2
@@ -409,31 +410,51 @@ int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, 
         const __m256 cj = _mm256_fmadd_ps(f, _mm256_loadu_ps(c + j), _mm256_mul_ps(i, g));
         _mm256_storeu_ps(c + j, cj);
         _mm256_storeu_ps(h + j, _mm256_mul_ps(o, tanh8(cj)));
+        if (keep) {
+            _mm256_storeu_ps(gi + j, i);
+            _mm256_storeu_ps(gf + j, f);
+            _mm256_storeu_ps(gc + j, g);
+            _mm256_storeu_ps(go + j, o);
+        }
     }
 #endif
     for (; j < n; j++) {
-        c[j] = sigmoid_approx(gf[j]) * c[j] + sigmoid_approx(gi[j]) * tanh_approx(gc[j]);
-        h[j] = sigmoid_approx(go[j]) * tanh_approx(c[j]);
+        const float i = sigmoid_approx(gi[j]), f = sigmoid_approx(gf[j]), g = tanh_approx(gc[j]);
+        const float o = sigmoid_approx(go[j]);
+        c[j] = f * c[j] + i * g;
+        h[j] = o * tanh_approx(c[j]);
+        if (keep) gi[j] = i, gf[j] = f, gc[j] = g, go[j] = o;
     }
     return 1;
 }
 
-/* Its backward in one pass (for kernels/rnn_grad.c): the activations recomputed from z, then
+int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c)
+{
+    return lstm_cell_standard(act, ract, (float *)z, zs, n, h, c, 0); /* (z only read) */
+}
+
+int graphc_lstm_cell_standard_train(int act, int ract, float *z, int zs, int n, float *h, float *c)
+{
+    return lstm_cell_standard(act, ract, z, zs, n, h, c, 1);
+}
+
+/* Its backward in one pass (for kernels/rnn_grad.c): from a, the gates' activations i, f, g, o as the training
+ * forward kept them (graphc_lstm_cell_standard_train), and tanh(c) recomputed,
  *   d = dc + dh o (1 - tanh(c)^2),  dz = [d g i(1-i), d c_prev f(1-f), d i (1-g^2), dh tanh(c) o(1-o)],
  *   dc = d f
  * with c this step's cell state, cp the previous one (NULL: zeros), dz's gates at dz + g * zs as z's. The
  * products are grouped as the unfused path's (graphc_rnn_activate_grad after the chain rule's factors). */
-int graphc_lstm_cell_standard_grad(int act, int ract, const float *z, int zs, const float *c, const float *cp, int n,
+int graphc_lstm_cell_standard_grad(int act, int ract, const float *a, int zs, const float *c, const float *cp, int n,
                                    const float *dh, float *dc, float *dz)
 {
-    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    const float *gi = a, *gf = a + zs, *gc = a + 2 * (size_t)zs, *go = a + 3 * (size_t)zs;
     int j = 0;
     if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
 #if RNN_AVX2
     for (; j + 8 <= n; j += 8) {
         const __m256 one = _mm256_set1_ps(1.0f);
-        const __m256 i = sigmoid8(_mm256_loadu_ps(gi + j)), f = sigmoid8(_mm256_loadu_ps(gf + j));
-        const __m256 g = tanh8(_mm256_loadu_ps(gc + j)), o = sigmoid8(_mm256_loadu_ps(go + j));
+        const __m256 i = _mm256_loadu_ps(gi + j), f = _mm256_loadu_ps(gf + j);
+        const __m256 g = _mm256_loadu_ps(gc + j), o = _mm256_loadu_ps(go + j);
         const __m256 tc = tanh8(_mm256_loadu_ps(c + j)), h = _mm256_loadu_ps(dh + j);
         const __m256 dtc = _mm256_mul_ps(_mm256_mul_ps(h, o), _mm256_fnmadd_ps(tc, tc, one));
         const __m256 d = _mm256_add_ps(_mm256_loadu_ps(dc + j), dtc);
@@ -450,8 +471,7 @@ int graphc_lstm_cell_standard_grad(int act, int ract, const float *z, int zs, co
     }
 #endif
     for (; j < n; j++) {
-        const float i = sigmoid_approx(gi[j]), f = sigmoid_approx(gf[j]), g = tanh_approx(gc[j]);
-        const float o = sigmoid_approx(go[j]), tc = tanh_approx(c[j]);
+        const float i = gi[j], f = gf[j], g = gc[j], o = go[j], tc = tanh_approx(c[j]);
         const float d = dc[j] + dh[j] * o * (1.0f - tc * tc);
         dz[j] = d * g * (i * (1.0f - i));
         dz[zs + j] = cp != NULL ? d * cp[j] * (f * (1.0f - f)) : 0.0f;

@@ -4,7 +4,9 @@
 its outputs followed by what the backward pass reads, so the backward never reruns the recurrence:
   hp (N, T, u)   the state h entering each timestep,
   cs (N, T, u)   LSTM only: the cell state after each timestep,
-  zs (N, T, k*u) every gate's pre-activation (a GRU's candidate includes its reset term),
+  zs (N, T, k*u) every gate's pre-activation (a GRU's candidate includes its reset term); for an LSTM
+                 with Keras's default activations (tanh, sigmoid) the gates' activations instead, which are
+                 all the backward needs of them (`keeps_gates`),
   aux (N, T, u)  GRU only: with reset_after h_prev @ U_h + b_rh (what r multiplies), else r * h_prev.
 The saved tensors are indexed by timestep in time order (not processing order), so with go_backwards the
 input projection and the weight gradients stay single GEMMs over contiguous rows.
@@ -118,6 +120,12 @@ def _timesteps(t_len, backwards):
     return [t_len - 1 - s if backwards else s for s in range(t_len)]
 
 
+def keeps_gates(kind, attrs):
+    """Whether <kind>_train saves the gates' activations in zs, not their pre-activations: an LSTM whose
+    activations' derivatives need only their values (tanh, sigmoid), so the backward skips recomputing them."""
+    return kind == "lstm" and attrs["activation"] == "tanh" and attrs["recurrent_activation"] == "sigmoid"
+
+
 def _train_ref(kind):
     def ref(*arrays, units, **attrs):
         a = _attrs(attrs)
@@ -139,9 +147,12 @@ def _train_ref(kind):
                 h = act(z)
             elif kind == "lstm":
                 z += h @ recurrent
-                c = ract(z[:, u:2 * u]) * c + ract(z[:, :u]) * act(z[:, 2 * u:3 * u])
+                i, f, g, o = ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:3 * u]), ract(z[:, 3 * u:])
+                c = f * c + i * g
                 cs[:, t] = c
-                h = ract(z[:, 3 * u:]) * act(c)
+                h = o * act(c)
+                if keeps_gates(kind, a):
+                    z[:] = np.concatenate([i, f, g, o], 1)
             else:
                 if a["reset_after"]:
                     hw = h @ recurrent + (bias[1] if bias is not None else 0)
@@ -189,7 +200,10 @@ def _grad_ref(kind):
             elif kind == "lstm":
                 c = cs[:, t]
                 c_prev = cs[:, steps[s - 1]] if s > 0 else (states[1] if states else np.zeros_like(c))
-                i, f, g, o = (ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:3 * u]), ract(z[:, 3 * u:]))
+                if keeps_gates(kind, a):  # (their derivatives read only these values)
+                    i, f, g, o = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+                else:
+                    i, f, g, o = ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:3 * u]), ract(z[:, 3 * u:])
                 ac = act(c)
                 dc = dc + dact(dh * o, c, ac)
                 dzs[:, t] = np.concatenate([dract(dc * g, z[:, :u], i), dract(dc * c_prev, z[:, u:2 * u], f),
