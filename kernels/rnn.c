@@ -692,6 +692,17 @@ static void initial_states(const problem *p, int64_t n0, int m, float *h, float 
     }
 }
 
+/* With return_sequences, the h of samples [n0, n0 + m) after processing step s into seq. */
+static void store_sequence(const problem *p, int64_t n0, int m, int64_t s, const float *h)
+{
+    const int u = p->units;
+    int i;
+    if (p->seq != NULL)
+        for (i = 0; i < m; i++)
+            memcpy(p->seq + ((size_t)(n0 + i) * (size_t)p->steps + (size_t)s) * u, h + (size_t)i * u,
+                   (size_t)u * sizeof(float));
+}
+
 /* run_rows with the projection in each step's product (fused_projection): per step, the rows of x_t and h are
  * copied side by side into xh, then z = xh @ [kernel; recurrent] + bias, then the cell. */
 static void run_rows_fused(const problem *p, const rnn_plan *plan, int64_t r0, int64_t r1, float *region,
@@ -720,10 +731,7 @@ static void run_rows_fused(const problem *p, const rnn_plan *plan, int64_t r0, i
                 for (i = 0; i < m; i++) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
             else
                 simple_cell(p, z, m * u, h);
-            if (p->seq != NULL)
-                for (i = 0; i < m; i++)
-                    memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)s) * u, h + (size_t)i * u,
-                           (size_t)u * sizeof(float));
+            store_sequence(p, n0, m, s, h);
         }
     }
 }
@@ -750,7 +758,7 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
         float *proj = buf, *work = buf + (size_t)chunk * m * G;
         float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
         int64_t s0;
-        int i, j;
+        int j;
         initial_states(p, n0, m, h, c);
         for (s0 = 0; s0 < T; s0 += chunk) {
             const int len = (int)(T - s0 < chunk ? T - s0 : chunk);
@@ -762,10 +770,7 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
                 if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c, zero_h);
                 else if (p->cell == CELL_GRU) step_gru(p, rp, m, z, work, h, zero_h);
                 else step_simple(p, rp, m, z, h, zero_h);
-                if (p->seq != NULL)
-                    for (i = 0; i < m; i++)
-                        memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)(s0 + j)) * u, h + (size_t)i * u,
-                               (size_t)u * sizeof(float));
+                store_sequence(p, n0, m, s0 + j, h);
             }
         }
     }
