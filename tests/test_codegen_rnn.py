@@ -147,7 +147,8 @@ def test_projection_inside_each_step_product(rng, num_threads, team):
 def test_fewer_samples_than_threads_share_the_units(rng, num_threads, team):
     """With fewer samples than threads, each thread takes a range of the units, the same columns of every
     gate (kernels/rnn.c run_units), and the threads meet once per step. 100 units split at multiples of 8
-    (3 threads: 32 + 32 + 36), states, sequences and both directions; a GRU without reset_after stays on
+    (3 threads: 32 + 32 + 36; each thread's packed columns are 2-3 panels, the last partial, which the steps
+    read in alternating order), states, sequences and both directions; a GRU without reset_after stays on
     the one-thread path (its candidate's product needs the whole r * h). Equal to the reference, and to
     the same program on one thread."""
     num_threads(team)
