@@ -32,6 +32,9 @@ extern "C" {
  * Batches large enough are split over OpenMP threads (each runs the recurrence of its samples); fewer
  * samples than threads share the units (each thread computes its units of every gate; one barrier per
  * step), when a step has enough work to pay for the barrier.
+ * packed_recurrent, if not NULL, is recurrent packed once per set of weights by graphc_rnn_pack_recurrent:
+ * the threads that share the units read it instead of packing their columns on every call (when each
+ * thread's units are whole panels of it; see rnn.c).
  * Returns 0, or -1 (nothing computed) when one sample's step does not fit GRAPHC_RNN_SCRATCH_FLOATS.
  */
 #define GRAPHC_RNN_SCRATCH_FLOATS 262144 /* 1 MB */
@@ -59,16 +62,23 @@ size_t graphc_lstm_scratch_floats(int64_t batch, int64_t steps, int features, in
 size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int units, int reset_after);
 
 int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
-                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                      const float *h0, float *seq, float *h, const graphc_scratch *scratch);
+                      const float *x, const float *kernel, const float *recurrent, const float *packed_recurrent,
+                      const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch);
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
-                int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
-                const float *h0, const float *c0, float *seq, float *h, float *c, const graphc_scratch *scratch);
+                int go_backwards, const float *x, const float *kernel, const float *recurrent,
+                const float *packed_recurrent, const float *bias, const float *h0, const float *c0, float *seq,
+                float *h, float *c, const graphc_scratch *scratch);
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch);
+               const float *packed_recurrent, const float *bias, const float *h0, float *seq, float *h,
+               const graphc_scratch *scratch);
+
+/* The recurrent kernel (units x k*units) packed for the threads that share the units, k the gates (1, 4, 3):
+ * graphc_rnn_packed_recurrent_floats(units, k) floats, filled by graphc_rnn_pack_recurrent. */
+size_t graphc_rnn_packed_recurrent_floats(int units, int gates);
+void graphc_rnn_pack_recurrent(int units, int gates, const float *recurrent, float *packed);
 
 /* y = activation(x) elementwise, in place, with the same code the recurrent kernels use (for tests). */
 void graphc_rnn_activate(int activation, float *v, int64_t n);

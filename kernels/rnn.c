@@ -87,7 +87,7 @@ enum { CELL_SIMPLE, CELL_LSTM, CELL_GRU };
 typedef struct {
     int cell, features, units, gates, act, ract, backwards, reset_after;
     int64_t batch, steps;
-    const float *x, *kernel, *recurrent, *bias, *h0, *c0;
+    const float *x, *kernel, *recurrent, *packed_recurrent, *bias, *h0, *c0;
     float *seq, *h, *c;
 } problem;
 
@@ -261,8 +261,9 @@ void graphc_rnn_activate(int activation, float *v, int64_t n)
 /* C (m x n) = beta * C + A (m x k) @ B (k x n), row-major with leading dimensions; beta is 0 or 1. */
 
 #if RNN_AVX2
-/* One row against 64 columns: eight accumulators hide the FMA latency. */
-static void tile_1x64(int k, const float *a, const float *B, int ldb, float beta, float *c)
+/* One row against 64 columns: eight accumulators hide the FMA latency. (Inlined: called, the per-step
+ * products at batch 1 took 6% longer.) */
+static inline __attribute__((always_inline)) void tile_1x64(int k, const float *a, const float *B, int ldb, float beta, float *c)
 {
     __m256 acc[8];
     int p, j;
@@ -776,27 +777,59 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
     }
 }
 
-#ifdef _OPENMP /* the unit split needs a team (without OpenMP every call runs run_rows) */
-/* Units [j0, j1) of thread t of team: ranges of whole 8-float vectors (the last ends at units). */
-static void unit_range(int units, int t, int team, int *j0, int *j1)
+/* The recurrent kernel (units x gates*units) as panels of 64 columns, units x 64 floats each, the last one
+ * zero-padded: run_units reads a thread's columns from it (see unit_columns). */
+size_t graphc_rnn_packed_recurrent_floats(int units, int gates)
 {
-    const int64_t blocks = (units + 7) / 8;
-    const int a = 8 * (int)(blocks * t / team), b = 8 * (int)(blocks * (t + 1) / team);
+    return (size_t)units * (size_t)(((int64_t)gates * units + 63) / 64 * 64);
+}
+
+void graphc_rnn_pack_recurrent(int units, int gates, const float *recurrent, float *packed)
+{
+    const int G = gates * units;
+    int c0, r;
+    for (c0 = 0; c0 < G; c0 += 64) {
+        const int w = G - c0 < 64 ? G - c0 : 64;
+        float *panel = packed + (size_t)c0 * units;
+        for (r = 0; r < units; r++) {
+            memcpy(panel + (size_t)r * 64, recurrent + (size_t)r * G + c0, (size_t)w * sizeof(float));
+            memset(panel + (size_t)r * 64 + w, 0, (size_t)(64 - w) * sizeof(float));
+        }
+    }
+}
+
+#ifdef _OPENMP /* the unit split needs a team (without OpenMP every call runs run_rows) */
+/* Units [j0, j1) of thread t of team: ranges of whole blocks of `block` units (the last ends at units). */
+static void unit_range(int units, int block, int t, int team, int *j0, int *j1)
+{
+    const int64_t blocks = (units + block - 1) / block;
+    const int a = block * (int)(blocks * t / team), b = block * (int)(blocks * (t + 1) / team);
     *j0 = a < units ? a : units;
     *j1 = b < units ? b : units;
 }
 
 /* run_units' product for its n units of every gate: out (m x Gn, gate g's units at g * n) (+)= h (m x units)
- * @ those columns of the recurrent kernel. Packed (when the plan has room) as panels of 64 columns, each
- * units x 64 contiguous floats: read in place, the columns of a gate are rows of 256 bytes strided by the
- * kernel's width, and the per-step product ran 1.5x slower. */
-typedef struct { int n, Gn; const float *packed; } unit_columns;
+ * @ those columns of the recurrent kernel, read as panels of 64 columns, units x 64 contiguous floats each
+ * (read in place, the columns of a gate are rows of 256 bytes strided by the kernel's width, and the per-step
+ * product ran 1.5x slower). The caller's packed_recurrent (graphc_rnn_pack_recurrent) has them when every
+ * thread's units are the same number of whole panels of each gate (prepared_panels); else each call packs a
+ * thread's columns, when the plan has room (a thread's 128 KB at LSTM(128): 3% of a call of 28 steps). */
+typedef struct {
+    int n, Gn, prepared;  /* prepared: packed is the caller's packed_recurrent, else this call's packing */
+    const float *packed;  /* NULL: neither */
+} unit_columns;
+
+/* Whether run_units reads the caller's packed_recurrent: units in whole 64-unit panels, as many per thread. */
+static int prepared_panels(const problem *p, int team)
+{
+    return p->packed_recurrent != NULL && p->units % 64 == 0 && (p->units / 64) % team == 0;
+}
 
 static void pack_unit_columns(const problem *p, int j0, int n, float *buf, unit_columns *uc)
 {
     const int u = p->units, G = p->gates * u;
     int c0, r, c, len;
-    uc->n = n, uc->Gn = p->gates * n, uc->packed = buf;
+    uc->n = n, uc->Gn = p->gates * n, uc->prepared = 0, uc->packed = buf;
     if (buf == NULL) return;
     for (c0 = 0; c0 < uc->Gn; c0 += 64) {
         const int w = uc->Gn - c0 < 64 ? uc->Gn - c0 : 64;
@@ -810,9 +843,11 @@ static void pack_unit_columns(const problem *p, int j0, int n, float *buf, unit_
     }
 }
 
-/* reverse: the panels in reverse order. Steps alternate the order, so that a step starts on the panels the
- * step before read last, which L1 still holds: 32 KB of a thread's 128 KB at LSTM(128), where the product
- * streams the rest from L2 at ~30 bytes a cycle (LSTM at batch 1: T = 28 -3%, T = 784 -4%). */
+/* The product by panels of 64 columns of out, in reverse order when reverse is set. Steps alternate the
+ * order, so that a step starts on the panels the step before read last, which L1 still holds: 32 KB of a
+ * thread's 128 KB at LSTM(128), where the product streams the rest from L2 at ~30 bytes a cycle (LSTM at
+ * batch 1: T = 28 -3%, T = 784 -4%). Panel q holds this thread's columns [64 q, 64 q + 64): in its own packing
+ * the q-th panel, in the caller's the panel of those units of their gate. */
 static void unit_product(const problem *p, const unit_columns *uc, int j0, int m, const float *h, float beta,
                          float *out, int reverse)
 {
@@ -825,11 +860,13 @@ static void unit_product(const problem *p, const unit_columns *uc, int j0, int m
     }
     for (i = 0; i < m; i++)
         for (q = 0; q < panels; q++) {
-            const int c0 = 64 * (reverse ? panels - 1 - q : q);
-            const float *panel = uc->packed + (size_t)c0 * u;
+            const int c0 = 64 * (reverse ? panels - 1 - q : q), w = Gn - c0 < 64 ? Gn - c0 : 64;
+            /* (prepared: n is a multiple of 64, so c0 is within gate c0 / n) */
+            const size_t col = uc->prepared ? (size_t)(c0 / n) * u + j0 + c0 % n : (size_t)c0;
+            const float *panel = uc->packed + col * u;
             float *o = out + (size_t)i * Gn + c0;
-            if (Gn - c0 >= 64) tile_1x64(u, h + (size_t)i * u, panel, 64, beta, o);
-            else tile_edge(u, Gn - c0, h + (size_t)i * u, panel, Gn - c0, beta, o);
+            if (w == 64) tile_1x64(u, h + (size_t)i * u, panel, 64, beta, o);
+            else tile_edge(u, w, h + (size_t)i * u, panel, w, beta, o);
         }
 }
 
@@ -869,14 +906,14 @@ static void finish_step(int64_t *done, int t, int team, int64_t steps)
 static void run_units(const problem *p, const rnn_plan *plan, float *region, float *hnext, int64_t *done, int t,
                       int team, const graphc_scratch *gs)
 {
-    const int u = p->units, gates = p->gates, m = (int)p->batch;
+    const int u = p->units, gates = p->gates, m = (int)p->batch, prepared = prepared_panels(p, team);
     int j0, j1, n, Gn, S, chunk, i, j, g;
     const int64_t T = p->steps;
     const float *rb;
     float *proj, *work, *h = p->h, *hn = hnext, *swap;
     unit_columns uc;
     int64_t s0, fit;
-    unit_range(u, t, team, &j0, &j1);
+    unit_range(u, prepared ? 64 : 8, t, team, &j0, &j1);
     done[t * (DONE_STRIDE / 2)] = 0;
     n = j1 - j0, Gn = gates * n;
     S = p->cell == CELL_GRU ? Gn : 0; /* the GRU's recurrent part of its columns */
@@ -884,7 +921,11 @@ static void run_units(const problem *p, const rnn_plan *plan, float *region, flo
     chunk = (int)(T < fit ? T : fit);
     rb = p->cell == CELL_GRU && p->bias != NULL ? p->bias + (size_t)gates * u + j0 : NULL;
     proj = region + plan->gemm, work = proj + (size_t)chunk * m * Gn;
-    pack_unit_columns(p, j0, n, (size_t)Gn * u <= plan->pack ? proj + plan->buf : NULL, &uc);
+    if (prepared) {
+        uc.n = n, uc.Gn = Gn, uc.prepared = 1, uc.packed = p->packed_recurrent;
+    } else {
+        pack_unit_columns(p, j0, n, (size_t)Gn * u <= plan->pack ? proj + plan->buf : NULL, &uc);
+    }
     for (i = 0; i < m; i++) { /* each thread starts its own units */
         float *hi = h + (size_t)i * u + j0, *ci = p->c != NULL ? p->c + (size_t)i * u + j0 : NULL;
         if (p->h0 != NULL) memcpy(hi, p->h0 + (size_t)i * u + j0, (size_t)n * sizeof(float));
@@ -1028,35 +1069,40 @@ size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int
 }
 
 int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
-                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                      const float *h0, float *seq, float *h, const graphc_scratch *scratch)
+                      const float *x, const float *kernel, const float *recurrent, const float *packed_recurrent,
+                      const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch)
 {
     problem p;
     simple_problem(&p, batch, steps, features, units);
     p.act = activation, p.backwards = go_backwards;
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
+    p.h0 = h0, p.seq = seq, p.h = h;
     return run(&p, scratch);
 }
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
-                int go_backwards, const float *x, const float *kernel, const float *recurrent, const float *bias,
-                const float *h0, const float *c0, float *seq, float *h, float *c, const graphc_scratch *scratch)
+                int go_backwards, const float *x, const float *kernel, const float *recurrent,
+                const float *packed_recurrent, const float *bias, const float *h0, const float *c0, float *seq,
+                float *h, float *c, const graphc_scratch *scratch)
 {
     problem p;
     lstm_problem(&p, batch, steps, features, units);
     p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
+    p.h0 = h0, p.c0 = c0;
     p.seq = seq, p.h = h, p.c = c;
     return run(&p, scratch);
 }
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch)
+               const float *packed_recurrent, const float *bias, const float *h0, float *seq, float *h,
+               const graphc_scratch *scratch)
 {
     problem p;
     gru_problem(&p, batch, steps, features, units, reset_after);
     p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.seq = seq, p.h = h;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
+    p.h0 = h0, p.seq = seq, p.h = h;
     return run(&p, scratch);
 }

@@ -209,11 +209,12 @@ size_t portable_simple_rnn_scratch_floats(int64_t, int64_t, int, int);
 size_t portable_lstm_scratch_floats(int64_t, int64_t, int, int);
 size_t portable_gru_scratch_floats(int64_t, int64_t, int, int, int);
 int portable_simple_rnn(int64_t, int64_t, int, int, int, int, const float *, const float *, const float *,
-                        const float *, const float *, float *, float *, const graphc_scratch *);
+                        const float *, const float *, const float *, float *, float *, const graphc_scratch *);
 int portable_lstm(int64_t, int64_t, int, int, int, int, int, const float *, const float *, const float *,
-                  const float *, const float *, const float *, float *, float *, float *, const graphc_scratch *);
+                  const float *, const float *, const float *, const float *, float *, float *, float *,
+                  const graphc_scratch *);
 int portable_gru(int64_t, int64_t, int, int, int, int, int, int, const float *, const float *, const float *,
-                 const float *, const float *, float *, float *, const graphc_scratch *);
+                 const float *, const float *, const float *, float *, float *, const graphc_scratch *);
 void portable_rnn_activate(int, float *, int64_t);
 void library_rnn_activate(int, float *, int64_t);
 """
@@ -286,8 +287,8 @@ def test_portable_kernel_against_the_reference(rng, kind, reset_after):
         floats = getattr(module.lib, f"portable_{kind}_scratch_floats")(n, steps, features, units, *flags[1:])
         scratch, guard, keep = scratch_for(ffi, floats, 2)
         assert 0 < floats < 16384  # sized for the problem: tens of KB here (it was 2 MB per thread)
-        assert fn(n, steps, features, units, *acts, *flags, ptr(x), ptr(kernel), ptr(recurrent), ptr(b), *init,
-                  *outs, scratch) == 0
+        assert fn(n, steps, features, units, *acts, *flags, ptr(x), ptr(kernel), ptr(recurrent), ffi.NULL, ptr(b),
+                  *init, *outs, scratch) == 0
         assert np.isnan(guard).all(), "the kernel wrote past its scratch"
         del keep
         if not seq:

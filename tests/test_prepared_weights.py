@@ -141,3 +141,39 @@ def test_prepared_3x3_kernels_take_winograd_from_few_tiles(rng, threads):
             np.testing.assert_allclose(unprepared[0], got_same, rtol=1e-4, atol=1e-5)
     finally:
         graphc.set_num_threads(threads_module.default_num_threads())
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_recurrent_kernels_prepared_for_the_threads_that_share_the_units(rng, monkeypatch, threads):
+    """At batch 1 the threads share a recurrent layer's units, and at every step each multiplies h by its
+    columns of the recurrent kernel. Prepared (packed once per set of weights, graphc_rnn_pack_recurrent),
+    the kernel is read in place of a per-call packing of those columns where every thread's units are the same
+    number of whole 64-unit panels: 2 threads, an LSTM(128) and a SimpleRNN(256); 3 threads, a GRU(192). The
+    others (and an LSTM(100) for both) pack per call. Against the reference backend, against a call without
+    prepared weights, and after a weight changes."""
+    inputs = graphc.Input((16, 6))
+    seq = layers.LSTM(128, return_sequences=True, name="lstm")(inputs)
+    gru = layers.GRU(192, go_backwards=True, name="gru")(seq)
+    simple = layers.SimpleRNN(256, name="simple")(seq)
+    odd = layers.LSTM(100, name="odd")(inputs)
+    model = graphc.Model(inputs, [gru, simple, odd])
+    x = rng.uniform(-1, 1, (1, 16, 6)).astype("float32")
+    graphc.set_num_threads(threads)
+    try:
+        got = model.predict_on_batch(x)
+        program = _program(model, x)
+        for layer in ("lstm", "gru", "simple", "odd"):
+            assert f"/* {layer}: recurrent kernel, packed for the per-step products" in program.generated.source
+        for g, w in zip(got, _reference(model, x, monkeypatch)):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+        for g, w in zip(got, program.run([x], [w.value for w in program.param_keys])):  # nothing prepared
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        for layer in ("lstm", "gru"):
+            recurrent = model.get_layer(layer).recurrent_kernel
+            recurrent.assign(recurrent.numpy()[::-1])
+        changed = model.predict_on_batch(x)
+        assert not np.allclose(changed[0], got[0])
+        for g, w in zip(changed, _reference(model, x, monkeypatch)):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    finally:
+        graphc.set_num_threads(threads_module.default_num_threads())

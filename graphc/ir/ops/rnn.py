@@ -225,8 +225,13 @@ def _rnn_c(ctx, op):
     results = [seq, ctx.ptr(last)] + ([ctx.ptr(op.outputs[2])] if kind == "lstm" else [])
     sizes = [f"(int64_t)({ctx.dim(x, 0)})", ctx.dim(x, 1), ctx.dim(x, 2), str(units)]
     scratch = ctx.scratch(f"graphc_{kind}_scratch_floats({', '.join(sizes + flags[1:])})")
-    args = [*sizes, *acts, *flags, ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), ptr(bias), *h0, *c0, *results,
-            scratch]
+    gates = CELLS[kind][0]
+    # packed once per set of weights: the threads that share a few samples' units read their columns from it
+    packed = ctx.prepared_param(recurrent, f"graphc_rnn_packed_recurrent_floats({units}, {gates})",
+                                f"graphc_rnn_pack_recurrent({units}, {gates}, {{src}}, {{dst}});",
+                                f"{op.scope or kind}: recurrent kernel, packed for the per-step products")
+    args = [*sizes, *acts, *flags, ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), packed, ptr(bias), *h0, *c0,
+            *results, scratch]
     lines = [f"if (graphc_{kind}({', '.join(args)}) != 0) return -1;"]
     if seq == "NULL":  # output 0 is the last state too
         lines.append(f"memcpy({ctx.ptr(out)}, {ctx.ptr(last)}, (size_t)({ctx.numel(last)}) * sizeof(float));")
