@@ -1,5 +1,5 @@
-"""Prepared weights: compiled inference programs pack their Dense and convolution kernels once per set of
-weights and reuse the packed copies on every call. Whatever changes a weight (set_weights, assign, a training
+"""Prepared weights: compiled inference programs pack their Dense, convolution and recurrent kernels once per
+set of weights and reuse the packed copies on every call. Whatever changes a weight (set_weights, assign, a training
 step) must be seen by the next prediction."""
 import re
 
