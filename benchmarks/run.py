@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # models.py; graphc from this checkout if not installed
+import core_pair as C  # noqa: E402
 import models as M  # noqa: E402
 
 ATOL = 1e-4
@@ -267,7 +268,7 @@ def worker(peer_name: str, data_dir: Path, keys, quick: bool) -> dict:
     out = {"peer": peer_name, "version": peer.version, "models": {}}
     for key in keys:
         try:
-            out["models"][key] = run_model(peer, key, data_dir, quick)
+            out["models"][key] = C.around(data_dir, lambda: run_model(peer, key, data_dir, quick))
         except Exception as e:  # one model's failure (an unsupported op, ...) must not hide the others
             out["models"][key] = {"status": "error", "reason": f"{type(e).__name__}: {gist(e)}"}
         print(f"  {peer_name} {key}: {summary_line(out['models'][key])}", flush=True)
@@ -502,6 +503,7 @@ def keep_best(kept: dict, new: dict) -> dict:
     for group in ("models", "epoch"):
         for key, n in new.get(group, {}).items():
             k = kept.setdefault(group, {}).setdefault(key, n)
+            C.merge(k, n)
             if k is n or n.get("status") != "ok" or k.get("status") != "ok":
                 continue
             for figure, lower, fields in ROUND_FIGURES:
@@ -685,6 +687,9 @@ def render(report) -> str:
         out += ["Share of the machine's CPU time used by other processes while each peer ran (its timings "
                 "are unreliable when this is not near 0%): " + ", ".join(loads)
                 + (". WARNING: the machine was not quiet." if busy else "."), ""]
+    pair = C.summary(peers, TITLES)
+    if pair:
+        out += [pair, ""]
     checks = []
     for k in keys:
         row = [k]
@@ -734,6 +739,9 @@ def common_arguments(ap, peers=PEERS, keep_what="data, ONNX files, logs"):
     ap.add_argument("--keep", action="store_true", help=f"keep the work directory ({keep_what})")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to SECONDS for other processes to leave the CPUs idle")
+    ap.add_argument("--wait-shared-cache", type=float, default=0, metavar="SECONDS",
+                    help="before timing each model, wait up to SECONDS for the two CPUs to share a cache "
+                         "(benchmarks/core_pair.py; they are probed before and after each model either way)")
     ap.add_argument("--retries", type=int, default=0, metavar="N",
                     help="run a peer again, up to N times, while other processes used over 5%% of the CPUs")
     ap.add_argument("--rounds", type=int, default=1, metavar="N",
@@ -761,6 +769,9 @@ def bench_main(ap, argv, script, worker, run_all, render, peers=PEERS, section=S
     work = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["GRAPHC_CACHE_DIR"] = str(work / "graphc-cache")  # empty: the first compile is a real one
     try:
+        missing = C.configure(work, args.wait_shared_cache)
+        if missing:
+            print(missing, flush=True)
         report = run_all(keys, chosen, args.quick, work, args.retries, max(1, args.rounds))
     finally:
         if args.keep:

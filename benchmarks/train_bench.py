@@ -30,6 +30,7 @@ from datetime import datetime, timezone  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import core_pair as C  # noqa: E402
 import models as M  # noqa: E402
 
 BATCH = 64
@@ -181,13 +182,13 @@ def worker(peer_name, data_dir: Path, keys, quick: bool) -> dict:
     out = {"peer": peer_name, "version": peer.version, "models": {}, "epoch": {}}
     for key in keys:
         try:
-            out["models"][key] = run_model(peer, key, data_dir, quick)
+            out["models"][key] = C.around(data_dir, lambda: run_model(peer, key, data_dir, quick))
         except Exception as e:  # one model's failure must not hide the others
             out["models"][key] = {"status": "error", "reason": f"{type(e).__name__}: {R.gist(e)}"}
         print(f"  {peer_name} {key}: {summary_line(out['models'][key])}", flush=True)
         if key in EPOCH_MODELS and out["models"][key]["status"] == "ok":
             try:
-                out["epoch"][key] = run_epoch(peer, key, data_dir, quick)
+                out["epoch"][key] = C.around(data_dir, lambda: run_epoch(peer, key, data_dir, quick))
             except Exception as e:
                 out["epoch"][key] = {"status": "error", "reason": f"{type(e).__name__}: {R.gist(e)}"}
             e = out["epoch"][key]
@@ -428,6 +429,9 @@ def render(report) -> str:
         out += ["Share of the machine's CPU time used by other processes while each peer ran (its timings "
                 "are unreliable when this is not near 0%): " + ", ".join(loads)
                 + (". WARNING: the machine was not quiet." if busy else "."), ""]
+    pair = C.summary(peers, TITLES)
+    if pair:
+        out += [pair, ""]
     tc_notes = [f"{k}: {r['note']}" for k, r in peers.get("torch.compile", {}).get("models", {}).items()
                 if r.get("note")]
     if tc_notes:
