@@ -434,7 +434,7 @@ def spawn(peer, keys, data_dir: Path, quick: bool, env_extra=None, script=None) 
     result, log = data_dir / f"result-{tag}.json", data_dir / f"log-{tag}.txt"
     cmd = [sys.executable, str(script or Path(__file__).resolve()), "--worker", peer, "--data", str(data_dir),
            "--models", ",".join(keys), "--result", str(result)] + (["--quick"] if quick else [])
-    env = {**os.environ, **(env_extra or {})}
+    env = {**os.environ, **(env_extra or {}), **(C.before_worker(data_dir) if peer != "onnx-export" else {})}
     FOREIGN.start()
     try:
         with open(log, "w") as f:

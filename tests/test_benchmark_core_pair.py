@@ -1,5 +1,6 @@
 """benchmarks/core_pair.py: the probe that tells whether the benchmarks' two CPUs share a cache, and how the
 benchmark reports keep and summarize what it saw (RESULTS.md's figures are read against it)."""
+import json
 import sys
 from pathlib import Path
 
@@ -16,17 +17,25 @@ def test_the_probe_measures_a_round_trip_between_two_threads(tmp_path):
     assert last == last and waited < 5  # no waiting past the limit
 
 
-def test_around_records_the_probes_and_the_wait(tmp_path):
+def test_around_records_the_probes_and_the_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "_last", {})
     assert C.configure(tmp_path, wait_s=0.0) is None
-    res = C.around(tmp_path, lambda: {"status": "ok", "latency_ms": 1.0})
-    before, after = res["core_pair_ns"]
-    assert before > 0 and after > 0 and res["core_pair_wait_s"] >= 0
+    env = C.before_worker(tmp_path)  # the main process probes before starting a worker ...
+    ns, waited = json.loads(env[C.BEFORE])
+    assert ns > 0 and waited >= 0
+    monkeypatch.setenv(C.BEFORE, env[C.BEFORE])
+    first = C.around(tmp_path, lambda: {"status": "ok", "latency_ms": 1.0})
+    assert first["core_pair_ns"][0] == ns and first["core_pair_wait_s"] == waited  # ... for its first model
+    assert first["core_pair_ns"][1] > 0
+    second = C.around(tmp_path, lambda: {"status": "ok"})
+    assert second["core_pair_ns"][0] == first["core_pair_ns"][1]  # then the probe after the model before
     failed = C.around(tmp_path, lambda: {"status": "error", "reason": "x"})
     assert "core_pair_ns" not in failed
 
 
 def test_around_without_a_probe_just_times(tmp_path):
     assert C.around(tmp_path, lambda: {"status": "ok"}) == {"status": "ok"}  # no core_pair.json written
+    assert C.before_worker(tmp_path) == {}
 
 
 def test_rounds_are_kept_and_apart_timings_counted():
