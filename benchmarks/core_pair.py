@@ -61,7 +61,8 @@ int main(int argc, char **argv)
 def build(directory: Path) -> Path | None:
     """Compiles the probe into `directory`; None where it cannot (no C compiler with OpenMP, not x86)."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not cc or cpus < 2:  # on one CPU every hand-over would wait for a time slice
         return None
     src, exe = directory / "core_pair.c", directory / "core_pair"
     src.write_text(SOURCE)
