@@ -4,9 +4,9 @@ On the VMs these benchmarks ran on, the hypervisor sometimes runs the two vCPUs 
 L3 (two CCDs of the EPYC). A cache line that one thread writes and the other reads then takes 300-400 ns to
 travel instead of 60-100 ns. A two-thread FMA loop does not notice; a program whose threads hand data to each
 other does: graphc's MLP training step took 2.4-2.9 ms in that state against 1.2 ms otherwise (and 2.0 ms on
-one thread), switching back and forth every few minutes. The benchmark scripts probe before and after each
-model's timings, report what they saw, and with --wait-shared-cache wait for the shared state before timing,
-so that every peer is timed on the same machine.
+one thread), switching back and forth every few minutes. The benchmark scripts probe before each worker
+process starts and after each model's timings, report what they saw, and with --wait-shared-cache wait for
+the shared state before timing, so that every peer is timed on the same machine.
 """
 from __future__ import annotations
 
@@ -124,8 +124,8 @@ BEFORE = "GRAPHC_BENCH_CORE_PAIR_NS"  # the main process's probe, for a worker's
 
 def before_worker(data_dir: Path) -> dict:
     """In the main process, before starting a worker: waits for the shared state (as configured) and returns
-    the environment that hands the worker the last probe. (Probing in the worker just before its first model
-    moved graphc's first call, the cached load, into a window where a NumPy thread spins: see RESULTS.md.)"""
+    the environment that hands the worker the last probe. (A probe inside the worker just before its first
+    model coincided with slow first calls of graphc there, the cached load; see RESULTS.md.)"""
     config = _config(data_dir)
     if not config["exe"]:
         return {}
@@ -133,7 +133,7 @@ def before_worker(data_dir: Path) -> dict:
     return {BEFORE: json.dumps([ns, waited])}
 
 
-_last = {}
+_last = {}  # in a worker: the probe after its last model ("after")
 
 
 def around(data_dir: Path, timed):

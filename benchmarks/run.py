@@ -740,8 +740,9 @@ def common_arguments(ap, peers=PEERS, keep_what="data, ONNX files, logs"):
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to SECONDS for other processes to leave the CPUs idle")
     ap.add_argument("--wait-shared-cache", type=float, default=0, metavar="SECONDS",
-                    help="before timing each model, wait up to SECONDS for the two CPUs to share a cache "
-                         "(benchmarks/core_pair.py; they are probed before and after each model either way)")
+                    help="wait up to SECONDS for the two CPUs to share a cache before each worker, and before a "
+                         "model whose worker found them apart after the model before (benchmarks/core_pair.py; "
+                         "they are probed before each worker and after each model either way)")
     ap.add_argument("--retries", type=int, default=0, metavar="N",
                     help="run a peer again, up to N times, while other processes used over 5%% of the CPUs")
     ap.add_argument("--rounds", type=int, default=1, metavar="N",
