@@ -778,25 +778,35 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
     }
 }
 
-/* The recurrent kernel (units x gates*units) as panels of 64 columns, units x 64 floats each, the last one
- * zero-padded: run_units reads a thread's columns from it (see unit_columns). */
+/* Columns [j0, j0 + n) of every gate of the recurrent kernel (units x gates*units), gate after gate, as panels
+ * of 64 of them (the last narrower), each units x width contiguous floats. */
+static void pack_columns(const float *recurrent, int units, int gates, int j0, int n, float *dst)
+{
+    const int G = gates * units, Gn = gates * n;
+    int c0, r, c, len;
+    for (c0 = 0; c0 < Gn; c0 += 64) {
+        const int w = Gn - c0 < 64 ? Gn - c0 : 64;
+        float *panel = dst + (size_t)c0 * units;
+        for (c = 0; c < w; c += len) { /* runs of the panel's columns within one gate */
+            const int g = (c0 + c) / n, k = (c0 + c) - g * n;
+            const float *src = recurrent + (size_t)g * units + j0 + k;
+            len = n - k < w - c ? n - k : w - c;
+            for (r = 0; r < units; r++)
+                memcpy(panel + (size_t)r * w + c, src + (size_t)r * G, (size_t)len * sizeof(float));
+        }
+    }
+}
+
+/* The whole recurrent kernel as pack_columns' panels: run_units reads a thread's columns from it (see
+ * unit_columns). */
 size_t graphc_rnn_packed_recurrent_floats(int units, int gates)
 {
-    return (size_t)units * (size_t)(((int64_t)gates * units + 63) / 64 * 64);
+    return (size_t)units * (size_t)gates * (size_t)units;
 }
 
 void graphc_rnn_pack_recurrent(int units, int gates, const float *recurrent, float *packed)
 {
-    const int G = gates * units;
-    int c0, r;
-    for (c0 = 0; c0 < G; c0 += 64) {
-        const int w = G - c0 < 64 ? G - c0 : 64;
-        float *panel = packed + (size_t)c0 * units;
-        for (r = 0; r < units; r++) {
-            memcpy(panel + (size_t)r * 64, recurrent + (size_t)r * G + c0, (size_t)w * sizeof(float));
-            memset(panel + (size_t)r * 64 + w, 0, (size_t)(64 - w) * sizeof(float));
-        }
-    }
+    pack_columns(recurrent, units, gates, 0, units, packed);
 }
 
 #ifdef _OPENMP /* the unit split needs a team (without OpenMP every call runs run_rows) */
@@ -828,20 +838,8 @@ static int prepared_panels(const problem *p, int team)
 
 static void pack_unit_columns(const problem *p, int j0, int n, float *buf, unit_columns *uc)
 {
-    const int u = p->units, G = p->gates * u;
-    int c0, r, c, len;
     uc->n = n, uc->Gn = p->gates * n, uc->prepared = 0, uc->packed = buf;
-    if (buf == NULL) return;
-    for (c0 = 0; c0 < uc->Gn; c0 += 64) {
-        const int w = uc->Gn - c0 < 64 ? uc->Gn - c0 : 64;
-        float *panel = buf + (size_t)c0 * u;
-        for (c = 0; c < w; c += len) { /* runs of the panel's columns within one gate */
-            const int g = (c0 + c) / n, k = (c0 + c) - g * n;
-            const float *src = p->recurrent + (size_t)g * u + j0 + k;
-            len = n - k < w - c ? n - k : w - c;
-            for (r = 0; r < u; r++) memcpy(panel + (size_t)r * w + c, src + (size_t)r * G, (size_t)len * sizeof(float));
-        }
-    }
+    if (buf != NULL) pack_columns(p->recurrent, p->units, p->gates, j0, n, buf);
 }
 
 /* The product by panels of 64 columns of out, in reverse order when reverse is set. Steps alternate the
