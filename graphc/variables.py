@@ -1,8 +1,8 @@
 """Layer weights: NumPy storage plus the operators, so ``x @ self.w + self.b`` traces.
 
 Every change of a weight's value goes through ``assign`` or a training step (``value`` is a read-only view),
-and bumps ``weights_version()``: compiled inference programs keep copies derived from the weights (packed
-for the GEMM) and re-derive them when the version moved.
+and bumps ``weights_version()``, recording the new version in the Variable (``changed_at``): compiled programs
+keep copies derived from their weights (packed for the GEMM) and re-derive them when one of those changed.
 """
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ def weights_version() -> int:
     return _version
 
 
-def weights_changed() -> None:
-    """Record that weights were written (by assign, or in place by a training step)."""
+def weights_changed(variables) -> None:
+    """Record that ``variables`` were written (by assign, or in place by a training step)."""
     global _version
     _version = next(_versions)
+    for v in variables:
+        v.changed_at = _version
 
 
 class Variable(TensorOperators):
@@ -39,7 +41,7 @@ class Variable(TensorOperators):
         self._value = np.array(value, dtype=self.dtype, order="C")  # compiled code reads and writes it in place
         self._view = self._value.view()
         self._view.flags.writeable = False
-        weights_changed()
+        weights_changed([self])
         self.name = name
         self.path = path or name
         self.trainable = trainable
@@ -63,7 +65,7 @@ class Variable(TensorOperators):
     @property
     def storage(self) -> np.ndarray:
         """The writable array behind ``value``, which training steps update in place (then call
-        ``weights_changed``)."""
+        ``weights_changed`` with it)."""
         return self._value
 
     def assign(self, value) -> None:
@@ -72,7 +74,7 @@ class Variable(TensorOperators):
             raise ValueError(f"Variable '{self.path}' has shape {self._value.shape}; "
                              f"cannot assign a value of shape {value.shape}")
         self._value[...] = value.astype(self.dtype)
-        weights_changed()
+        weights_changed([self])
 
     def __array__(self, dtype=None, copy=None):
         return self._value.astype(dtype) if dtype else self._view

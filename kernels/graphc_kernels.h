@@ -145,6 +145,9 @@ void graphc_sgemm_bias_act_prepacked(int M, int N, int K, const float *A, int ld
  * with scratch of its own: region 0 of scratch, graphc_sgemm_scratch_floats(M, N, K) floats). */
 size_t graphc_sgemm_packed_b_size(int K, int N);
 void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed);
+/* graphc_sgemm_pack_b on up to nthreads threads (one parallel region; serially inside one, or for a small B):
+ * a training step re-packing a Dense kernel it has just updated, for the next step's forward pass. */
+void graphc_sgemm_pack_b_threads(int transb, int K, int N, const float *B, int ldb, float *packed, int nthreads);
 /* graphc_sgemm_pack_b(0, K1 + K2, N, ...) of the rows of B1 (K1 x N) stacked on those of B2 (K2 x N), both of
  * row stride ldb (a recurrent layer's [kernel; recurrent], for [x_t | h] @ it). */
 void graphc_sgemm_pack_b_stacked(int K1, const float *B1, int K2, const float *B2, int N, int ldb, float *packed);

@@ -1260,23 +1260,65 @@ void graphc_sgemm_pack_b_stacked(int K1, const float *B1, int K2, const float *B
     }
 }
 
-void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed)
+/* Panels [q0, q1) of graphc_sgemm_pack_b's layout, counted over its (jc, pc) blocks in order, each block's
+ * panels left to right: a range of them is a range of B's rows (a block's panels share its rows). */
+static void pack_b_panels(const gemm_args *p, int K, int N, float *Bp, long q0, long q1)
 {
     const gemm_impl *g = &impl_simd;
-    float *Bp = align64(packed);
-    gemm_args p;
+    const int nr = g->nr, kcs = kc_step(g, K);
+    long q = 0;
     int jc, pc;
+    for (jc = 0; jc < N && q < q1; jc += NC) {
+        const int nc = N - jc < NC ? N - jc : NC, panels = (nc + nr - 1) / nr;
+        for (pc = 0; pc < K && q < q1; pc += kcs, q += panels) {
+            const int kc = K - pc < kcs ? K - pc : kcs;
+            float *blk = Bp + (size_t)jc * K + (size_t)pc * round_nr(nc);
+            const int first = q0 > q ? (int)(q0 - q) : 0, last = q1 < q + panels ? (int)(q1 - q) : panels;
+            if (first < last) {
+                const int j0 = first * nr, j1 = last * nr < nc ? last * nr : nc;
+                pack_b_block(p, pc, kc, jc + j0, j1 - j0, nr, blk + (size_t)j0 * kc);
+            }
+        }
+    }
+}
+
+void graphc_sgemm_pack_b(int transb, int K, int N, const float *B, int ldb, float *packed)
+{
+    graphc_sgemm_pack_b_threads(transb, K, N, B, ldb, packed, 1);
+}
+
+void graphc_sgemm_pack_b_threads(int transb, int K, int N, const float *B, int ldb, float *packed, int nthreads)
+{
+    const gemm_impl *g = &impl_simd;
+    const int kcs = kc_step(g, K), panels = (NC + g->nr - 1) / g->nr;
+    long total = 0;
+    gemm_args p;
+    int jc;
+    if (K <= 0 || N <= 0)
+        return;
     p.transb = transb != 0;
     p.B = B;
     p.ldb = ldb;
-    for (jc = 0; jc < N; jc += NC) {
-        const int nc = N - jc < NC ? N - jc : NC;
-        const int kcs = kc_step(g, K);
-        for (pc = 0; pc < K; pc += kcs) {
-            const int kc = K - pc < kcs ? K - pc : kcs;
-            pack_b_block(&p, pc, kc, jc, nc, g->nr, Bp + (size_t)jc * K + (size_t)pc * round_nr(nc));
+    for (jc = 0; jc < N; jc += NC) /* panels of every (jc, pc) block */
+        total += (long)((K + kcs - 1) / kcs) * (N - jc < NC ? (N - jc + g->nr - 1) / g->nr : panels);
+#ifdef _OPENMP
+    /* a share of at least 64K floats each (a thread's wake-up costs about as much as copying 16K) */
+    if (nthreads > (long)K * N / 65536)
+        nthreads = (int)((long)K * N / 65536);
+    if (nthreads > 1 && !omp_in_parallel()) {
+        /* static shares of the panels in layout order: thread t packs a band of B's rows, as a row-split
+         * optimizer update of B (a training step) leaves them in its cache */
+#pragma omp parallel num_threads(nthreads)
+        {
+            const int t = omp_get_thread_num(), team = omp_get_num_threads();
+            pack_b_panels(&p, K, N, align64(packed), total * t / team, total * (t + 1) / team);
         }
+        return;
     }
+#else
+    (void)nthreads;
+#endif
+    pack_b_panels(&p, K, N, align64(packed), 0, total);
 }
 
 /* out[0..m)[0..PACKED_NR) = A rows (m <= 3) x one packed micro-panel over kc; even and odd k in separate

@@ -1,6 +1,7 @@
 """Prepared weights: compiled inference programs pack their Dense, convolution and recurrent kernels once per
-set of weights and reuse the packed copies on every call. Whatever changes a weight (set_weights, assign, a training
-step) must be seen by the next prediction."""
+set of weights and reuse the packed copies on every call; train steps do so for their Dense kernels, packing the
+ones they update again at their end. Whatever changes a weight (set_weights, assign, a training step) must be seen
+by the next prediction and the next step."""
 import re
 
 import numpy as np
@@ -83,13 +84,95 @@ def test_the_packed_copies_are_what_a_call_reads(data, rng, monkeypatch):
     assert not np.allclose(model.predict_on_batch(data), old)
 
 
-def test_a_training_step_does_not_prepare_weights(data):
+def _train_program(model):
+    programs = [s.program for key, s in model._steps.items() if key[0] and s.program]
+    assert len(programs) == 1
+    return programs[0]
+
+
+def test_a_training_step_keeps_its_dense_kernels_packed(data):
+    """A train step packs only its Dense kernels (the copies it can derive again on its threads) and, at its end,
+    packs again those it has just updated, for the next step's forward pass."""
     model = _model()
     model.compile(optimizer="adam", loss="mse")
     model.train_on_batch(data, np.zeros((6, 5), "float32"))
-    steps = [s.program for s in model._steps.values() if s.program]
-    assert steps and all("_prepare(" not in s.generated.cdef and s.prepared_bytes() == 0 for s in steps)
-    assert model.memory_report(batch_size=6, training=True)["prepared_weights_bytes"] == 0
+    program = _train_program(model)
+    source = program.generated.source
+    assert program.prepared_bytes() >= 4 * (9 * 9 * 8 * 12 + 12 * 5)
+    assert model.memory_report(batch_size=6, training=True)["prepared_weights_bytes"] == program.prepared_bytes()
+    assert not re.search(r"conv\w*: conv kernel, packed", source)  # convolutions pack in the step, as before
+    refresh = source[source.index("/* the updated weights' prepared copies"):]
+    for layer in ("hidden", "out"):
+        assert re.search(rf"/\* {layer}: dense kernel, packed for the GEMM \*/\s+float \*dst = .*\s+"
+                         r"graphc_sgemm_pack_b_threads\(", refresh), layer
+
+
+def _train_both(model, rng, steps, between=None):
+    """``steps`` train steps of ``model`` in C and of a copy on the NumPy reference, from the same weights and
+    with the same layers frozen; ``between(model)`` (if given) runs on both after each step."""
+    twin = _model()
+    twin.set_weights(model.get_weights())
+    for mine, theirs in zip(model.layers, twin.layers):
+        theirs.trainable = mine.trainable
+    x = rng.normal(size=(6, 9, 9, 4)).astype("float32")
+    y = rng.normal(size=(6, 5)).astype("float32")
+    for m in (model, twin):
+        m.compile(optimizer=graphc.optimizers.Adam(0.05), loss="mse")
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+        with pytest.MonkeyPatch.context() as m:
+            m.setenv("GRAPHC_BACKEND", "reference")
+            twin.train_on_batch(x, y)
+        if between is not None:
+            between(model)
+            between(twin)
+    for got, want in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_training_steps_read_the_kernels_the_last_step_packed(rng):
+    """Each step's forward pass reads the packed kernels: were they not packed again after the last update, the
+    step would train on stale weights and drift from the reference."""
+    _train_both(_model(), rng, steps=4)
+
+
+def test_training_steps_follow_weights_changed_between_them(rng):
+    """A weight changed between steps (assign, set_weights, a callback restoring weights) is packed again."""
+    def scale_hidden(model):
+        kernel = model.get_layer("hidden").kernel
+        kernel.assign(kernel.numpy() * 0.5)
+    _train_both(_model(), rng, steps=3, between=scale_hidden)
+
+
+def test_a_frozen_dense_layer_stays_packed_across_steps(rng):
+    """A frozen kernel is not updated, so its packed copy stays valid step after step."""
+    model = _model()
+    model.get_layer("hidden").trainable = False
+    frozen = model.get_layer("hidden").kernel.numpy()
+    _train_both(model, rng, steps=3)
+    np.testing.assert_array_equal(model.get_layer("hidden").kernel.numpy(), frozen)
+
+
+def test_training_steps_pack_the_kernels_only_once(data, rng):
+    """Steady training re-packs no kernel on the Python side: the step keeps its copies current, and
+    the optimizer's step counter (another weight) does not touch them. A change of one of its weights does."""
+    model = _model()
+    model.compile(optimizer="adam", loss="mse")
+    y = np.zeros((6, 5), "float32")
+    model.train_on_batch(data, y)
+    program = _train_program(model)
+    calls = []
+    prepare = program._prepare
+    program._prepare = lambda *args: (calls.append(1), prepare(*args))[1]
+    for _ in range(3):
+        model.train_on_batch(data, y)
+    assert calls == []
+    model.predict_on_batch(data)  # another program: its own copies
+    model.train_on_batch(data, y)
+    assert calls == []
+    model.get_layer("out").bias.assign(np.ones(5))
+    model.train_on_batch(data, y)
+    assert calls == [1]
 
 
 def test_weights_change_only_through_assign(data):

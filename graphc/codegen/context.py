@@ -45,8 +45,9 @@ class Context:
         self.view_of = {}        # value id -> value id whose storage it shares (reshape)
         self.direct = {}         # value id -> index of the graph output buffer it is computed in
         self.scratch_sizes = []  # C expressions (of `batch`) of the floats per thread kernels need
-        self.prepare_weights = True  # whether kernels may ask for prepared copies of parameters
-        self.prepared = []       # (C name, floats expression, fill statement) of each prepared copy
+        # a training step: {param value id: index of the output its new value is written to}; None at inference
+        self.updates = None
+        self.prepared = []       # (C name, floats expression, fill, comment, refresh or None) of each prepared copy
         self._prepared_key = {}  # (param id, fill) -> C name, so a shared weight is prepared once
         self._used = set()
         for i, v in enumerate(graph.inputs):
@@ -97,20 +98,24 @@ class Context:
             self.scratch_sizes.append(floats)
         return "&scratch"
 
-    def prepared_param(self, v, floats: str, fill: str, note: str) -> str:
+    def prepared_param(self, v, floats: str, fill: str, note: str, refill: str = None) -> str:
         """A copy of parameter ``v`` that a kernel derives once per set of weights (e.g. packed for the GEMM)
         and reads on every call instead. ``floats``: a C expression of its size; ``fill``: a C statement
-        writing it, with ``{src}`` for the parameter and ``{dst}`` for the copy. Gives the C name of the copy's
-        pointer in the run function, NULL when the caller passes no prepared weights; "NULL" when ``v`` is not
-        a parameter or the graph's weights change at every call (a training step). ``note`` says what the copy
-        is, for a comment."""
-        if not self.prepare_weights or v.id not in self.graph.param_keys:
+        writing it, with ``{src}`` for the parameter and ``{dst}`` for the copy; ``refill``: the same on the
+        call's ``nthreads`` threads, if the kernel has such a statement. Gives the C name of the copy's pointer
+        in the run function, NULL when the caller passes no prepared weights; "NULL" when ``v`` is not a
+        parameter, or in a training step (whose updates change the weights at every call) without ``refill``:
+        a step derives the copies of the weights it updates again at its end, for the next step. ``note``
+        says what the copy is, for a comment."""
+        if v.id not in self.graph.param_keys or (self.updates is not None and refill is None):
             return "NULL"
         key = (v.id, fill)
         if key not in self._prepared_key:
             name = self._unique(f"prep_{self.names[v.id]}")
             src = f"(const float *)params[{[p.id for p in self.graph.params].index(v.id)}]"
-            self.prepared.append((name, floats, fill.replace("{src}", src).replace("{dst}", "dst"), c_comment(note)))
+            new = f"(const float *)outputs[{self.updates[v.id]}]" if self.updates and v.id in self.updates else None
+            self.prepared.append((name, floats, fill.replace("{src}", src).replace("{dst}", "dst"), c_comment(note),
+                                  new and refill.replace("{src}", new).replace("{dst}", "dst")))
             self._prepared_key[key] = name
         return self._prepared_key[key]
 

@@ -127,19 +127,34 @@ def _prepared_code(prefix, ctx, sig_run):
            " * the GEMM, transformed for Winograd) and read on every call; prepared_at(k) is where copy k starts,",
            " * in floats. */",
            f"static size_t {at}(int k) {{", "    size_t at = 0;"]
-    for k, (name, floats, _, _) in enumerate(ctx.prepared):
+    for k, (name, floats, *_) in enumerate(ctx.prepared):
         fns += [f"    if (k == {k}) return at;", f"    at += ({floats} + 15u) & ~(size_t)15u;"]
     fns += ["    return at;", "}", "", f"{sig_floats} {{", f"    return {at}({len(ctx.prepared)});", "}", "",
             f"{sig_prepare} {{"]
-    for k, (name, _, fill, note) in enumerate(ctx.prepared):
+    for k, (name, _, fill, note, _) in enumerate(ctx.prepared):
         fns += [f"    {{ /* {note} */", f"        float *dst = prepared + {at}({k});", f"        {fill}", "    }"]
     fns += ["}", ""]
     decls = [f"const float *{name} = prepared ? prepared + {at}({k}) : NULL;"
-             for k, (name, _, _, _) in enumerate(ctx.prepared)]
+             for k, (name, *_) in enumerate(ctx.prepared)]
     wrapper = [f"{sig_run} {{",
                "    return " + f"{prefix}_run_prepared(batch, inputs, outputs, params, NULL, arena_ptr, nthreads);",
                "}", ""]
     return fns, decls, sig_body, wrapper, f"{sig_floats};\n{sig_prepare};\n{sig_body};\n"
+
+
+def _refresh_code(prefix, ctx):
+    """A training step's last statements: the prepared copies of the weights it has just updated, derived again
+    from their new values, so the next step's forward pass reads them (the caller keeps the buffer across calls
+    and hands it back; CompiledGraph.keep_prepared)."""
+    refresh = [(k, note, stmt) for k, (_, _, _, note, stmt) in enumerate(ctx.prepared) if stmt]
+    if not refresh:
+        return []
+    lines = ["/* the updated weights' prepared copies, for the next step (the caller's buffer, written here only) */",
+             "if (prepared) {"]
+    for k, note, stmt in refresh:
+        lines += [f"    {{ /* {note} */", f"        float *dst = (float *)prepared + {prefix}_prepared_at({k});",
+                  f"        {stmt}", "    }"]
+    return lines + ["}"]
 
 
 def _profile_code(prefix, labels):
@@ -188,7 +203,9 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
     rows = rows_factor(graph)
     ctx = Context(graph, plan, rows)
     ctx.direct = direct
-    ctx.prepare_weights = not output_aliases  # a training step's weights change at every call
+    if output_aliases:  # a training step: its updates change the weights at every call
+        ctx.updates = {vid: j for j, key in output_aliases.items()
+                       for vid, owner in graph.param_keys.items() if owner is key}
     constants = []
     for i, (vid, array) in enumerate(graph.constants.items()):
         name = f"const_{i}"
@@ -226,6 +243,11 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
     body += copies
     if profile and copies:
         labels.append("graph outputs: copies")
+        body.append(f"profile_t = {prefix}_profile_mark({len(labels) - 1}, profile_t);")
+    refresh = _refresh_code(prefix, ctx)
+    body += refresh
+    if profile and refresh:
+        labels.append("prepared copies of the updated weights")
         body.append(f"profile_t = {prefix}_profile_mark({len(labels) - 1}, profile_t);")
 
     # a pointer nothing reads (a graph input the step does not use, e.g. a learning rate only folded into

@@ -304,7 +304,7 @@ class Optimizer(abc.ABC):
         version as ``assign`` does."""
         count = self._iterations.storage
         count[()] = int(count) + 1
-        weights_changed()
+        weights_changed([self._iterations])
 
     def apply_gradients(self, grads_and_vars):
         pairs = list(grads_and_vars)

@@ -154,9 +154,11 @@ class CompiledGraph:
         return ptrs, params
 
     def _prepared_weights(self, param_ptrs):
-        """The prepared-weights buffer for the weights' current values (``param_keys``'s own arrays)."""
+        """The prepared-weights buffer for the weights' current values (``param_keys``'s own arrays, Variables)."""
         version = weights_version()
         cached = self._prepared
+        if cached is not None and cached[0] != version and all(k.changed_at <= cached[0] for k in self.param_keys):
+            cached = self._prepared = (version, cached[1], cached[2])  # other weights changed, not these
         if cached is None or cached[0] != version:
             with self._prepare_lock:
                 cached = self._prepared
@@ -167,6 +169,15 @@ class CompiledGraph:
                     self._prepare(param_ptrs, ptr)
                     cached = self._prepared = (version, buf, ptr)
         return cached[2]
+
+    def keep_prepared(self, version_before: int):
+        """After a training step's call on the weights' own arrays, which derived again the prepared copies of
+        the weights it updated (generate.py's _refresh_code): keep the copies for the weights' new version,
+        if they were those of ``version_before`` (the version the call started from), so the next step
+        does not derive them all again."""
+        cached = self._prepared
+        if cached is not None and cached[0] == version_before:
+            self._prepared = (weights_version(), cached[1], cached[2])
 
     def prepared_bytes(self) -> int:
         """Bytes of the weights' prepared copies (packed GEMM operands) kept for inference: 0 if none."""

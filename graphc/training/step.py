@@ -17,7 +17,7 @@ from ..autodiff import gradients
 from ..ir import GraphBuilder, TensorType, reference
 from ..layers.node import flatten, pack_like
 from ..tracing import Tensor, to_value, tracing
-from ..variables import weights_changed
+from ..variables import weights_changed, weights_version
 
 
 @dataclass
@@ -28,7 +28,7 @@ class StepGraph:
     metric_slots: list          # (output index k, metric) per (total, count) pair of outputs that follow
     updated: list = field(default_factory=list)   # Variables whose new values are the last outputs
     program: object = None
-    _run_arrays: tuple = None     # (program, params, targets): see run_arrays
+    _targets: tuple = None      # see targets
 
     def output_aliases(self) -> dict:
         """{output index: Variable} for the outputs that are the updated variables' new values, which the step
@@ -36,16 +36,14 @@ class StepGraph:
         n_scalars = len(self.graph.outputs) - len(self.updated)
         return {n_scalars + u: var for u, var in enumerate(self.updated)}
 
-    def run_arrays(self):
-        """What ``program`` runs with besides the feeds: the params' arrays, and per output the array to write
-        into (None for the scalars, then the updated variables' storage). Made once per program, as tuples (which
-        the program recognizes without comparing them again): a Variable's arrays never move (its value is
-        written in place)."""
-        if self._run_arrays is None or self._run_arrays[0] is not self.program:
+    def targets(self) -> tuple:
+        """Per output the array ``program`` writes into: None for the scalars, then the updated variables'
+        storage. Made once, as a tuple (which the program recognizes without comparing it again): a
+        Variable's arrays never move (its value is written in place)."""
+        if self._targets is None:
             n_scalars = len(self.graph.outputs) - len(self.updated)
-            self._run_arrays = (self.program, tuple(w.value for w in self.program.param_keys),
-                                (None,) * n_scalars + tuple(v.storage for v in self.updated))
-        return self._run_arrays[1:]
+            self._targets = (None,) * n_scalars + tuple(v.storage for v in self.updated)
+        return self._targets
 
 
 def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) -> StepGraph:
@@ -139,16 +137,18 @@ def run_step(step: StepGraph, model, arrays: list, title: str):
                           stacklevel=3)
             step.program = False
     if step.program:
-        params, targets = step.run_arrays()
-        try:
-            results = step.program.run(arrays, params, outputs=targets)
+        targets = step.targets()
+        before = weights_version()
+        try:  # (params None: the weights' own arrays, with the prepared copies the step keeps current)
+            results = step.program.run(arrays, None, outputs=targets)
         finally:  # (written in place, even by a step that then failed)
-            weights_changed()
+            weights_changed(step.updated)
+        step.program.keep_prepared(before)
     else:
         g = step.graph
         results = reference.run(g, {v.id: a for v, a in zip(g.inputs, arrays)},
                                 {v.id: g.param_keys[v.id].value for v in g.params})
         for var, new in zip(step.updated, results[n_scalars:]):
             var.storage[...] = new
-        weights_changed()
+        weights_changed(step.updated)
     return [float(r) for r in results[:n_scalars]]

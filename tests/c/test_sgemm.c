@@ -612,6 +612,44 @@ static void stacked_cases(void)
     stacked_case(0, 7, 33, 33);        /* nothing stacked on top */
 }
 
+/* graphc_sgemm_pack_b_threads: the same floats as graphc_sgemm_pack_b on any team (its threads split the
+ * layout's panels, so a share may end inside a K block or a jc block). */
+static void threads_pack_case(int transb, int K, int N, int nthreads)
+{
+    const int ldb = (transb ? K : N) + 3;
+    const size_t size = graphc_sgemm_packed_b_size(K, N);
+    float *B = xmalloc((size_t)(transb ? N : K) * ldb * sizeof(float));
+    float *want = xmalloc(size * sizeof(float)), *got = xmalloc(size * sizeof(float) + 4);
+    size_t i;
+    int ok = 1;
+    for (i = 0; i < (size_t)(transb ? N : K) * ldb; ++i) B[i] = (float)(i % 1013) - 506.0f;
+    for (i = 0; i < size; ++i) want[i] = got[i] = -7.0f;
+    graphc_sgemm_pack_b(transb, K, N, B, ldb, want);
+    graphc_sgemm_pack_b_threads(transb, K, N, B, ldb, got + 1, nthreads); /* another alignment */
+    const float *w = (const float *)(((uintptr_t)want + 63) & ~(uintptr_t)63);
+    const float *g = (const float *)(((uintptr_t)(got + 1) + 63) & ~(uintptr_t)63);
+    for (i = 0; i + 16 < size && ok; ++i)
+        if (memcmp(&w[i], &g[i], sizeof(float)) != 0) {
+            printf("FAIL threaded pack transb=%d K=%d N=%d on %d threads: float %zu is %g, not %g\n", transb, K, N,
+                   nthreads, i, (double)g[i], (double)w[i]);
+            ok = 0;
+        }
+    record(ok);
+    free(B); free(want); free(got);
+}
+
+static void threads_pack_cases(void)
+{
+    int tb;
+    for (tb = 0; tb < 2; ++tb) {
+        threads_pack_case(tb, 784, 512, 2);   /* the seed MLP's first Dense kernel */
+        threads_pack_case(tb, 784, 512, 3);   /* shares ending inside K blocks */
+        threads_pack_case(tb, 1100, 1041, 3); /* past NC: two jc blocks, a partial panel */
+        threads_pack_case(tb, 300, 200, 4);   /* small: fewer threads than asked */
+        threads_pack_case(tb, 5, 7, 2);       /* tiny: serial */
+    }
+}
+
 static void sizing_cases(void)
 {
     const size_t most = 168 * 384 + 384 * 1024 + 32; /* MC_MAX x KC_MAX + KC_MAX x NC, rounded */
@@ -653,6 +691,7 @@ int main(void)
 #endif
     packed_cases();
     stacked_cases();
+    threads_pack_cases();
     sizing_cases();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -104,7 +104,8 @@ def _dense_c(ctx, op):
     scratch = ctx.scratch(f"graphc_sgemm_scratch_floats({M}, {N}, {K})")
     packed = ctx.prepared_param(w, f"graphc_sgemm_packed_b_size({K}, {N})",
                                 f"graphc_sgemm_pack_b(0, {K}, {N}, {{src}}, {N}, {{dst}});",
-                                f"{op.scope or 'dense'}: dense kernel, packed for the GEMM")
+                                f"{op.scope or 'dense'}: dense kernel, packed for the GEMM",
+                                f"graphc_sgemm_pack_b_threads(0, {K}, {N}, {{src}}, {N}, {{dst}}, nthreads);")
     return [f"graphc_sgemm_bias_act_prepacked((int)({M}), {N}, {K}, {ctx.ptr(x)}, {K}, {ctx.ptr(w)}, {N}, {packed}, "
             f"{bias}, {DENSE_ACTIVATIONS[op.attrs.get('activation', 'linear')]}, {ctx.ptr(y)}, {N}, {scratch});"]
 
