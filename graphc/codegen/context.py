@@ -45,6 +45,7 @@ class Context:
         self.view_of = {}        # value id -> value id whose storage it shares (reshape)
         self.direct = {}         # value id -> index of the graph output buffer it is computed in
         self.scratch_sizes = []  # C expressions (of `batch`) of the floats per thread kernels need
+        self.prepare_weights = True  # whether kernels may ask for prepared copies of parameters
         # a training step: {param value id: index of the output its new value is written to}; None at inference
         self.updates = None
         self.prepared = []       # (C name, floats expression, fill, comment, refresh or None) of each prepared copy
@@ -107,7 +108,8 @@ class Context:
         parameter, or in a training step (whose updates change the weights at every call) without ``refill``:
         a step derives the copies of the weights it updates again at its end, for the next step. ``note``
         says what the copy is, for a comment."""
-        if v.id not in self.graph.param_keys or (self.updates is not None and refill is None):
+        if not self.prepare_weights or v.id not in self.graph.param_keys or \
+                (self.updates is not None and refill is None):
             return "NULL"
         key = (v.id, fill)
         if key not in self._prepared_key:

@@ -179,10 +179,11 @@ def _profile_code(prefix, labels):
 
 
 def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_aliases=None,
-               profile: bool = False) -> GeneratedC:
+               profile: bool = False, prepare_weights: bool = True) -> GeneratedC:
     """``output_aliases``: {output index: parameter key} for outputs whose buffer the caller will pass is
     that parameter's storage (a training step writing new weights in place). ``profile``: time each op's
-    statements (see _profile_code; the labels are in ``profile_labels``)."""
+    statements (see _profile_code; the labels are in ``profile_labels``). ``prepare_weights``: False for a
+    caller that keeps no prepared copies (an exported train step): then the kernels ask for none."""
     prefix = c_ident(prefix, 60)
     graph = optimize(graph)
     missing = missing_lowerings(graph)
@@ -203,6 +204,7 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
     rows = rows_factor(graph)
     ctx = Context(graph, plan, rows)
     ctx.direct = direct
+    ctx.prepare_weights = prepare_weights
     if output_aliases:  # a training step: its updates change the weights at every call
         ctx.updates = {vid: j for j, key in output_aliases.items()
                        for vid, owner in graph.param_keys.items() if owner is key}

@@ -56,7 +56,7 @@ def training_parts(model, name, graph, layout, embedded) -> TrainSpec:
     step = build_step(model, plain, True, in_shapes, targets, [False] * len(targets))
     n_scalars = len(step.graph.outputs) - len(step.updated)
     generated = generate_c(step.graph, prefix="graphc_train", title=f"train step of model {model.name}",
-                           output_aliases=step.output_aliases())
+                           output_aliases=step.output_aliases(), prepare_weights=False)  # (its state has none)
     g = generated.graph
 
     # Where each variable lives in the state.
