@@ -175,6 +175,37 @@ def test_training_steps_pack_the_kernels_only_once(data, rng):
     assert calls == [1]
 
 
+def test_a_step_on_arrays_of_its_own_keeps_the_copies_it_is_given(data, rng):
+    """Model.profile(training=True) runs the train step on copies of the weights, with prepared copies of
+    those (program.prepared_copies): the step keeps them current, so three steps on the copies give the
+    weights three real steps give; copies prepared from other weights are what the step reads."""
+    model = _model()
+    model.compile(optimizer=graphc.optimizers.SGD(0.05), loss="mse")  # (the same inputs at every step)
+    y = rng.normal(size=(6, 5)).astype("float32")
+    model.train_on_batch(data, y)
+    program = _train_program(model)
+    step = next(s for key, s in model._steps.items() if key[0])
+    arrays = model._step_inputs(step, True, [data], [y], [None], 0)
+
+    def on_copies(prepared_from=None):
+        copies = {id(k): np.array(k.value) for k in program.param_keys}
+        params = [copies[id(k)] for k in program.param_keys]
+        outputs = [None] * (len(step.graph.outputs) - len(step.updated)) + [copies[id(v)] for v in step.updated]
+        prepared = program.prepared_copies(params if prepared_from is None else prepared_from(params))
+        for _ in range(3):
+            program.run(arrays, params, outputs=outputs, prepared=prepared)
+        return [copies[id(v)] for v in step.updated]
+
+    got = on_copies()
+    stale = on_copies(lambda params: [p * 0.5 for p in params])
+    for _ in range(3):
+        model.train_on_batch(data, y)
+    want = [v.value for v in step.updated]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(g, w, rtol=1e-5, atol=1e-6) for g, w in zip(stale, want))
+
+
 def test_weights_change_only_through_assign(data):
     """The packed copies would go stale behind an in-place write, so a weight's value is read-only."""
     kernel = _model().get_layer("hidden").kernel

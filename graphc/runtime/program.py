@@ -107,7 +107,7 @@ class CompiledGraph:
     def memory_report(self, batch: int = 1) -> dict:
         """Bytes of the planned intermediates for ``batch`` ("arena_bytes") against the peak of simultaneously
         live ones, the kernels' scratch a call on the current thread count adds after them, and the weights'
-        packed copies an inference program keeps ("prepared_weights_bytes", not in the arena)."""
+        packed copies the program keeps ("prepared_weights_bytes", not in the arena)."""
         plan = self.generated.plan
         nthreads = threads.compiled_threads()
         return {"batch": batch, "arena_bytes": plan.arena_bytes(batch),
@@ -163,12 +163,24 @@ class CompiledGraph:
             with self._prepare_lock:
                 cached = self._prepared
                 if cached is None or cached[0] != version:
-                    buf = np.empty(self._prepared_floats + 16, dtype=np.float32)
-                    buf = buf[(-buf.ctypes.data // 4) % 16:][:self._prepared_floats]  # 64-byte aligned
-                    ptr = self.ffi.from_buffer("float[]", buf)
-                    self._prepare(param_ptrs, ptr)
-                    cached = self._prepared = (version, buf, ptr)
+                    cached = self._prepared = (version, *self._new_prepared(param_ptrs))
         return cached[2]
+
+    def _new_prepared(self, param_ptrs):
+        """(buffer, pointer) of new prepared copies of the parameters at ``param_ptrs``."""
+        buf = np.empty(self._prepared_floats + 16, dtype=np.float32)
+        buf = buf[(-buf.ctypes.data // 4) % 16:][:self._prepared_floats]  # 64-byte aligned
+        ptr = self.ffi.from_buffer("float[]", buf)
+        self._prepare(param_ptrs, ptr)
+        return buf, ptr
+
+    def prepared_copies(self, param_arrays):
+        """Prepared copies of ``param_arrays`` (``param_keys`` order) for a caller running on arrays of its own,
+        to pass to ``run(..., prepared=)``: a train step keeps them current as it updates those arrays in place
+        (Model.profile(training=True) runs one on copies of the weights). None if the program has none."""
+        if self._prepare is None:
+            return None
+        return self._new_prepared(self._param_pointers(param_arrays)[0])
 
     def keep_prepared(self, version_before: int):
         """After a training step's call on the weights' own arrays, which derived again the prepared copies of
@@ -180,7 +192,7 @@ class CompiledGraph:
             self._prepared = (weights_version(), cached[1], cached[2])
 
     def prepared_bytes(self) -> int:
-        """Bytes of the weights' prepared copies (packed GEMM operands) kept for inference: 0 if none."""
+        """Bytes of the weights' prepared copies (packed GEMM operands) the program keeps: 0 if none."""
         return 4 * self._prepared_floats if self._prepare is not None else 0
 
     def _pointer_arrays(self):
@@ -259,10 +271,12 @@ class CompiledGraph:
             ins.append(a)
         return batch, ins
 
-    def run(self, arrays, param_arrays=None, outputs=None):
+    def run(self, arrays, param_arrays=None, outputs=None, prepared=None):
         """Run on ``arrays`` (graph input order) with the parameters' ``param_arrays`` (``param_keys``
         order; None: the current values of the weights in ``param_keys``); ``outputs``, if given, are the
-        arrays to write the results into (C-contiguous, of the outputs' dtype and shape) instead of new ones."""
+        arrays to write the results into (C-contiguous, of the outputs' dtype and shape) instead of new ones;
+        ``prepared``: what ``prepared_copies(param_arrays)`` gave, else the program keeps its own for the
+        weights' own arrays only."""
         ffi = self.ffi
         batch, ins = self._inputs(arrays)
         param_ptrs, params = self._param_pointers(param_arrays)
@@ -272,7 +286,7 @@ class CompiledGraph:
         outs, out_ptrs = self._outputs(batch, outputs)
         # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
         rc = self._call(batch, in_ptrs, out_ptrs, param_ptrs,
-                        param_arrays is None and bool(self.__dict__.get("_own_params")))
+                        param_arrays is None and bool(self.__dict__.get("_own_params")), prepared)
         if rc != 0:
             self._raise_for(rc, ins, params)
         return outs
@@ -310,11 +324,13 @@ class CompiledGraph:
             self._raise_for(rc, (x,), own[1])
         return out
 
-    def _call(self, batch, in_ptrs, out_ptrs, param_ptrs, own):
+    def _call(self, batch, in_ptrs, out_ptrs, param_ptrs, own, prepared=None):
         """The C call, on this thread's share of the threads; with the prepared weights where the program has
-        them and the parameters are the weights' own arrays (``own``)."""
+        them and the parameters are the weights' own arrays (``own``), or with the caller's ``prepared``."""
         with threads.share_of_threads() as nthreads:
             arena = self._arena(batch, nthreads)
+            if prepared is not None:
+                return self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, prepared[1], arena, nthreads)
             if own and self._prepare is not None:
                 return self._run_prepared(batch, in_ptrs, out_ptrs, param_ptrs, self._prepared_weights(param_ptrs),
                                           arena, nthreads)

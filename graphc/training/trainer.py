@@ -186,7 +186,8 @@ class Trainer:
         outputs = [None] * (len(step.graph.outputs) - len(aliases)) + [
             copies.setdefault(id(v), np.array(v.value)) for v in step.updated]
         arrays = self._step_inputs(step, True, xs, ys, sws, 0)
-        return program, lambda: program.run(arrays, params, outputs=outputs), len(xs[0])
+        prepared = program.prepared_copies(params)  # (packed Dense kernels, as the real step keeps them)
+        return program, lambda: program.run(arrays, params, outputs=outputs, prepared=prepared), len(xs[0])
 
     def _run_batch(self, train, xs, ys, sws):
         self._resolve_metrics(ys)
