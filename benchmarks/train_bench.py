@@ -97,9 +97,8 @@ class GraphcPeer(KerasAPIPeer):
         feeds = {("x", 0): x, ("y", 0): y, ("rng",): np.int32(0)}
         feeds.update({("hyper", n): np.float32(v) for n, v in model.optimizer.hyperparameters().items()})
         args = [np.asarray(feeds[f], dtype=v.type.dtype, order="C") for f, v in zip(step.feeds, step.graph.inputs)]
-        params = [w.value for w in step.program.param_keys]
-        targets = [None] * (len(step.graph.outputs) - len(step.updated)) + [v.storage for v in step.updated]
-        return lambda: step.program.run(args, params, outputs=targets)
+        from graphc.training.step import run_step  # (the call into C, with the packed kernels the step keeps)
+        return lambda: run_step(step, model, args, "train step")
 
     def info(self):
         programs = [s.program for s in self.model._steps.values()]
