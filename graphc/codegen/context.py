@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple, Optional
 
 C_TYPES = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t", "bool": "uint8_t"}
 
@@ -35,6 +36,15 @@ def c_float(x: float) -> str:
     return repr(float(x)) + "f"
 
 
+class PreparedCopy(NamedTuple):
+    """A copy of a parameter that kernels read instead of it (see Context.prepared_param)."""
+    name: str               # its pointer in the run function
+    floats: str             # C expression of its size
+    fill: str               # C statement deriving it from the parameter (into `dst`)
+    note: str               # what it is, for a comment
+    refresh: Optional[str]  # a train step's statement deriving it again from the parameter's new value, or None
+
+
 class Context:
     """Per-graph naming state shared by the lowering functions."""
 
@@ -48,7 +58,7 @@ class Context:
         self.prepare_weights = True  # whether kernels may ask for prepared copies of parameters
         # a training step: {param value id: index of the output its new value is written to}; None at inference
         self.updates = None
-        self.prepared = []       # (C name, floats expression, fill, comment, refresh or None) of each prepared copy
+        self.prepared = []       # a PreparedCopy per copy
         self._prepared_key = {}  # (param id, fill) -> C name, so a shared weight is prepared once
         self._used = set()
         for i, v in enumerate(graph.inputs):
@@ -116,8 +126,9 @@ class Context:
             name = self._unique(f"prep_{self.names[v.id]}")
             src = f"(const float *)params[{[p.id for p in self.graph.params].index(v.id)}]"
             new = f"(const float *)outputs[{self.updates[v.id]}]" if self.updates and v.id in self.updates else None
-            self.prepared.append((name, floats, fill.replace("{src}", src).replace("{dst}", "dst"), c_comment(note),
-                                  new and refill.replace("{src}", new).replace("{dst}", "dst")))
+            self.prepared.append(PreparedCopy(name, floats, fill.replace("{src}", src).replace("{dst}", "dst"),
+                                              c_comment(note),
+                                              new and refill.replace("{src}", new).replace("{dst}", "dst")))
             self._prepared_key[key] = name
         return self._prepared_key[key]
 

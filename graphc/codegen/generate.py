@@ -127,15 +127,16 @@ def _prepared_code(prefix, ctx, sig_run):
            " * the GEMM, transformed for Winograd) and read on every call; prepared_at(k) is where copy k starts,",
            " * in floats. */",
            f"static size_t {at}(int k) {{", "    size_t at = 0;"]
-    for k, (name, floats, *_) in enumerate(ctx.prepared):
-        fns += [f"    if (k == {k}) return at;", f"    at += ({floats} + 15u) & ~(size_t)15u;"]
+    for k, copy in enumerate(ctx.prepared):
+        fns += [f"    if (k == {k}) return at;", f"    at += ({copy.floats} + 15u) & ~(size_t)15u;"]
     fns += ["    return at;", "}", "", f"{sig_floats} {{", f"    return {at}({len(ctx.prepared)});", "}", "",
             f"{sig_prepare} {{"]
-    for k, (name, _, fill, note, _) in enumerate(ctx.prepared):
-        fns += [f"    {{ /* {note} */", f"        float *dst = prepared + {at}({k});", f"        {fill}", "    }"]
+    for k, copy in enumerate(ctx.prepared):
+        fns += [f"    {{ /* {copy.note} */", f"        float *dst = prepared + {at}({k});", f"        {copy.fill}",
+                "    }"]
     fns += ["}", ""]
-    decls = [f"const float *{name} = prepared ? prepared + {at}({k}) : NULL;"
-             for k, (name, *_) in enumerate(ctx.prepared)]
+    decls = [f"const float *{copy.name} = prepared ? prepared + {at}({k}) : NULL;"
+             for k, copy in enumerate(ctx.prepared)]
     wrapper = [f"{sig_run} {{",
                "    return " + f"{prefix}_run_prepared(batch, inputs, outputs, params, NULL, arena_ptr, nthreads);",
                "}", ""]
@@ -146,14 +147,14 @@ def _refresh_code(prefix, ctx):
     """A training step's last statements: the prepared copies of the weights it has just updated, derived again
     from their new values, so the next step's forward pass reads them (the caller keeps the buffer across calls
     and hands it back; CompiledGraph.keep_prepared)."""
-    refresh = [(k, note, stmt) for k, (_, _, _, note, stmt) in enumerate(ctx.prepared) if stmt]
+    refresh = [(k, copy) for k, copy in enumerate(ctx.prepared) if copy.refresh]
     if not refresh:
         return []
     lines = ["/* the updated weights' prepared copies, for the next step (the caller's buffer, written here only) */",
              "if (prepared) {"]
-    for k, note, stmt in refresh:
-        lines += [f"    {{ /* {note} */", f"        float *dst = (float *)prepared + {prefix}_prepared_at({k});",
-                  f"        {stmt}", "    }"]
+    for k, copy in refresh:
+        lines += [f"    {{ /* {copy.note} */", f"        float *dst = (float *)prepared + {prefix}_prepared_at({k});",
+                  f"        {copy.refresh}", "    }"]
     return lines + ["}"]
 
 

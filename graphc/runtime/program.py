@@ -284,7 +284,8 @@ class CompiledGraph:
         for k, a in enumerate(ins):  # (the arrays, held in ins and outs, keep the pointed-to memory alive)
             in_ptrs[k] = ffi.from_buffer(a)
         outs, out_ptrs = self._outputs(batch, outputs)
-        # prepared copies only of the weights' own arrays (Variables: their every change bumps the version)
+        # the program's own prepared copies only for the weights' own arrays (Variables: each change records its
+        # version); other arrays get the caller's ``prepared``, or none
         rc = self._call(batch, in_ptrs, out_ptrs, param_ptrs,
                         param_arrays is None and bool(self.__dict__.get("_own_params")), prepared)
         if rc != 0:
