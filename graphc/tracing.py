@@ -121,10 +121,26 @@ def emit(kind: str, *inputs, **attrs):
 
 def add_update(variable, new_value) -> None:
     """Record that a training step writes ``new_value`` into ``variable`` (e.g. BatchNormalization's moving
-    statistics). Outside a training trace it is ignored."""
+    statistics), replacing an update recorded earlier in the trace (see updated_value). Outside a trace it is
+    ignored."""
     b = current_builder()
     if b is not None:
-        b.updates.append((variable, to_value(new_value)))
+        value = to_value(new_value)
+        for k, (v, _) in enumerate(b.updates):
+            if v is variable:
+                b.updates[k] = (variable, value)
+                return
+        b.updates.append((variable, value))
+
+
+def updated_value(variable):
+    """What ``variable`` holds after the updates recorded so far in this trace: a layer called twice in one
+    call (TimeDistributed over BatchNormalization) moves its statistics twice, as Keras's successive calls do."""
+    b = current_builder()
+    for v, value in (b.updates if b is not None else ()):
+        if v is variable:
+            return Tensor(value)
+    return variable
 
 
 def rng_counter() -> Tensor:
@@ -175,4 +191,4 @@ def eager(fn, *args):
 
 
 __all__ = ["Tensor", "TensorOperators", "tracing", "scope", "emit", "to_value", "eager",
-           "current_builder", "ShapeError", "add_update", "rng_counter"]
+           "current_builder", "ShapeError", "add_update", "updated_value", "rng_counter"]

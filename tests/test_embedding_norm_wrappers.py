@@ -161,6 +161,7 @@ def test_batchnorm_training_uses_batch_statistics():
     bn.set_weights([gamma, beta, mean, var])
     expected = numpy_bn(x, x.mean(0), x.var(0), gamma, beta, -1, 1e-3)
     close(bn(x, training=True), expected)
+    mean, var = _moved(mean, var, x, 0.99)  # (the training-mode call moved the statistics, as in Keras)
     close(bn(x, training=False), numpy_bn(x, mean, var, gamma, beta, -1, 1e-3))
     bn.trainable = False  # a frozen BatchNormalization runs in inference mode (Keras 3)
     close(bn(x, training=True), numpy_bn(x, mean, var, gamma, beta, -1, 1e-3))
@@ -298,7 +299,10 @@ def test_timedistributed_passes_training_to_the_inner_layer():
     expected = np.stack([numpy_bn(x[:, t], x[:, t].mean(0), x[:, t].var(0), np.ones(3), np.zeros(3), -1, 1e-3)
                          for t in range(2)], axis=1)
     close(out, expected)
-    close(td(x), x / np.sqrt(1 + 1e-3))  # inference: moving statistics 0 and 1
+    mean, var = np.zeros(3), np.ones(3)
+    for t in range(2):  # the training-mode call moved the statistics once per timestep, in order
+        mean, var = _moved(mean, var, x[:, t], 0.99)
+    close(td(x), numpy_bn(x, mean, var, np.ones(3), np.zeros(3), -1, 1e-3))  # inference: the moved ones
 
 
 def test_time_distributed_is_one_call_on_the_folded_batch():
@@ -312,3 +316,54 @@ def test_time_distributed_is_one_call_on_the_folded_batch():
     v = np.random.default_rng(0).normal(size=(2, 50, 8)).astype("float32")
     k, b = model.layers[1].get_weights()
     np.testing.assert_allclose(model.predict(v), v @ k + b, rtol=1e-5, atol=1e-5)
+
+
+def _moved(mean, var, x, momentum):
+    """Keras's moving-average rule for one training-mode call on x (channels last)."""
+    axes = tuple(range(x.ndim - 1))
+    x64 = x.astype(np.float64)
+    return mean * momentum + x64.mean(axes) * (1 - momentum), var * momentum + x64.var(axes) * (1 - momentum)
+
+
+@pytest.mark.parametrize("how", ["model", "sequential", "layer"])
+def test_batchnorm_called_in_training_mode_updates_its_moving_statistics(how):
+    # Keras: model(x, training=True) outside fit normalizes with the batch's statistics and moves the moving
+    # ones; later inference calls use the moved statistics.
+    bn = layers.BatchNormalization(momentum=0.9, epsilon=0.01)
+    if how == "model":
+        inp = graphc.Input(shape=(5, 6))
+        call = graphc.Model(inp, bn(inp))
+    elif how == "sequential":
+        call = graphc.Sequential([graphc.Input(shape=(5, 6)), bn])
+    else:
+        bn.build((None, 5, 6))
+        call = bn
+    gamma, beta, mean, var = bn_weights(6)
+    bn.set_weights([gamma, beta, mean, var])
+    x = rand(4, 5, 6) * 3 + 1
+    y = call(x, training=True)
+    batch_mean, batch_var = x.astype(np.float64).mean((0, 1)), x.astype(np.float64).var((0, 1))
+    close(y, numpy_bn(x, batch_mean, batch_var, gamma, beta, -1, 0.01))  # the batch's own statistics
+    mean1, var1 = _moved(mean, var, x, 0.9)
+    close(bn.get_weights()[2], mean1)
+    close(bn.get_weights()[3], var1)
+    close(bn.get_weights()[0], gamma)  # the trainable weights stay
+    x2 = rand(2, 5, 6)
+    close(call(x2), numpy_bn(x2, mean1, var1, gamma, beta, -1, 0.01))  # inference sees the moved statistics
+    if how != "layer":
+        close(call.predict(x2), numpy_bn(x2, mean1, var1, gamma, beta, -1, 0.01))
+
+
+def test_batchnorm_frozen_or_in_inference_mode_keeps_its_moving_statistics():
+    inp = graphc.Input(shape=(6,))
+    bn = layers.BatchNormalization()
+    model = graphc.Model(inp, bn(inp))
+    weights = bn_weights(6)
+    bn.set_weights(weights)
+    x = rand(4, 6) * 3 + 1
+    model(x)
+    model(x, training=False)
+    bn.trainable = False  # Keras: a frozen BatchNormalization runs in inference mode
+    model(x, training=True)
+    for got, want in zip(bn.get_weights(), weights):
+        np.testing.assert_array_equal(got, want)

@@ -64,6 +64,7 @@ class Graph:
     param_keys: dict             # param Value.id -> key of the owner's storage (e.g. a Variable)
     constants: dict              # const Value.id -> ndarray
     rng_counter: object = None   # the input numbering random draws (training-mode Dropout), if any
+    updates: list = field(default_factory=list)  # (variable, Value): state a training-mode call writes back
 
     def __str__(self):
         lines = [f"graph({', '.join(f'{v.name}: {v!r}' for v in self.inputs)})"]
@@ -124,4 +125,4 @@ class GraphBuilder:
 
     def finish(self, outputs) -> Graph:
         return Graph(list(self.inputs), list(outputs), list(self.ops), list(self.params),
-                     dict(self.param_keys), dict(self.constants), self.rng_counter)
+                     dict(self.param_keys), dict(self.constants), self.rng_counter, list(self.updates))

@@ -13,11 +13,11 @@ def check_concrete(value, array) -> None:
         raise ValueError(f"input {value.name!r}: expected shape {shape}, got {array.shape}")
 
 
-def run(graph, feeds: dict, param_values: dict) -> list:
+def run(graph, feeds: dict, param_values: dict, extra=()) -> list:
     """Evaluate ``graph``.
 
     feeds: graph input Value.id -> ndarray; param_values: param Value.id -> ndarray.
-    Returns the output arrays in order.
+    Returns the output arrays in order, then those of the Values in ``extra``.
     """
     env = {}
     for v in graph.inputs:
@@ -32,4 +32,4 @@ def run(graph, feeds: dict, param_values: dict) -> list:
         results = result if isinstance(result, tuple) else (result,)
         for v, r in zip(op.outputs, results):
             env[v.id] = np.asarray(r, dtype=v.type.dtype)
-    return [env[v.id] for v in graph.outputs]
+    return [env[v.id] for v in list(graph.outputs) + list(extra)]

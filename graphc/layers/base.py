@@ -50,6 +50,22 @@ def to_snake_case(name: str) -> str:
     return name.lower()
 
 
+def run_eagerly(graph, feeds: dict) -> list:
+    """The arrays of ``graph``'s outputs on the NumPy reference, for a layer or model called on arrays. A
+    training-mode random op (Dropout) gets a fresh draw; the state a training-mode call updates
+    (BatchNormalization's moving statistics: ``graph.updates``) is written back, as Keras does outside fit."""
+    feeds = dict(feeds)
+    if graph.rng_counter is not None:
+        from ..utils.random import global_rng
+        feeds[graph.rng_counter.id] = np.int32(global_rng().integers(2 ** 31))
+    params = {v.id: graph.param_keys[v.id].value for v in graph.params}
+    results = reference.run(graph, feeds, params, extra=[value for _, value in graph.updates])
+    n = len(graph.outputs)
+    for (variable, _), value in zip(graph.updates, results[n:]):
+        variable.assign(value)
+    return results[:n]
+
+
 def unique_name(prefix: str) -> str:
     """'dense', 'dense_1', 'dense_2', ... as Keras names layers."""
     n = _name_counts[prefix]
@@ -269,11 +285,7 @@ class Layer:
                 return Tensor(v)
             out = self._traced_call(map_structure(placeholder, arrays), *extra, **kwargs)
             graph = builder.finish([t.value for t in flatten(out)])
-        if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
-            from ..utils.random import global_rng
-            feeds[graph.rng_counter.id] = np.int32(global_rng().integers(2 ** 31))
-        params = {v.id: graph.param_keys[v.id].value for v in graph.params}
-        return pack_like(out, reference.run(graph, feeds, params))
+        return pack_like(out, run_eagerly(graph, feeds))
 
     # --- introspection ------------------------------------------------------------------------------
     @property

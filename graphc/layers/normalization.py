@@ -74,12 +74,12 @@ class BatchNormalization(Layer):
         gamma = self.gamma if self.scale else np.ones(channels, self.dtype)
         beta = self.beta if self.center else np.zeros(channels, self.dtype)
         if training and self.trainable:
-            from ..tracing import add_update
+            from ..tracing import add_update, updated_value
             # Normalize with the batch's mean and biased variance, and record Keras 3's moving-average updates:
             # moving = moving * momentum + batch_statistic * (1 - momentum).
             y, mean, variance = emit("batch_norm_train", x, gamma, beta, axis=axis, epsilon=self.epsilon)
             for moving, batch_stat in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                add_update(moving, ops.add(ops.multiply(moving, self.momentum),
+                add_update(moving, ops.add(ops.multiply(updated_value(moving), self.momentum),
                                            ops.multiply(batch_stat, 1.0 - self.momentum)))
             return y
         return emit("batch_norm", x, self.moving_mean, self.moving_variance, gamma, beta,

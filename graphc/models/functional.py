@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..ir import GraphBuilder, TensorType, format_shape, reference
-from ..layers.base import Layer, unique_name, weight_sets_changed
+from ..ir import GraphBuilder, TensorType, format_shape
+from ..layers.base import Layer, run_eagerly, unique_name, weight_sets_changed
 from ..layers.input_layer import InputLayer
 from ..layers.input_spec import InputSpec
 from ..layers.node import KerasTensor, flatten, map_structure, pack_like
@@ -339,12 +339,8 @@ class Model(Trainer, Layer):
                 out = program.run_one(arrays[0]) if len(arrays) == 1 else None  # (None: not the short call)
                 return [out] if out is not None else program.run(arrays)  # (the weights' own arrays, in place)
         graph = self.build_graph(training)
-        feeds = {v.id: a for v, a in zip([v for v in graph.inputs if v is not graph.rng_counter], arrays)}
-        if graph.rng_counter is not None:  # a training-mode random op (Dropout): a fresh draw per call
-            from ..utils.random import global_rng
-            feeds[graph.rng_counter.id] = np.int32(global_rng().integers(2 ** 31))
-        params = {v.id: graph.param_keys[v.id].value for v in graph.params}
-        return reference.run(graph, feeds, params)
+        return run_eagerly(graph, {v.id: a for v, a in zip([v for v in graph.inputs if v is not graph.rng_counter],
+                                                             arrays)})
 
     def _eager_call(self, inputs, extra, kwargs):
         arrays = self._standardize_inputs(inputs)
