@@ -76,6 +76,13 @@ def test_sample_weight_and_class_weight_follow_keras(rng):
     np.testing.assert_allclose(model.train_on_batch(x, y, class_weight=weights), expected, rtol=1e-5)
     with pytest.raises(ValueError, match=r"class_weight has no entry for class\(es\) \[2\]"):
         model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    before = model.get_weights()
+    for call in (lambda: model.fit(x, y, sample_weight=sw, class_weight=weights, verbose=0),
+                 lambda: model.train_on_batch(x, y, sample_weight=sw, class_weight=weights)):
+        with pytest.raises(ValueError, match="sample_weight and class_weight cannot be given together"):
+            call()  # Keras refuses the pair rather than guess how they combine
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_multi_output_with_dict_targets_and_loss_weights(rng):

@@ -74,6 +74,9 @@ def sample_weights(model, spec, sample_weight, class_weight, ys, n):
     see no weights at all)."""
     if sample_weight is None and class_weight is None:  # the common call: no weights anywhere
         return [None] * len(ys)
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(f"Model '{model.name}': sample_weight and class_weight cannot be given together (as in "
+                         "Keras); give sample_weight alone, multiplied by each sample's class weight")
     names = output_keys(model)
     sws = per_output(model, sample_weight, "sample_weight") if sample_weight is not None else [None] * len(names)
     out = []
