@@ -76,6 +76,13 @@ class Variable(TensorOperators):
         self._value[...] = value.astype(self.dtype)
         weights_changed([self])
 
+    def __float__(self) -> float:
+        """A one-element variable's value, as Keras's variables give it (``float(optimizer.learning_rate)``)."""
+        if self._value.size != 1:
+            raise TypeError(f"Variable '{self.path}' has shape {self._value.shape}: only a one-element variable "
+                            "converts to a Python float")
+        return float(self._value.reshape(()))
+
     def __array__(self, dtype=None, copy=None):
         return self._value.astype(dtype) if dtype else self._view
 

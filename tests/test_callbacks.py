@@ -571,3 +571,27 @@ def test_checkpoint_and_restore_best_weights_on_a_real_graphc_model(tmp_path):
     for now, saved, first in zip(model.get_weights(), loaded.get_weights(), start):
         np.testing.assert_allclose(now, first + 1, rtol=1e-6)  # epoch 1's weights restored
         np.testing.assert_allclose(saved, first + 1, rtol=1e-6)
+
+
+def test_a_callback_assigning_the_learning_rate_variable_changes_the_next_steps():
+    # Keras's idiom: optimizer.learning_rate is the optimizer's variable, so a callback may assign to it.
+    import graphc
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)).astype("float32"), rng.standard_normal((8, 2)).astype("float32")
+    model = graphc.Sequential([graphc.layers.Input((3,)), graphc.layers.Dense(2)])
+    model.compile(optimizer=graphc.optimizers.SGD(0.1), loss="mse")
+    lr = model.optimizer.learning_rate
+    assert float(lr) == pytest.approx(0.1) and lr is model.optimizer.variables[1]
+    kept = []
+
+    class FreezeAfterFirstEpoch(cbks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate.assign(0.0)
+            kept.append(self.model.get_weights())
+
+    start = model.get_weights()
+    model.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0, callbacks=[FreezeAfterFirstEpoch()])
+    assert float(model.optimizer.learning_rate) == 0.0
+    assert not np.array_equal(kept[0][0], start[0])  # the first epoch trained
+    for before, after in zip(kept[0], model.get_weights()):
+        np.testing.assert_array_equal(before, after)  # epochs 2 and 3 ran with rate 0

@@ -122,10 +122,12 @@ class Optimizer(abc.ABC):
         self._iterations.assign(np.asarray(int(value), dtype=np.int64))
 
     @property
-    def learning_rate(self) -> float:
+    def learning_rate(self):
+        """The learning rate: as in Keras, the optimizer's variable (``.assign(...)``, ``float(...)``) for a
+        constant rate, the schedule's value at the current iteration (a float) for a schedule."""
         if isinstance(self._learning_rate, schedules.LearningRateSchedule):
             return float(self._learning_rate(self.iterations))
-        return float(self._lr_variable.value)
+        return self._lr_variable
 
     @learning_rate.setter
     def learning_rate(self, value):
