@@ -316,7 +316,9 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
     sample_weight = _apply_mask(sample_weight, mask, reduction)
     if sample_weight is not None:
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
-        if 0 < len(sample_weight.shape) < len(values.shape):
+        mismatched = any(w is not None and v is not None and 1 not in (w, v) and w != v
+                         for w, v in zip(sample_weight.shape, values.shape))
+        if 0 < len(sample_weight.shape) < len(values.shape) or mismatched:
             # broadcasting would align the weights' batch axis with a later axis of the values: TensorFlow
             # fails on that (unless the sizes happen to agree, and then it weighs the wrong entries)
             raise ValueError(f"sample_weight of shape {format_shape(sample_weight.shape)} cannot weigh loss values "

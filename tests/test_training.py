@@ -300,3 +300,35 @@ def test_recurrent_dropout_in_training_is_refused_clearly(rng):
     model.predict(np.zeros((1, 4, 3), "float32"), verbose=0)  # inference ignores dropout, as Keras
     with pytest.raises(ValueError, match=r"LSTM 'lstm\w*': training with dropout=0.2"):
         model.fit(np.zeros((2, 4, 3), "float32"), np.zeros((2, 2), "float32"), verbose=0)
+
+
+def test_per_timestep_sample_weight_of_a_sequence_output_follows_keras(rng):
+    # Keras weighs each loss value of a (samples, steps, features) output by a (samples, steps) sample_weight,
+    # then divides by the number of values.
+    def model(lr):
+        inp = graphc.Input((None, 5))
+        m = graphc.Model(inp, graphc.layers.Dense(3)(inp))
+        m.compile(optimizer=graphc.optimizers.SGD(lr), loss="mse")
+        return m
+
+    x, y = rng.standard_normal((6, 4, 5)).astype("float32"), rng.standard_normal((6, 4, 3)).astype("float32")
+    sw = rng.uniform(0, 2, (6, 4)).astype("float32")
+    weighted = model(0.1)
+    per_value = np.mean((weighted.predict(x, verbose=0) - y) ** 2, axis=-1)
+    expected = np.sum(sw * per_value) / per_value.size
+    np.testing.assert_allclose(weighted.evaluate(x, y, sample_weight=sw, verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(weighted.train_on_batch(x, y, sample_weight=sw), expected, rtol=1e-5)
+
+    # Weight 1 on the first step only: the same SGD step as training on that step alone at a quarter of the
+    # rate (its values are divided by 4x as many).
+    first_only, alone = model(0.1), model(0.025)
+    alone.set_weights(first_only.get_weights())
+    first_only.fit(x, y, sample_weight=np.eye(4, dtype="float32")[[0] * 6], batch_size=6, verbose=0)
+    alone.fit(x[:, :1], y[:, :1], batch_size=6, verbose=0)
+    for a, b in zip(first_only.get_weights(), alone.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(ValueError, match=r"one weight per sample, shape \(6,\)"):
+        weighted.evaluate(x, y, sample_weight=sw[:5], verbose=0)
+    with pytest.raises(ValueError, match="cannot weigh loss values"):
+        weighted.evaluate(x, y, sample_weight=np.ones((6, 5), "float32"), verbose=0)

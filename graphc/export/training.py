@@ -53,7 +53,7 @@ def training_parts(model, name, graph, layout, embedded) -> TrainSpec:
     out_shapes = [(1,) + tuple(v.type.shape[1:]) for v in graph.outputs]
     targets = [None if lo is None else ((1,) if lo.target_dtype == "int32" else shape)
                for lo, shape in zip(spec.losses, out_shapes)]
-    step = build_step(model, plain, True, in_shapes, targets, [False] * len(targets))
+    step = build_step(model, plain, True, in_shapes, targets, [None] * len(targets))
     n_scalars = len(step.graph.outputs) - len(step.updated)
     generated = generate_c(step.graph, prefix="graphc_train", title=f"train step of model {model.name}",
                            output_aliases=step.output_aliases(), prepare_weights=False)  # (its state has none)

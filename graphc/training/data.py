@@ -70,8 +70,9 @@ def targets(model, spec, y, n):
 
 
 def sample_weights(model, spec, sample_weight, class_weight, ys, n):
-    """float32 weights of shape (n,) per output with a loss; None where none are given (Keras's losses then
-    see no weights at all)."""
+    """float32 weights per output with a loss, of shape (n,), or (n, steps) for a sequence output weighted per
+    timestep (the loss checks that they fit its values); None where none are given (Keras's losses then see
+    no weights at all)."""
     if sample_weight is None and class_weight is None:  # the common call: no weights anywhere
         return [None] * len(ys)
     if sample_weight is not None and class_weight is not None:
@@ -90,9 +91,10 @@ def sample_weights(model, spec, sample_weight, class_weight, ys, n):
             sw = np.asarray(sw, dtype=np.float32)
             if sw.ndim == 2 and sw.shape[1] == 1:
                 sw = sw[:, 0]
-            if sw.shape != (n,):
-                raise ValueError(f"Model '{model.name}': sample_weight for output '{names[k]}' must have shape "
-                                 f"({n},), received {sw.shape}")
+            if sw.ndim == 0 or sw.shape[0] != n:
+                raise ValueError(f"Model '{model.name}': sample_weight for output '{names[k]}' must have one weight "
+                                 f"per sample, shape ({n},) (or ({n}, steps) per timestep of a sequence output), "
+                                 f"received {sw.shape}")
         out.append(None if sw is None else np.ascontiguousarray(sw))
     if class_weight is not None:
         live = [k for k, t in enumerate(ys) if t is not None]

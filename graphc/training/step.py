@@ -48,8 +48,8 @@ class StepGraph:
 
 def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) -> StepGraph:
     """Trace ``model`` with its losses and metrics (``spec``: the compiled configuration) into one graph;
-    with ``train``, add the backward pass and the optimizer's update. ``weighted[k]``: output k's loss
-    takes sample weights."""
+    with ``train``, add the backward pass and the optimizer's update. ``weighted[k]``: None, or the shape
+    past the batch axis of the sample weights output k's loss takes (() per sample; (steps,) per timestep)."""
     b = GraphBuilder()
     feeds = []
     with tracing(b):
@@ -72,8 +72,9 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) 
             y = Tensor(b.input(f"target_{name}", TensorType((None,) + tuple(target_shapes[k][1:]), loss.target_dtype)))
             feeds.append(("y", k))
             sw = None
-            if weighted[k]:  # without sample or class weights Keras's loss sees none (sequence outputs differ)
-                sw = Tensor(b.input(f"sample_weight_{name}", TensorType((None,), "float32")))
+            if weighted[k] is not None:  # without sample or class weights Keras's loss sees none (sequence outputs
+                # differ); per-timestep weights ((samples, steps) for a sequence output) weigh each loss value
+                sw = Tensor(b.input(f"sample_weight_{name}", TensorType((None,) + tuple(weighted[k]), "float32")))
                 feeds.append(("sw", k))
             value = loss(y, out, sample_weight=sw)
             per_output.append(value)

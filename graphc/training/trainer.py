@@ -135,7 +135,7 @@ class Trainer:
     def _step_graph(self, train, xs, ys, sws):
         """The step for these per-sample shapes (variable-length inputs get a graph per length) and weighting,
         rebuilt when the set of trainable weights changes."""
-        weighted = [s is not None for s in sws]
+        weighted = [None if s is None else s.shape[1:] for s in sws]
         key = (train, tuple([a.shape[1:] for a in xs]), tuple([None if y is None else y.shape[1:] for y in ys]),
                tuple(weighted), self._trainable_ids() if train else ())
         step = self._steps.get(key)
