@@ -167,3 +167,37 @@ def test_ops_on_functional_tensors_become_layers(rng):
     model = keras.Model(x, y)
     v = rng.normal(size=(4, 3)).astype("float32")
     np.testing.assert_allclose(model.predict(v), (v * 2 + 1).mean(-1, keepdims=True), rtol=1e-6)
+
+
+
+def test_layers_cast_floating_inputs_to_their_dtype_as_keras():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5)).astype("float32")
+    inp = keras.Input((5,))
+    wide = keras.Model(inp, layers.Dense(2, dtype="float64")(inp))
+    with pytest.warns(UserWarning, match="no float64 C lowering for: matmul of layer 'dense"):
+        y = wide.predict(x, verbose=0)  # (graphc's C kernels are float32: the NumPy reference computes it)
+    kernel, bias = wide.get_weights()
+    assert y.dtype == np.float64 and kernel.dtype == np.float64
+    np.testing.assert_allclose(y, x.astype(np.float64) @ kernel + bias, rtol=1e-12)
+    wide.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match="test step runs on the NumPy reference"):
+        np.testing.assert_allclose(wide.evaluate(x, np.zeros((3, 2)), verbose=0), np.mean(y ** 2), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"trains float32 weights only; received \['dense.*/kernel \(float64\)"):
+        wide.train_on_batch(x, np.zeros((3, 2)))
+
+    inp = keras.Input((5,), dtype="float64")
+    narrow = keras.Model(inp, layers.Dense(2)(inp))  # a float32 layer on float64 data: cast down, in C
+    y = narrow.predict(x.astype(np.float64), verbose=0)
+    kernel, bias = narrow.get_weights()
+    assert y.dtype == np.float32 and narrow._programs[None] is not None
+    np.testing.assert_allclose(y, x @ kernel + bias, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_ops_behind_float_kernels_are_refused_by_codegen():
+    from graphc.codegen import CodegenError
+    from graphc.runtime import compile_graph
+    inp = keras.Input((5,), dtype="float64")
+    model = keras.Model(inp, layers.Dense(2, dtype="float64")(inp))
+    with pytest.raises(CodegenError, match="no float64 C lowering for: matmul"):
+        compile_graph(model.build_graph())

@@ -18,7 +18,7 @@ def mlp_step(activation="relu"):
                                layers.Dense(48, activation=activation), layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model._resolve_metrics([np.zeros(1, "int32")])
-    return model, build_step(model, model._spec, True, [(1, 32)], [(1,)], [False])
+    return model, build_step(model, model._spec, True, [(1, 32)], [(1,)], [None])
 
 
 def test_rematerialize_recomputes_activations_for_the_backward_pass_and_lowers_peak():

@@ -190,6 +190,10 @@ def generate_c(graph, prefix: str = "graphc_model", title: str = "", output_alia
     missing = missing_lowerings(graph)
     if missing:
         raise CodegenError(f"no C lowering yet for: {', '.join(missing)}")
+    wide = sorted({f"{op.kind} of layer '{op.scope}'" for op in graph.ops if not is_pointwise(op)
+                   and any(v.type.dtype == "float64" for v in [*op.inputs, *op.outputs])})
+    if wide:  # (elementwise loops declare their C types; the kernels behind other ops compute in float only)
+        raise CodegenError(f"no float64 C lowering for: {', '.join(wide)} (graphc's C kernels compute in float32)")
     for v in [*graph.inputs, *graph.outputs]:
         if any(d is None for d in v.type.shape[1:]):
             raise CodegenError(f"{v.name or v!r} has a dynamic non-batch dimension {v.type.shape}: "

@@ -256,9 +256,18 @@ class Layer:
             kwargs["training"] = training
         try:
             with scope(self.name):
-                return self.call(inputs, *args, **kwargs)
+                return self.call(self._autocast_inputs(inputs), *args, **kwargs)
         except ShapeError as e:
             raise LayerShapeError(self._describe_error(e, inputs)) from None
+
+    def _autocast_inputs(self, inputs):
+        """Floating-point inputs cast to the layer's floating dtype, as Keras's layers do (a Dense(dtype='float64')
+        on a float32 input computes in float64); other inputs (integer ids) as given."""
+        if not self.dtype.startswith("float"):
+            return inputs
+        from .. import ops
+        return map_structure(lambda t: ops.cast(t, self.dtype) if isinstance(t, Tensor) and t.dtype != self.dtype
+                             and t.dtype.startswith("float") else t, inputs)
 
     def _symbolic_call(self, inputs, extra, kwargs):
         self._maybe_build(inputs)

@@ -89,6 +89,10 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) 
         updated, new_values = [], []
         if train:
             variables = model.trainable_weights
+            wide = [f"{v.path} ({v.dtype})" for v in variables if v.dtype != "float32"]
+            if wide:  # (the optimizers' updates are float32 graphs; Keras would cast its rates instead)
+                raise TypeError(f"Model '{model.name}': graphc trains float32 weights only; received {wide}. "
+                                "Build the layers with dtype='float32' (the default) to train them")
             grads = gradients(total, [to_value(v) for v in variables])
             missing = [v.path for v, g in zip(variables, grads) if g is None]
             if missing:
