@@ -367,3 +367,36 @@ def test_batchnorm_frozen_or_in_inference_mode_keeps_its_moving_statistics():
     model(x, training=True)
     for got, want in zip(bn.get_weights(), weights):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_freezing_a_nested_model_freezes_its_batchnorm_in_fit(kind):
+    # Transfer learning: base.trainable = False reaches every layer inside (Keras), so the base's
+    # BatchNormalization runs in inference mode in fit and its moving statistics stay.
+    if kind == "sequential":
+        base = graphc.Sequential([graphc.Input(shape=(3,)), layers.Dense(3, name="d"),
+                                  layers.BatchNormalization(name="bn")])
+    else:
+        i = graphc.Input(shape=(3,))
+        base = graphc.Model(i, layers.BatchNormalization(name="bn")(layers.Dense(3, name="d")(i)))
+    inp = graphc.Input(shape=(3,))
+    model = graphc.Model(inp, layers.Dense(1, name="head")(base(inp)))
+    base.trainable = False
+    assert not base.get_layer("bn").trainable and not base.get_layer("d").trainable
+    bn = base.get_layer("bn")
+    gamma, beta, mean, var = bn_weights(3)
+    bn.set_weights([gamma, beta, mean, var])
+    frozen = [w.copy() for w in base.get_weights()]
+    model.compile(optimizer=graphc.optimizers.SGD(0.1), loss="mse")
+    x, y = rand(8, 3) * 3 + 1, rand(8, 1)
+    h = x @ base.get_layer("d").get_weights()[0] + base.get_layer("d").get_weights()[1]
+    kernel, bias = model.get_layer("head").get_weights()
+    pred = numpy_bn(h, mean, var, gamma, beta, -1, 1e-3) @ kernel + bias  # inference-mode statistics
+    np.testing.assert_allclose(model.train_on_batch(x, y), ((pred - y) ** 2).mean(), rtol=1e-5)
+    for got, want in zip(base.get_weights(), frozen):
+        np.testing.assert_array_equal(got, want)
+    base.trainable = True  # unfreezing reaches them too
+    assert bn.trainable and base.get_layer("d").trainable
+    model.compile(optimizer=graphc.optimizers.SGD(0.1), loss="mse")  # (as Keras, a new optimizer for them)
+    model.train_on_batch(x, y)
+    assert not np.array_equal(bn.get_weights()[2], mean)

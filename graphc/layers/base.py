@@ -117,6 +117,9 @@ class Layer:
     def __setattr__(self, key, value):
         if key == "trainable":
             weight_sets_changed()  # this layer's trainable weights, and those of every model holding it
+            if "_sublayers" in self.__dict__:  # set after construction: it reaches every sublayer, as in Keras
+                for layer in self._layers_for_weights():  # (so a frozen base's BatchNormalization runs in
+                    layer.trainable = value               # inference mode in fit, as in transfer learning)
         if isinstance(value, (Layer, list, tuple)) and hasattr(self, "_sublayers"):
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 if isinstance(item, Layer) and item is not self and item not in self._sublayers:
