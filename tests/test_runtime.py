@@ -553,3 +553,25 @@ def test_program_checks_and_converts_its_inputs(rng):
             two.run([v, bad])
     with pytest.raises(ValueError, match=r"input 'b': expected shape \(None, 3\) with batch 5, got \(4, 3\)"):
         two.run([v, v[:4]])
+
+
+def test_builds_on_several_threads_at_once_leave_sys_stdout_alone(cache_env, capsys):
+    """cffi prints a line while writing its wrapper; silencing it must not swap the process's sys.stdout, which
+    builds on other threads would then restore to one another's dead buffers (every later print lost)."""
+    import threading
+    stdout, n = sys.stdout, 8
+    start, modules = threading.Barrier(n), [None] * n
+
+    def build(k):
+        start.wait()
+        modules[k] = runtime.compile_module(MATMUL_SOURCE + f"/* {time.time_ns()} {k} */\n", MATMUL_CDEF,
+                                            name=f"matmul_thread{k}")
+
+    workers = [threading.Thread(target=build, args=(k,)) for k in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert all(modules) and sys.stdout is stdout
+    print("visible")
+    assert capsys.readouterr().out == "visible\n"

@@ -3,10 +3,8 @@
 cffi writes the wrapper C file; we run the compiler on it ourselves (one command, our flags, no
 setuptools), so a model build compiles only its own small file and links the kernels library.
 """
-import contextlib
 import importlib.machinery
 import importlib.util
-import io
 import re
 import shutil
 import sys
@@ -77,6 +75,7 @@ def compile_module(source: str, cdef: str, *, name: str = "model") -> CompiledMo
 def _build(tmp: Path, module_name: str, source: str, cdef: str, tc, kernel_lib: Path, path: Path,
            source_path: Path) -> dict:
     import cffi
+    from cffi import recompiler
 
     model_c = tmp / f"{module_name}.c"
     model_c.write_text(source)
@@ -87,10 +86,10 @@ def _build(tmp: Path, module_name: str, source: str, cdef: str, tc, kernel_lib: 
         raise CompileError(f"the cdef of {module_name} is not valid: {exc}\n"
                            f"C source kept at: {_keep_failed(model_c)}") from exc
     # The wrapper includes the generated file, so compiler messages point at its own lines.
-    ffi.set_source(module_name, f'#include "{model_c.name}"\n')
     wrapper = tmp / f"{module_name}_cffi.c"
-    with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating ..."
-        ffi.emit_c_code(str(wrapper))
+    # ffi.emit_c_code without its "generating ..." line: silencing that by redirect_stdout swapped sys.stdout
+    # for the whole process, so builds on several threads at once could leave it pointing at a dead buffer
+    recompiler.make_c_source(ffi, module_name, f'#include "{model_c.name}"\n', str(wrapper), verbose=False)
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").is_file():
         raise CompileError(f"Python's C headers are missing ({include / 'Python.h'}): install the Python "
