@@ -130,6 +130,31 @@ def test_user_names_cannot_break_the_c_source(rng):
     np.testing.assert_array_equal(program.run([v], [])[0], np.maximum(v, 0))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("*/\\?\n ab")), max_size=12))
+def test_a_comment_cannot_close_or_continue(text):
+    from graphc.codegen.context import c_comment
+    out = c_comment(text)
+    assert "*/" not in out and "/*" not in out and "\\" not in out and "??" not in out and out.isprintable()
+
+
+@pytest.mark.parametrize("word", ["batch", "arena", "int", "NULL", "memcpy", "i", "graphc_concat"])
+def test_layer_names_never_become_the_run_functions_own_names(word, rng):
+    # a name cut to its first word (the rest punctuation) once became that word: a keyword, a macro, a libc
+    # function, one of the run function's variables; and "*\\" in a name once closed the comment it was in
+    b = GraphBuilder()
+    x = b.input("x", TensorType((None, 3)))
+    b.scope = word + "." * 40
+    y = b.emit("relu", [x])
+    b.scope = "h*\\ int injected; /\\*"
+    g = b.finish([b.emit("concat", [y, x], axis=1)])
+    src = generate_c(g).source
+    assert "int injected;" not in re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    v = rng.normal(size=(2, 3)).astype("float32")
+    np.testing.assert_array_equal(compile_graph(g, name="names").run([v], [])[0],
+                                  np.concatenate([np.maximum(v, 0), v], axis=1))
+
+
 def test_missing_lowering_is_reported():
     b = GraphBuilder()
     x = b.input("x", TensorType((None, 3)))

@@ -3,6 +3,7 @@ model.predict's numbers, the weights file is checked, and bad arguments are refu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -313,12 +314,16 @@ def test_serial_build_without_openmp(tmp_path):
 def test_user_names_never_reach_c_raw(tmp_path):
     evil = 'x"); system("rm -rf /"); /* \\ ??/'
     x = graphc.Input((3,), name=evil)
-    model = graphc.Model(x, layers.Dense(2, name="out*/ #define")(x), name="m */ evil")
+    h = layers.Dense(4, name="h*\\ int injected; /\\*")(x)  # ("*\\" once became "*/" in comments)
+    h = layers.Activation("softmax", name="safe_gc")(h)  # (its buffer would be the kernel safe_gc_softmax)
+    h = layers.Dense(3, name="batch" + "." * 40)(h)  # (cut to 40 characters, it once was the variable batch)
+    model = graphc.Model(x, layers.Dense(2, name="out*/ #define")(h), name="m */ evil")
     pkg = graphc.export_c(model, tmp_path / "pkg", name="safe")
     for path in pkg.rglob("*.[ch]"):
         text = path.read_text()
         # (comments show the names with "*/" and "/*" broken up, string literals escape them)
         assert evil not in text and "out*/" not in text, path
+        assert "int injected;" not in re.sub(r"/\*.*?\*/", "", text, flags=re.S), path
     log = cmake_build(pkg, tmp_path / "build")
     assert "warning" not in log.lower(), log
     v = np.ones((1, 3), "float32")

@@ -22,10 +22,23 @@ def c_ident(text: str, limit: int = 40) -> str:
 
 
 def c_comment(text: str) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(text)).replace("\\", "/")
+    # backslashes first: turned into "/" after the breaking-up, "*\\" would close the comment
+    text = text.replace("*/", "* /").replace("/*", "/ *")
     # "??" could start a trigraph (C99 reads "??/" as a backslash): break those up too
-    text = text.replace("*/", "* /").replace("/*", "/ *").replace("\\", "/")
     return re.sub(r"\?(?=\?)", "? ", text)
+
+
+def local_name(layer: str, kind: str) -> str:
+    """The C name of a buffer an op of ``kind`` in ``layer`` writes: ``<layer>_<kind>``, the layer's part cut
+    before the suffix, so it can never be a C keyword, a library function or one of the run function's own
+    variables (``batch``, ``arena``, ``i``); no layer: ``t_<kind>``; ``t_`` also before a name that could be a
+    kernel's (``graphc_...``, or ``<name>_gc_...`` in an exported package, see export/kernel_sources.py)."""
+    part = re.sub(r"[^A-Za-z0-9_]", "_", layer)[:32].strip("_")
+    if part and part[0].isdigit():
+        part = "_" + part
+    name = f"{part}_{kind}" if part else f"t_{kind}"
+    return "t_" + name if name.lower().startswith("graphc_") or "_gc_" in name else name
 
 
 def c_float(x: float) -> str:
@@ -84,7 +97,7 @@ class Context:
 
     def declare_output(self, op, v, index):
         """Storage of an op output: an arena slot (or the storage of the value it is a view of)."""
-        base = c_ident(f"{op.scope.split('/')[-1] or op.kind}_{op.kind}") + (f"_{index}" if index else "")
+        base = local_name(op.scope.split("/")[-1], op.kind) + (f"_{index}" if index else "")
         if v.id in self.view_of:
             src = self.view_of[v.id]
             self.names[v.id] = self.names[src]
