@@ -253,9 +253,29 @@ def test_build_name_option_sets_the_symbol_prefix(capsys, saved, tmp_path):
     assert hasattr(library, "net_predict") and not hasattr(library, "whatever_predict")
 
 
-def test_build_into_a_directory_is_an_error(capsys, saved, tmp_path):
+def test_build_into_a_directory_is_an_error(capsys, saved, tmp_path, monkeypatch):
     code, out, err = run(capsys, "build", saved, "-o", tmp_path)
     assert_error(code, out, err, "build", 1, "is a directory")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "build", saved, "-o", ".")  # (it said: name '' is not usable)
+    assert_error(code, out, err, "build", 1, "is a directory")
+
+
+def test_build_replaces_its_own_files_but_not_the_users(capsys, saved, tmp_path):
+    target = tmp_path / "libutil.so"
+    for _ in range(2):  # a second build replaces the first one's library, header and weights
+        code, _, err = run(capsys, "build", saved, "-o", target, "--weights", "file")
+        assert code == 0, err
+    library = target.read_bytes()
+    (tmp_path / "util.weights").unlink()
+    (tmp_path / "util.h").write_text("/* the user's own util.h */\n")  # not graphc's: it stays
+    code, out, err = run(capsys, "build", saved, "-o", target)
+    assert_error(code, out, err, "build", 1, "util.h exists and was not written by graphc")
+    (tmp_path / "util.h").unlink()
+    (tmp_path / "util.weights").write_bytes(b"user data")
+    code, out, err = run(capsys, "build", saved, "-o", target, "--weights", "file")
+    assert_error(code, out, err, "build", 1, "util.weights exists and was not written by graphc")
+    assert (tmp_path / "util.weights").read_bytes() == b"user data" and target.read_bytes() == library
 
 
 # --- bad input ------------------------------------------------------------------------------------------------

@@ -356,6 +356,17 @@ def test_destination_rules(tmp_path):
     assert not [p for p in tmp_path.rglob(".*") if p.name.startswith(".pkg")]  # no staging left behind
 
 
+@pytest.mark.parametrize("name,why", [("stdio", "hides the system header <stdio.h>"),
+                                      ("Time", "hides the system header <time.h>"),
+                                      ("omp", "hides the system header <omp.h>"),
+                                      ("example_main", "the package's example program")])
+def test_names_whose_files_would_clash_are_refused(tmp_path, name, why):
+    # stdio.h in the package broke every #include <stdio.h> of the build; example_main.c replaced the model's C
+    with pytest.raises(ValueError, match=re.escape(why)):
+        graphc.export_c(dense_model(), tmp_path / "pkg", name=name)
+    assert not (tmp_path / "pkg").exists()
+
+
 @pytest.mark.parametrize("name", ["1model", "my-model", "int", "a__b", "", "x" * 41, "_m", "mödel"])
 def test_invalid_names_are_refused(tmp_path, name):
     with pytest.raises(ValueError, match="C identifier"):

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..runtime import toolchain
 from ..runtime.kernels import shared_library_flags
 from .package import check_name, export_package
+from .weights import MAGIC
 
 
 def library_name(output) -> str:
@@ -26,9 +27,12 @@ def build_library(model, output, *, name=None, weights="embedded", batch_size=No
     is placed beside it as ``<name>.h``; with ``weights="file"`` the weights file goes beside it too). The
     library is written atomically: a failed build leaves any earlier file untouched."""
     output = Path(output)
-    name = check_name(name if name is not None else library_name(output))
     if output.is_dir():
-        raise ValueError(f"build_library: {output} is a directory; give the library's file name, e.g. lib{name}.so")
+        raise ValueError(f"build_library: {output} is a directory; give the library's file name, e.g. "
+                         f"lib{name or 'model'}.so")
+    name = check_name(name if name is not None else library_name(output))
+    for beside in [f"{name}.h"] + ([f"{name}.weights"] if weights == "file" else []):
+        _refuse_to_replace_a_user_file(output.parent / beside)
     output.parent.mkdir(parents=True, exist_ok=True)
     tc = toolchain.current()
     with tempfile.TemporaryDirectory(prefix="graphc-build-") as tmp:
@@ -52,3 +56,18 @@ def build_library(model, output, *, name=None, weights="embedded", batch_size=No
                 os.chmod(staged, 0o755)
             os.replace(staged, dest)
     return output
+
+
+def _refuse_to_replace_a_user_file(dest: Path):
+    """The header and weights file go beside the library: an earlier build's are replaced, anything else that
+    has their name is the user's and stays (it was silently overwritten)."""
+    if not dest.exists():
+        return
+    with open(dest, "rb") as f:
+        start = f.read(200)
+    ours = start.startswith(MAGIC) if dest.suffix == ".weights" else \
+        start.startswith(f"/* {dest.name}: C API of ".encode()) and b"exported by graphc." in start
+    if not ours:
+        raise ValueError(f"build_library: {dest} exists and was not written by graphc; the library's "
+                         f"{dest.suffix[1:] if dest.suffix == '.weights' else 'header'} would replace it. Move it, "
+                         f"or give the library another name (the files beside it are named after it)")

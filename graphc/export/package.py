@@ -29,6 +29,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
 volatile while _Bool _Complex _Imaginary bool true false class namespace new delete template this""".split())
+# <name>.h sits on the include path of every program built with the package: it must not hide a system header
+SYSTEM_HEADERS = set("""assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal stdalign
+stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath threads time uchar wchar wctype
+pthread unistd fcntl sched dirent dlfcn strings alloca malloc memory omp immintrin x86intrin arm_neon""".split())
 _CTYPE = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t", "bool": "unsigned char"}
 
 
@@ -39,6 +43,12 @@ def check_name(name) -> str:
         raise ValueError(f"export_c: name {name!r} is not usable as a C identifier prefix: use 1-40 letters, "
                          "digits and single underscores, starting with a letter, and not a C keyword "
                          "(e.g. name='mnist_mlp')")
+    if name.lower() in SYSTEM_HEADERS:
+        raise ValueError(f"export_c: name {name!r} would give a header {name}.h that hides the system header "
+                         f"<{name.lower()}.h> from programs built with the package: choose another name")
+    if name.lower() == "example_main":
+        raise ValueError("export_c: name 'example_main' is the package's example program (example_main.c): "
+                         "choose another name")
     return name
 
 
