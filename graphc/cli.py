@@ -286,7 +286,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write (created if missing)")
     _add_codegen_options(p, "model", "default: model")
     p.add_argument("--training", action="store_true", help="also export <name>_train_step (needs a compiled model)")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier graphc export in DIR (and everything in it)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("build", help="compile a shared library with the exported C API",

@@ -356,6 +356,41 @@ def test_destination_rules(tmp_path):
     assert not [p for p in tmp_path.rglob(".*") if p.name.startswith(".pkg")]  # no staging left behind
 
 
+def test_destinations_that_are_links_the_working_directory_or_have_their_own_mode(tmp_path, monkeypatch):
+    model = dense_model()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    graphc.export_c(model, ".", name="mlp")  # (an empty working directory: it raised "Device or resource busy")
+    assert (here / "mlp.h").is_file()
+    with pytest.raises(ValueError, match="holds the current working directory"):
+        graphc.export_c(model, ".", name="mlp", overwrite=True)
+    assert (here / "mlp.h").is_file()
+    monkeypatch.chdir(tmp_path)
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir(mode=0o750)
+    real.chmod(0o750)
+    link.symlink_to(real, target_is_directory=True)
+    graphc.export_c(model, link, name="one")
+    graphc.export_c(model, link, name="two", overwrite=True)  # (it replaced the link by a directory)
+    assert link.is_symlink() and (real / "two.h").is_file() and not (real / "one.h").exists()
+    graphc.export_c(model, tmp_path / "mode", name="m")
+    (tmp_path / "own").mkdir(mode=0o750)
+    (tmp_path / "own").chmod(0o750)
+    graphc.export_c(model, tmp_path / "own", name="m")  # an empty directory keeps its mode (it became 0755)
+    assert (tmp_path / "own").stat().st_mode & 0o777 == 0o750 and (tmp_path / "own" / "m.h").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "link", "mode", "own", "real"]  # nothing aside
+
+
+def test_an_earlier_export_that_cannot_be_removed_is_reported(tmp_path, monkeypatch):
+    model = dense_model()
+    graphc.export_c(model, tmp_path / "pkg", name="one")
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.warns(UserWarning, match=r"the earlier one, moved aside to .*\.pkg\.old\..*could not be removed"):
+        graphc.export_c(model, tmp_path / "pkg", name="two", overwrite=True)
+    assert (tmp_path / "pkg" / "two.h").is_file()
+
+
 @pytest.mark.parametrize("name,why", [("stdio", "hides the system header <stdio.h>"),
                                       ("Time", "hides the system header <time.h>"),
                                       ("omp", "hides the system header <omp.h>"),

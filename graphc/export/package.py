@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import secrets
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,10 @@ def _check_destination(out_dir: Path, overwrite: bool):
         if not (out_dir / MARKER).is_file():
             raise ValueError(f"export_c: {out_dir} is not empty and is not a graphc export (no {MARKER}); "
                              "refusing to replace it even with overwrite=True")
+        here, there = Path.cwd().resolve(), out_dir.resolve()
+        if here == there or there in here.parents:  # (replacing it would leave this process in a deleted directory)
+            raise ValueError(f"export_c: cannot replace {out_dir}: it holds the current working directory; "
+                             "change directory first, or export elsewhere")
 
 
 def _inference_graph(model, input_shapes):
@@ -244,12 +249,16 @@ def _readme(model, name, spec) -> str:
 
 
 def _write_package(out_dir: Path, files: dict, blobs: dict):
-    """Everything into a new directory beside out_dir, then moved into place (the old export, if any, is
-    removed only after the new one is complete)."""
-    parent = out_dir.resolve().parent
+    """Everything into a new directory beside the destination, then moved into place: into an empty
+    directory entry by entry (it keeps its own mode, owner and links to it), over an earlier export by
+    swapping the two directories (the old one is removed only once the new one is complete). A link to a
+    directory writes into the directory it names."""
+    target = Path(os.path.realpath(out_dir))
+    parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f".{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    staging = parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
     staging.mkdir()  # (mkdir honours the umask; mkdtemp would leave the package mode 0700)
+    moved, old = [], None
     try:
         for rel, text in files.items():
             path = staging / rel
@@ -257,13 +266,24 @@ def _write_package(out_dir: Path, files: dict, blobs: dict):
             path.write_text(text)
         for rel, data in blobs.items():
             (staging / rel).write_bytes(data)
-        old = None
-        if out_dir.exists():
-            old = parent / f".{out_dir.name}.old.{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if target.is_dir() and not any(target.iterdir()):
+            for entry in sorted(staging.iterdir()):
+                os.replace(entry, target / entry.name)
+                moved.append(target / entry.name)
+            staging.rmdir()
+            return
+        if target.exists():
+            old = parent / f".{target.name}.old.{os.getpid()}.{secrets.token_hex(4)}"
+            os.replace(target, old)
+        os.replace(staging, target)
     except BaseException:
+        for path in moved:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if old is not None:
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:
+            warnings.warn(f"export_c: the new export is in {target}, but the earlier one, moved aside to {old}, "
+                          f"could not be removed ({exc}); remove it by hand")
