@@ -43,8 +43,9 @@ target_link_libraries(train_steps PRIVATE net_static)
 
 
 @pytest.mark.parametrize("optimizer", [lambda: graphc.optimizers.Adam(learning_rate=0.01),
-                                       lambda: graphc.optimizers.SGD(learning_rate=0.1, momentum=0.9)],
-                         ids=["adam", "sgd_momentum"])
+                                       lambda: graphc.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+                                       lambda: graphc.optimizers.SGD(learning_rate=0.1)],
+                         ids=["adam", "sgd_momentum", "sgd"])  # (plain SGD keeps no state: fill() went unused)
 def test_steps_in_c_match_the_same_steps_in_python(tmp_path, optimizer):
     model = classifier(optimizer())
     initial = model.get_weights()

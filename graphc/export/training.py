@@ -137,6 +137,8 @@ def _train_api(name, prefix, step, g, offset_of, extras, record, n_scalars, targ
     outs += [f"(void *)(s + {offset_of[id(var)]}u)" for var in step.updated]
     fills = "\n".join(f"    fill(s + {off}u, {nbytes // 4}u, {c_float(value)}); /* {c_comment(label)} */"
                       for label, off, nbytes, value in extras)
+    fill_fn = ("static void fill(unsigned char *p, size_t count, float value)\n{\n    size_t i;\n"
+               "    for (i = 0; i < count; i++) memcpy(p + 4 * i, &value, 4);\n}\n") if extras else ""
     alpha = ""
     if "alpha" in hyper:
         alpha = (f"    {{\n        float t = (float)(it + 1), b1 = powf({c_float(float(opt.beta_1))}, t), "
@@ -159,12 +161,7 @@ int {n}_gc_threads(void);
 
 #define RECORD {record}u
 {tables}
-static void fill(unsigned char *p, size_t count, float value)
-{{
-    size_t i;
-    for (i = 0; i < count; i++) memcpy(p + 4 * i, &value, 4);
-}}
-
+{fill_fn}
 static int check_state(const unsigned char *s)
 {{
     return memcmp(s + RECORD, "GRAPHCTS", 8) == 0 ? {N}_OK : {N}_ERR_NO_WEIGHTS;
