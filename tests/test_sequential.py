@@ -45,6 +45,13 @@ def test_deferred_build_when_called_on_a_tensor():
     assert out.shape == (None, 2) and m.count_params() == 6 * 4 + 4 + 10
 
 
+def test_get_layer_by_index_counts_the_layers_without_the_input():
+    m = keras.Sequential([keras.Input(shape=(3,)), layers.Dense(4, name="d1"), layers.Dense(2, name="d2")])
+    assert [m.get_layer(index=i).name for i in (0, 1, -1)] == ["d1", "d2", "d2"]  # (index 0 was the InputLayer)
+    with pytest.raises(ValueError, match="has 2 layers; index 2 is out of range"):
+        m.get_layer(index=2)
+
+
 def test_pop_removes_the_last_layer():
     m = keras.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dense(5), layers.Dense(6)])
     popped = m.pop()

@@ -167,14 +167,15 @@ class Model(Trainer, Layer):
         return [t._history[0].name for t in self.outputs]
 
     def get_layer(self, name=None, index=None):
+        layers = self.layers  # (a Sequential's leave out its InputLayer, so index 0 is its first layer, as in Keras)
         if index is not None:
-            if not 0 <= index < len(self._layers) and not -len(self._layers) <= index < 0:
-                raise ValueError(f"Model '{self.name}' has {len(self._layers)} layers; index {index} is out of range")
-            return self._layers[index]
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"Model '{self.name}' has {len(layers)} layers; index {index} is out of range")
+            return layers[index]
         for layer in self._layers:
             if layer.name == name:
                 return layer
-        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in self._layers]}")
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in layers]}")
 
     # --- tracing ---------------------------------------------------------------------------------------
     def call(self, inputs, training=None):
