@@ -47,7 +47,7 @@ def _binary(kind):
     return _op(f)
 
 
-add, subtract, multiply, divide = (_binary(k) for k in ("add", "subtract", "multiply", "divide"))
+add, subtract, multiply = (_binary(k) for k in ("add", "subtract", "multiply"))
 maximum, minimum, power = (_binary(k) for k in ("maximum", "minimum", "power"))
 greater, less, equal = (_binary(k) for k in ("greater", "less", "equal"))
 greater_equal, less_equal = (_binary(k) for k in ("greater_equal", "less_equal"))
@@ -112,6 +112,24 @@ def where(condition, x1, x2):
 def cast(x, dtype):
     from .ir import normalize_dtype
     return emit("cast", x, dtype=normalize_dtype(dtype))
+
+
+def _as_float(x, dtype="float32"):
+    """``x`` as a floating tensor or number: integer and bool tensors cast to ``dtype``, Python ints to float."""
+    if isinstance(x, (bool, int)):
+        return float(x)
+    if isinstance(x, float) or str(getattr(x, "dtype", "float32")).startswith("float"):
+        return x
+    return cast(x, dtype)
+
+
+@_op
+def divide(x1, x2):
+    """True division, as in Keras: integer and bool operands divide as float32 ([1, 2] / 2 is [0.5, 1.0])."""
+    return emit("divide", _as_float(x1), _as_float(x2))
+
+
+true_divide = divide
 
 
 # --- linear algebra ------------------------------------------------------------
@@ -240,6 +258,12 @@ def repeat(x, repeats, axis):
 
 @_op
 def tile(x, repeats):
+    """NumPy's tile: ``repeats`` shorter than x's rank repeat the last axes; longer ones add leading axes."""
+    repeats = [int(r) for r in (repeats if isinstance(repeats, (list, tuple)) else [repeats])]
+    n = len(_shape_of(x))
+    for _ in range(len(repeats) - n):
+        x = expand_dims(x, 0)
+    repeats = [1] * (n - len(repeats)) + repeats
     for axis, r in enumerate(repeats):
         if r != 1:  # a new axis, repeated, then merged: [a, b] -> [a, b, a, b]
             s = _shape_of(x)
@@ -293,14 +317,26 @@ def _reduction(kind, name):
 
 
 sum = _reduction("reduce_sum", "sum")
-mean = _reduction("reduce_mean", "mean")
+_mean = _reduction("reduce_mean", "mean")
 max = _reduction("reduce_max", "max")
 min = _reduction("reduce_min", "min")
 
 
 @_op
-def argmax(x, axis=-1):
-    return emit("argmax", x, axis=int(axis))
+def mean(x, axis=None, keepdims=False):
+    """The mean, in float32 for integer and bool tensors, as in Keras (the mean of [1, 2] is 1.5)."""
+    return _mean(_as_float(x), axis=axis, keepdims=keepdims)
+
+
+@_op
+def argmax(x, axis=None, keepdims=False):
+    """Index of the largest value along ``axis``; ``axis=None`` (Keras's default): in the flattened tensor."""
+    n = len(_shape_of(x))
+    flat = axis is None
+    out = emit("argmax", reshape(x, (-1,)) if flat else x, axis=0 if flat else int(axis))
+    if keepdims:
+        out = reshape(out, (1,) * n) if flat else expand_dims(out, int(axis) % n)
+    return out
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("functools", "np", "annotations",

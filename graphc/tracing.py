@@ -157,10 +157,15 @@ def _is_literal(x):
 
 
 def _unify_dtypes(items):
-    """Python numbers take the dtype of the tensors beside them (x * 2 stays float32)."""
+    """Python numbers take the dtype of the tensors beside them (x * 2 stays float32), except that a Python
+    float beside integer tensors makes them float32, as in Keras (int32 * 0.5 is float32, not 0)."""
     b = current_builder()
     dtypes = [v.type.dtype for v in items if not _is_literal(v) and v.type.dtype != "bool"]
     dtype = dtypes[0] if dtypes else "float32"
+    if any(isinstance(v, float) for v in items) and not dtype.startswith("float"):
+        dtype = "float32"
+        items = [v if _is_literal(v) or v.type.dtype.startswith("float") else b.emit("cast", [v], dtype=dtype)
+                 for v in items]
     return [b.constant(np.asarray(v), dtype) if _is_literal(v) else v for v in items]
 
 

@@ -93,6 +93,26 @@ def test_ops_eager_and_shapes(rng):
     np.testing.assert_array_equal(ops.where(ops.greater(a, 0.0), a, 0.0), np.where(a > 0, a, 0))
 
 
+def test_ops_follow_keras_on_integers_and_defaults(rng):
+    # Keras: true division and means of integers are float32, a Python float makes an integer tensor float,
+    # argmax without an axis indexes the flattened tensor, tile pads short repeats on the left (as NumPy)
+    i = np.array([[1, 2], [4, 7]], dtype="int32")
+    for got, want in [(ops.divide(i, 2), i / 2), (ops.mean(i, axis=1), [1.5, 5.5]), (ops.mean(i), 3.5),
+                      (ops.multiply(i, 0.5), i * 0.5), (ops.add(i, 0.5), i + 0.5), (ops.divide(i, i), i / i)]:
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_array_equal(got, np.asarray(want, dtype="float32"))
+    assert ops.add(i, 1).dtype == np.int32  # (an int stays an int)
+    x = rng.normal(size=(2, 3, 4)).astype("float32")
+    assert int(ops.argmax(x)) == int(np.argmax(x)) and ops.argmax(x, keepdims=True).shape == (1, 1, 1)
+    np.testing.assert_array_equal(ops.argmax(x, axis=1, keepdims=True), np.argmax(x, axis=1)[:, None])
+    for reps in [(2, 1), 3, (2, 1, 1, 3)]:
+        np.testing.assert_array_equal(ops.tile(x, reps), np.tile(x, reps))
+    inp = keras.Input((2,), dtype="int32")  # the same in a compiled model
+    model = keras.Model(inp, [ops.divide(inp, 2), inp * 0.5])
+    for out in model.predict(i):
+        np.testing.assert_array_equal(out, i / 2)
+
+
 def test_sublayers_in_a_list_are_tracked(rng):
     class Stack(layers.Layer):
         def __init__(self, **kwargs):
