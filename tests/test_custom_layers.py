@@ -144,3 +144,27 @@ def test_conv_and_pool_ops_match_the_layers(rng):
     np.testing.assert_allclose(ops.max_pool(x, 3, strides=2), layers.MaxPooling2D(3, 2)(x))
     np.testing.assert_allclose(ops.average_pool(x, 2, padding="same"), layers.AveragePooling2D(2, padding="same")(x),
                                rtol=1e-6)
+
+
+def test_a_layer_that_makes_a_mask_is_refused_one_that_returns_none_works(rng):
+    # graphc propagates no masks: a mask from compute_mask would be dropped and the next layer would average
+    # or run over the padded steps, silently (Keras skips them)
+    class MakeMask(layers.Layer):
+        def call(self, x):
+            return x * 1.0
+
+        def compute_mask(self, x, mask=None):
+            return ops.greater(ops.max(ops.abs(x), axis=-1), 0.0)
+
+    class NoMask(MakeMask):
+        def compute_mask(self, x, mask=None):
+            return None
+
+    for call in (lambda layer: layer(keras.Input((5, 2))), lambda layer: layer(np.ones((1, 5, 2), "float32"))):
+        with pytest.raises(ValueError, match=r"Layer 'make_mask\w*' \(MakeMask\) returns a mask from compute_mask, "
+                                             "but graphc does not support masking"):
+            call(MakeMask())
+    inp = keras.Input((5, 2))
+    model = keras.Model(inp, layers.GlobalAveragePooling1D()(NoMask()(inp)))
+    x = rng.normal(size=(2, 5, 2)).astype("float32")
+    np.testing.assert_allclose(model.predict(x), x.mean(1), rtol=1e-5, atol=1e-6)

@@ -207,6 +207,8 @@ class Layer:
                 raise TypeError(f"Layer '{self.name}' was called without inputs")
             args = (kwargs.pop("inputs"),)
         inputs, extra = args[0], args[1:]
+        if type(self).compute_mask is not Layer.compute_mask:
+            self._refuse_a_mask(inputs)
         flat = flatten(inputs)
         if any(isinstance(t, KerasTensor) for t in flat):
             if not all(isinstance(t, KerasTensor) for t in flat):
@@ -217,6 +219,18 @@ class Layer:
         if current_builder() is not None:
             return self._traced_call(inputs, *extra, **kwargs)
         return self._eager_call(inputs, extra, kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras's hook for a layer that makes a mask. graphc propagates no masks: a subclass whose
+        compute_mask returns one is refused when called (the layers after it would include the masked steps)."""
+        return None
+
+    def _refuse_a_mask(self, inputs):
+        if self.compute_mask(inputs, None) is not None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returns a mask from compute_mask, but "
+                             "graphc does not support masking: the layers after it would compute over the masked "
+                             "steps too. Remove compute_mask and handle the padding explicitly (e.g. multiply by "
+                             "a 0/1 weight, or train on unpadded batches).")
 
     def _check_input_spec(self, inputs):
         specs = self.input_spec
