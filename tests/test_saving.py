@@ -347,6 +347,23 @@ def test_custom_layers_save_and_load(tmp_path, rng):
         load_model(path, custom_objects={"Block": Block})
 
 
+def test_custom_layer_config_as_keras_writes_it_builds_the_layer():
+    # Keras 3's Layer.get_config (printed from Keras 3.15): every custom layer's config in Keras's files
+    config = {"name": "blk", "activity_regularizer": None, "trainable": True, "autocast": True,
+              "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float64"},
+                        "registered_name": None}}
+    class Scale(layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    layer = Scale.from_config(config)
+    assert layer.name == "blk" and layer.dtype == "float64" and layer.autocast
+    assert layer(np.ones((1, 2), "float32")).dtype == np.float64  # (the dtype policy was read as float32)
+    assert not layers.Layer(autocast=False).autocast
+    with pytest.raises(ValueError, match="activity_regularizer='l2' is not supported"):
+        layers.Layer(activity_regularizer="l2")
+
+
 class CellHeld(layers.Layer):
     """Keeps its variables where Keras's RNN layers keep theirs: in a 'cell' sublayer's group."""
 

@@ -91,7 +91,10 @@ class Layer:
     """Base class of all layers. Subclasses define ``build(input_shape)`` and ``call(inputs)``."""
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
-                 batch_input_shape=None, batch_size=None, **kwargs):
+                 batch_input_shape=None, batch_size=None, autocast=True, activity_regularizer=None, **kwargs):
+        if activity_regularizer is not None:  # (Keras writes None into every layer's config)
+            raise ValueError(f"{type(self).__name__} '{name}': activity_regularizer={activity_regularizer!r} is not "
+                             "supported by graphc yet")
         if kwargs:
             raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
@@ -99,7 +102,10 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a string, got {type(name).__name__}")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
         self.trainable = trainable
-        self.dtype = normalize_dtype(dtype) if dtype is not None and not isinstance(dtype, dict) else "float32"
+        if isinstance(dtype, dict):  # a Keras 3 DTypePolicy's config, as in Keras's saved files
+            dtype = (dtype.get("config") or {}).get("name")
+        self.dtype = normalize_dtype(dtype) if dtype is not None else "float32"
+        self.autocast = bool(autocast)
         self.built = False
         self.input_spec = None
         self._inbound_nodes: list = []
@@ -280,7 +286,7 @@ class Layer:
     def _autocast_inputs(self, inputs):
         """Floating-point inputs cast to the layer's floating dtype, as Keras's layers do (a Dense(dtype='float64')
         on a float32 input computes in float64); other inputs (integer ids) as given."""
-        if not self.dtype.startswith("float"):
+        if not self.dtype.startswith("float") or not self.autocast:
             return inputs
         from .. import ops
         return map_structure(lambda t: ops.cast(t, self.dtype) if isinstance(t, Tensor) and t.dtype != self.dtype
