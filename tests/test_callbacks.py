@@ -522,6 +522,36 @@ def test_evaluate_and_predict_bars(clock, capsys):
         "3/3 [==============================] - 2s 500ms/step\n")
 
 
+def test_predict_calls_the_predict_hooks_takes_steps_and_shows_a_bar(capsys):
+    import graphc
+    model = graphc.Sequential([graphc.layers.Input((3,)), graphc.layers.Dense(2)])
+    x = np.arange(21, dtype="float32").reshape(7, 3)
+
+    class Seen(cbks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def on_predict_begin(self, logs=None):
+            self.calls.append("begin")
+
+        def on_predict_batch_end(self, batch, logs=None):
+            self.calls.append((batch, logs["outputs"].shape))
+
+        def on_predict_end(self, logs=None):
+            self.calls.append("end")
+
+    seen = Seen()
+    out = model.predict(x, batch_size=3, steps=2, verbose=0, callbacks=[seen])  # Keras: 2 batches of 3 rows
+    np.testing.assert_allclose(out, model.predict_on_batch(x)[:6], rtol=1e-6)
+    assert seen.calls == ["begin", (0, (3, 2)), (1, (3, 2)), "end"] and seen.model is model
+    assert capsys.readouterr().out == ""
+    model.predict(x, batch_size=4)  # verbose "auto": Keras's progress bar
+    assert capsys.readouterr().out.startswith("2/2 [==============================] - ")
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        model.predict(x, steps=0)
+
+
 def test_unknown_steps_single_epoch_and_silent_logger(clock, capsys):
     cl = cbks.CallbackList([], add_progbar=True, model=FakeModel(), verbose=2, epochs=1, steps=None)
     cl.on_train_begin()

@@ -365,14 +365,31 @@ class Model(Trainer, Layer):
         return single
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """The outputs for ``x``, in batches of ``batch_size`` (32), the first ``steps`` batches only if given;
+        ``callbacks`` get the predict hooks (``on_predict_batch_end`` logs ``{"outputs": ...}``), and
+        ``verbose`` 1 ("auto") shows a progress bar, as in Keras."""
+        from ..callbacks import CallbackList
         arrays = self._standardize_inputs(x)
         batch_size = 32 if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, received {batch_size}")
         n = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
-        chunks = [self._run([a[i:i + batch_size] for a in arrays]) for i in range(0, n, batch_size)]
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+                raise ValueError(f"predict: steps must be a positive int (batches to predict), received {steps!r}")
+            n = min(n, int(steps) * batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
+                           steps=max(1, -(-n // batch_size)))
+        cbs.on_predict_begin()
+        chunks = []
+        for step, i in enumerate(range(0, n, batch_size)):
+            cbs.on_predict_batch_begin(step)
+            chunks.append(self._run([a[i:i + batch_size] for a in arrays]))
+            cbs.on_predict_batch_end(step, {"outputs": pack_like(self._output_struct, chunks[-1])})
         if not chunks:
             chunks = [self._run(arrays)]
+        cbs.on_predict_end()
         outs = [np.concatenate([c[k] for c in chunks]) for k in range(len(self.outputs))]
         return pack_like(self._output_struct, outs)
 
