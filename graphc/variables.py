@@ -69,12 +69,28 @@ class Variable(TensorOperators):
         return self._value
 
     def assign(self, value) -> None:
+        """Sets the value. Inside a layer's call (a traced tensor), the training step writes it, as
+        BatchNormalization's statistics are written: ``self.count.assign(self.count + 1.0)`` counts steps."""
+        from .tracing import Tensor, add_update, current_builder
+        if isinstance(value, Tensor) and current_builder() is not None:
+            if tuple(value.shape) != self._value.shape:
+                raise ValueError(f"Variable '{self.path}' has shape {self._value.shape}; "
+                                 f"cannot assign a value of shape {tuple(value.shape)}")
+            from . import ops
+            add_update(self, ops.cast(value, self.dtype) if value.dtype != self.dtype else value)
+            return
         value = np.asarray(value)
         if value.shape != self._value.shape:
             raise ValueError(f"Variable '{self.path}' has shape {self._value.shape}; "
                              f"cannot assign a value of shape {value.shape}")
         self._value[...] = value.astype(self.dtype)
         weights_changed([self])
+
+    def assign_add(self, delta) -> None:
+        self.assign(self + delta)
+
+    def assign_sub(self, delta) -> None:
+        self.assign(self - delta)
 
     def __float__(self) -> float:
         """A one-element variable's value, as Keras's variables give it (``float(optimizer.learning_rate)``)."""

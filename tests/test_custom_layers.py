@@ -168,3 +168,30 @@ def test_a_layer_that_makes_a_mask_is_refused_one_that_returns_none_works(rng):
     model = keras.Model(inp, layers.GlobalAveragePooling1D()(NoMask()(inp)))
     x = rng.normal(size=(2, 5, 2)).astype("float32")
     np.testing.assert_allclose(model.predict(x), x.mean(1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_variable_assigned_in_call_is_written_by_the_step():
+    # Keras: a non-trainable weight assigned in call (a step counter) changes with every training step
+    class Counter(layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 2), initializer="ones", name="w")
+            self.n = self.add_weight(shape=(), initializer="zeros", trainable=False, name="n")
+
+        def call(self, x, training=None):
+            if training:
+                self.n.assign(self.n + 1.0)
+            return ops.matmul(x, self.w)
+
+    inp = keras.Input((4,))
+    counter = Counter(name="c")
+    model = keras.Model(inp, counter(inp))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 2), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert float(counter.n) == 4.0
+    model.predict(x, verbose=0)
+    model(x, training=True)  # an eager training-mode call writes it too
+    assert float(counter.n) == 5.0
+    counter.n.assign_add(2.0)
+    counter.n.assign_sub(1.0)
+    assert float(counter.n) == 6.0
