@@ -201,3 +201,27 @@ def test_float64_ops_behind_float_kernels_are_refused_by_codegen():
     model = keras.Model(inp, layers.Dense(2, dtype="float64")(inp))
     with pytest.raises(CodegenError, match="no float64 C lowering for: matmul"):
         compile_graph(model.build_graph())
+
+
+def test_a_subclassed_model_without_a_graph_is_refused_with_the_way_to_pass_one(rng):
+    class ByCall(keras.Model):  # Keras's subclassing API: graphc compiles graphs, not call() methods
+        def __init__(self):
+            super().__init__()
+            self.dense = layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    with pytest.raises(TypeError, match=r"ByCall subclasses Model without passing inputs and outputs.*"
+                                        r"super\(\).__init__\(inputs=inputs, outputs=outputs\)"):
+        ByCall()  # (it failed later, with "'ByCall' object has no attribute '_output_struct'")
+
+    class WithGraph(keras.Model):
+        def __init__(self):
+            inputs = keras.Input((3,))
+            super().__init__(inputs=inputs, outputs=layers.Dense(2, name="d")(inputs))
+
+    model = WithGraph()
+    x = rng.normal(size=(4, 3)).astype("float32")
+    kernel, bias = model.get_layer("d").get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ kernel + bias, rtol=1e-5, atol=1e-6)

@@ -98,11 +98,17 @@ class Model(Trainer, Layer):
             cls = Functional
         return super().__new__(cls)
 
+    _builds_its_own_graph = False  # (Sequential: it makes its graph from the layers it is given)
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        if inputs is None or outputs is None:
+        if (inputs is None or outputs is None) and not self._builds_its_own_graph:
             if type(self) in (Model, Functional):
                 raise ValueError("Model(inputs, outputs) needs both inputs and outputs: build them with "
                                  "graphc.Input(shape) and layer calls")
+            raise TypeError(f"{type(self).__name__} subclasses Model without passing inputs and outputs to "
+                            "Model.__init__: graphc compiles Functional and Sequential models, not subclassed "
+                            "models defined by a call() method. Build the layers' graph with graphc.Input and layer "
+                            "calls and pass it: super().__init__(inputs=inputs, outputs=outputs)")
         super().__init__(name=name or unique_name(self._default_name()), trainable=trainable, **kwargs)
         self.compiled = False
         if inputs is not None and outputs is not None:

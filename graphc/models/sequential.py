@@ -13,6 +13,8 @@ class Sequential(Model):
     """``Sequential([layers])`` or ``.add(layer)``; the first layer may carry ``input_shape``/``input_dim``,
     or be a ``graphc.Input``. Without any, the model is built on its first call."""
 
+    _builds_its_own_graph = True
+
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(name=name, trainable=trainable)
         self._stack: list = []
