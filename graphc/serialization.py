@@ -5,10 +5,28 @@ as in Keras 3's ``serialize_keras_object``, so configs read like Keras's own.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
+_SAFE_MODE = contextvars.ContextVar("graphc_safe_mode", default=True)
 _REGISTRY: dict[str, dict[str, type]] = {}
 _MODULES = {"layers": "keras.layers", "initializers": "keras.initializers", "models": "keras.models",
             "activations": "keras.activations", "losses": "keras.losses", "metrics": "keras.metrics",
             "optimizers": "keras.optimizers"}
+
+
+@contextlib.contextmanager
+def safe_mode_scope(safe_mode: bool):
+    """While loading: whether code saved in a file (a Lambda's bytecode) may not run (True, the default)."""
+    token = _SAFE_MODE.set(bool(safe_mode))
+    try:
+        yield
+    finally:
+        _SAFE_MODE.reset(token)
+
+
+def in_safe_mode() -> bool:
+    return _SAFE_MODE.get()
 
 
 def register(category: str, name: str | None = None):

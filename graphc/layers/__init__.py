@@ -13,3 +13,4 @@ from .reshaping import *  # noqa: F401,F403
 from .embedding import Embedding  # noqa: F401
 from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
 from .wrappers import TimeDistributed  # noqa: F401
+from .lambda_layer import Lambda  # noqa: F401

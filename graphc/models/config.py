@@ -218,6 +218,8 @@ def deserialize_layer(entry, custom_objects=None):
                          f"received {config!r}")
     if isinstance(cls, type) and issubclass(cls, Model):
         instance = cls.from_config(copy.deepcopy(config), custom_objects=custom_objects)
+    elif "custom_objects" in inspect.signature(cls.from_config).parameters:  # (Lambda: its function by name)
+        instance = cls.from_config(_keras_args(copy.deepcopy(config)), custom_objects=custom_objects)
     else:
         try:
             instance = cls.from_config(_keras_args(copy.deepcopy(config)))

@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from .. import serialization
 from ..layers.base import Layer, to_snake_case
 from ..layers.input_layer import InputLayer
 from .config import deserialize_layer, serialize_model
@@ -313,8 +314,8 @@ def _model_from_entry(entry, custom_objects, compile, where):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved by ``model.save`` (graphc or Keras 3). ``custom_objects`` maps class names to
-    custom layer classes. ``safe_mode`` is accepted for Keras compatibility: graphc never runs code
-    from a file."""
+    custom layer classes (and names to the functions of Lambda layers). ``safe_mode=False`` lets a Lambda
+    layer's saved Python lambda (bytecode) run; by default it is refused, as in Keras."""
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise ValueError(f"File not found: filepath={path}. Please ensure the file is an accessible `.keras` "
@@ -323,7 +324,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         raise ValueError(f"Cannot load '{path}': it is a directory; graphc loads `.keras` zip files")
     _check_keras_path(path, "loading")
     config, weights = _read_archive(path)
-    model = _model_from_entry(config, custom_objects, compile, f"Cannot load '{path}': {CONFIG_FILE}")
+    with serialization.safe_mode_scope(safe_mode):
+        model = _model_from_entry(config, custom_objects, compile, f"Cannot load '{path}': {CONFIG_FILE}")
     _load_weights(model, weights, path)
     return model
 
