@@ -252,9 +252,10 @@ class Model(Trainer, Layer):
             if missing:
                 raise ValueError(f"Model '{self.name}': missing data for input(s) {missing}. "
                                  f"Received keys {sorted(x)}; expected keys {names}")
-            unknown = sorted(set(x) - set(names))
-            if unknown:
-                raise ValueError(f"Model '{self.name}': unknown input key(s) {unknown}; expected {names}")
+            unknown = sorted(set(x) - set(names), key=str)
+            if unknown:  # (Keras takes the inputs it knows and warns)
+                warnings.warn(f"Model '{self.name}': ignoring data for unknown input key(s) {unknown}; its inputs "
+                              f"are {names}", stacklevel=3)
             arrays = [x[n] for n in names]
         elif isinstance(x, (list, tuple)):
             arrays = list(x)
