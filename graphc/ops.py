@@ -53,18 +53,22 @@ greater, less, equal = (_binary(k) for k in ("greater", "less", "equal"))
 greater_equal, less_equal = (_binary(k) for k in ("greater_equal", "less_equal"))
 
 
-def _unary(kind, name=None):
+def _unary(kind, name=None, floats=False):
+    """``floats``: a function that only has real values (exp, tanh, ...): integer and bool tensors are cast to
+    float32 first, as in Keras (tanh of an int32 tensor is float32)."""
     def f(x):
-        return emit(kind, x)
+        return emit(kind, _as_float(x) if floats else x)
     f.__name__ = name or kind
     return _op(f)
 
 
 negative = _unary("neg", "negative")
 abs = _unary("abs")
-square, sqrt, rsqrt, exp, log, erf = (_unary(k) for k in ("square", "sqrt", "rsqrt", "exp", "log", "erf"))
-sigmoid, tanh, selu, silu = (_unary(k) for k in ("sigmoid", "tanh", "selu", "silu"))
-softplus, softsign, hard_sigmoid, relu6 = (_unary(k) for k in ("softplus", "softsign", "hard_sigmoid", "relu6"))
+square = _unary("square")
+relu6 = _unary("relu6")
+sqrt, rsqrt, exp, log, erf = (_unary(k, floats=True) for k in ("sqrt", "rsqrt", "exp", "log", "erf"))
+sigmoid, tanh, selu, silu = (_unary(k, floats=True) for k in ("sigmoid", "tanh", "selu", "silu"))
+softplus, softsign, hard_sigmoid = (_unary(k, floats=True) for k in ("softplus", "softsign", "hard_sigmoid"))
 swish = silu
 
 
@@ -135,7 +139,14 @@ true_divide = divide
 # --- linear algebra ------------------------------------------------------------
 @_op
 def matmul(x1, x2):
-    return emit("matmul", x1, x2)
+    """NumPy's matmul: a 1-D first operand is a row vector, a 1-D second one a column, their axis dropped after."""
+    rank1, rank2 = len(_shape_of(x1)), len(_shape_of(x2))
+    out = emit("matmul", expand_dims(x1, 0) if rank1 == 1 else x1, expand_dims(x2, -1) if rank2 == 1 else x2)
+    if rank2 == 1:
+        out = squeeze(out, -1)
+    if rank1 == 1:
+        out = squeeze(out, -1 if rank2 == 1 else -2)
+    return out
 
 
 # --- convolution and pooling (channels_last) -------------------------------------------

@@ -102,6 +102,13 @@ def test_ops_follow_keras_on_integers_and_defaults(rng):
         assert np.asarray(got).dtype == np.float32
         np.testing.assert_array_equal(got, np.asarray(want, dtype="float32"))
     assert ops.add(i, 1).dtype == np.int32  # (an int stays an int)
+    for f, ref in [(ops.tanh, np.tanh), (ops.exp, np.exp), (ops.sqrt, np.sqrt)]:  # real-valued functions: float32
+        np.testing.assert_allclose(f(np.abs(i)), ref(np.abs(i)).astype("float32"), rtol=1e-6)
+        assert f(i).dtype == np.float32
+    a, m = np.arange(3, dtype="float32"), np.arange(6, dtype="float32").reshape(3, 2)
+    for x1, x2 in [(a, m), (m.T, a), (a, a)]:  # NumPy's 1-D operands: row, column, dot
+        np.testing.assert_array_equal(ops.matmul(x1, x2), np.matmul(x1, x2))
+        assert np.shape(ops.matmul(x1, x2)) == np.matmul(x1, x2).shape
     x = rng.normal(size=(2, 3, 4)).astype("float32")
     assert int(ops.argmax(x)) == int(np.argmax(x)) and ops.argmax(x, keepdims=True).shape == (1, 1, 1)
     np.testing.assert_array_equal(ops.argmax(x, axis=1, keepdims=True), np.argmax(x, axis=1)[:, None])
