@@ -350,5 +350,38 @@ def argmax(x, axis=None, keepdims=False):
     return out
 
 
+@_op
+def argmin(x, axis=None, keepdims=False):
+    """Index of the smallest value along ``axis`` (None: in the flattened tensor); the first one on ties."""
+    return argmax(negative(_as_float(x)), axis=axis, keepdims=keepdims)
+
+
+@_op
+def one_hot(x, num_classes, axis=-1, dtype="float32"):
+    """Integer ids -> vectors of ``num_classes`` with a 1 at each id (ids out of range give all zeros)."""
+    hot = cast(equal(expand_dims(x, -1), np.arange(int(num_classes), dtype=str(x.dtype))), dtype)
+    n = len(_shape_of(hot))
+    axis = int(axis) % n
+    return hot if axis == n - 1 else transpose(hot, tuple(range(axis)) + (n - 1,) + tuple(range(axis, n - 1)))
+
+
+def split(x, indices_or_sections, axis=0):
+    """NumPy's split: into ``indices_or_sections`` equal parts, or at the given indices, along ``axis``."""
+    shape = _shape_of(x)
+    axis = int(axis) % len(shape)
+    size = shape[axis]
+    if isinstance(indices_or_sections, int):
+        if size is None or size % indices_or_sections:
+            raise ValueError(f"split: axis {axis} of shape {shape} does not split into {indices_or_sections} "
+                             "equal parts")
+        step = size // indices_or_sections
+        cuts = [step * k for k in range(1, indices_or_sections)]
+    else:
+        cuts = [int(i) for i in indices_or_sections]
+    bounds = [0, *cuts, None]
+    head = (slice(None),) * axis
+    return [getitem(x, head + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("functools", "np", "annotations",
                                                                      "Tensor", "current_builder", "eager", "emit")]

@@ -114,6 +114,15 @@ def test_ops_follow_keras_on_integers_and_defaults(rng):
     np.testing.assert_array_equal(ops.argmax(x, axis=1, keepdims=True), np.argmax(x, axis=1)[:, None])
     for reps in [(2, 1), 3, (2, 1, 1, 3)]:
         np.testing.assert_array_equal(ops.tile(x, reps), np.tile(x, reps))
+    y = rng.normal(size=(2, 3, 4)).astype("float32")
+    assert int(ops.argmin(y)) == int(np.argmin(y))
+    np.testing.assert_array_equal(ops.argmin(y, axis=1), np.argmin(y, axis=1))
+    ids = np.array([[0, 2], [3, 1]])
+    np.testing.assert_array_equal(ops.one_hot(ids, 3), (ids[..., None] == np.arange(3)).astype("float32"))  # 3: zeros
+    assert ops.one_hot(ids, 3, axis=1).shape == (2, 3, 2)
+    for parts in (2, [1, 3]):
+        for got, want in zip(ops.split(y, parts, axis=2), np.split(y, parts, axis=2)):
+            np.testing.assert_array_equal(got, want)
     inp = keras.Input((2,), dtype="int32")  # the same in a compiled model
     model = keras.Model(inp, [ops.divide(inp, 2), inp * 0.5])
     for out in model.predict(i):
