@@ -146,19 +146,32 @@ def _pad(op, x, y, dy):
 
 
 def _slice(op, x, y, dy):
-    shape = x[0].shape
-    pads = []
-    for d, b, e, s in zip(shape, op.attrs["begin"], op.attrs["end"], op.attrs["step"]):
-        if s not in (None, 1):
-            raise ValueError(f"no gradient for a strided slice (step {s}) of shape {shape}")
+    """dy padded back into x's shape with zeros; along a strided axis (step s), its m values first spread to
+    every s-th place: (m, 1) padded to (m, s), flattened to m * s, cut to what lies inside the axis."""
+    shape, g, pads = x[0].shape, dy[0], []
+    for axis, (d, b, e, s) in enumerate(zip(shape, op.attrs["begin"], op.attrs["end"], op.attrs["step"])):
         if d is None:
-            if (b, e) != (None, None):
+            if (b, e, s or 1) != (None, None, 1):
                 raise ValueError("no gradient for a slice of the batch axis")
             pads.append((0, 0))
             continue
-        lo, hi, _ = slice(b, e).indices(d)
+        s = s or 1
+        if s < 0:
+            raise ValueError(f"no gradient for a slice with a negative step ({s}) of shape {shape}")
+        lo, hi, _ = slice(b, e, s).indices(d)
+        m = g.shape[axis]
+        if s > 1 and m:
+            rest, head = tuple(g.shape[axis + 1:]), tuple(g.shape[:axis])
+            spread = emit("reshape", g, shape=head + (m, 1) + rest)
+            spread = emit("pad", spread, pads=((0, 0),) * (axis + 1) + ((0, s - 1),) + ((0, 0),) * len(rest),
+                          value=0.0)
+            g = emit("reshape", spread, shape=head + (m * s,) + rest)
+            if m * s > d - lo:
+                g = emit("slice", g, begin=(None,) * len(shape), step=(None,) * len(shape),
+                         end=tuple(d - lo if k == axis else None for k in range(len(shape))))
+            hi = lo + g.shape[axis]
         pads.append((lo, d - max(hi, lo)))
-    return [emit("pad", dy[0], pads=tuple(pads), value=0.0)]
+    return [emit("pad", g, pads=tuple(pads), value=0.0)]
 
 
 def _repeat(op, x, y, dy):
