@@ -52,6 +52,34 @@ def test_evaluate_matches_a_numpy_computation(rng):
     np.testing.assert_allclose(acc, np.mean(np.argmax(p, -1) == y), rtol=1e-6)
 
 
+def test_evaluate_steps_takes_the_first_batches(rng):
+    x, y = blobs(rng, n=10)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    first = model.evaluate(x[:8], y[:8], batch_size=4, verbose=0)
+    assert model.evaluate(x, y, batch_size=4, steps=2, verbose=0) == first  # (Keras: 2 batches of 4)
+    assert model.evaluate(x, y, batch_size=4, steps=9, verbose=0) == model.evaluate(x, y, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        model.evaluate(x, y, steps=0)
+
+
+def test_fit_steps_per_epoch_and_validation_steps_limit_the_batches(rng):
+    x, y = blobs(rng, n=16)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    seen = []
+    counter = graphc.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(batch))
+    history = model.fit(x, y, batch_size=4, epochs=2, steps_per_epoch=2, validation_data=(x, y),
+                        validation_steps=1, callbacks=[counter], verbose=0, shuffle=False)
+    assert seen == [0, 1, 0, 1]  # (it ran all 4 batches an epoch)
+    # validation on the first batch of 4 only, after the last step
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(x[:4], y[:4], verbose=0), rel=1e-6)
+    with pytest.warns(UserWarning, match="steps_per_epoch=9, but the data make 4 batches of 4; each epoch runs 4"):
+        model.fit(x, y, batch_size=4, steps_per_epoch=9, verbose=0)
+    with pytest.raises(ValueError, match="validation_steps must be a positive int"):
+        model.fit(x, y, validation_steps=0)
+
+
 def test_train_on_batch_reports_that_batch_and_evaluate_without_metrics_is_a_scalar(rng):
     x, y = blobs(rng, n=8)
     model = mlp()

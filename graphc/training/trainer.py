@@ -5,7 +5,9 @@ accumulates the logs and drives the callbacks.
 """
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,8 +258,9 @@ class Trainer:
         from ..callbacks import CallbackList
         from ..utils.random import global_rng
         self._require_compiled("fit")
-        if steps_per_epoch is not None or validation_steps is not None:
-            raise ValueError("graphc's fit takes arrays: steps_per_epoch and validation_steps are not supported")
+        for what, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"fit: {what} must be a positive int (a number of batches), received {value!r}")
         batch_size = 32 if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"fit: batch_size must be positive, received {batch_size}")
@@ -272,6 +275,11 @@ class Trainer:
             train, val = data.split_validation(train, validation_split)
         n = len(train[0][0])
         steps = max(1, math.ceil(n / batch_size))
+        if steps_per_epoch is not None:  # (Keras: each epoch takes that many batches of the shuffled data)
+            if steps_per_epoch > steps:
+                warnings.warn(f"fit: steps_per_epoch={steps_per_epoch}, but the data make {steps} batches of "
+                              f"{batch_size}; each epoch runs {steps}", stacklevel=2)
+            steps = min(steps, steps_per_epoch)
         verbose = 1 if verbose == "auto" else int(verbose)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
@@ -283,7 +291,8 @@ class Trainer:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             logs = {}
-            for step, batch in enumerate(data.batches(train, batch_size, shuffle, global_rng())):
+            for step, batch in enumerate(itertools.islice(data.batches(train, batch_size, shuffle, global_rng()),
+                                                          steps)):
                 cbs.on_train_batch_begin(step)
                 logs = self._run_batch(True, *batch)
                 cbs.on_train_batch_end(step, logs)
@@ -291,7 +300,8 @@ class Trainer:
                     break
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_loop(val, validation_batch_size or batch_size, cbs, verbose=0)
+                val_logs = self._evaluate_loop(val, validation_batch_size or batch_size, cbs, verbose=0,
+                                               max_steps=validation_steps)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -299,16 +309,18 @@ class Trainer:
         cbs.on_train_end(logs=epoch_logs)
         return self.history
 
-    def _evaluate_loop(self, groups, batch_size, callbacks, verbose):
+    def _evaluate_loop(self, groups, batch_size, callbacks, verbose, max_steps=None):
         from ..callbacks import CallbackList
         n = len(groups[0][0])
         steps = max(1, math.ceil(n / batch_size))
+        if max_steps is not None:
+            steps = min(steps, max_steps)
         cbs = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1, steps=steps)
         self.reset_metrics()
         cbs.on_test_begin()
         logs = {}
-        for step, batch in enumerate(data.batches(groups, batch_size, False, None)):
+        for step, batch in enumerate(itertools.islice(data.batches(groups, batch_size, False, None), steps)):
             cbs.on_test_batch_begin(step)
             logs = self._run_batch(False, *batch)
             cbs.on_test_batch_end(step, logs)
@@ -319,12 +331,12 @@ class Trainer:
                  callbacks=None, return_dict=False):
         """The loss and metrics over (x, y): a scalar when there are no metrics, else [loss, *metrics]."""
         self._require_compiled("evaluate")
-        if steps is not None:
-            raise ValueError("graphc's evaluate takes arrays: steps is not supported")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+            raise ValueError(f"evaluate: steps must be a positive int (batches to evaluate), received {steps!r}")
         batch_size = 32 if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"evaluate: batch_size must be positive, received {batch_size}")
         groups = self._prepare(x, y, sample_weight, None)
         self._resolve_metrics(groups[1])
-        logs = self._evaluate_loop(groups, batch_size, callbacks, 1 if verbose == "auto" else int(verbose))
+        logs = self._evaluate_loop(groups, batch_size, callbacks, 1 if verbose == "auto" else int(verbose), steps)
         return self._returned(logs, return_dict)
