@@ -138,6 +138,24 @@ def case_repeat_vector(k):
     return k.Model(x, k.layers.Dense(2)(k.layers.RepeatVector(3)(x)))
 
 
+# --- activation layers --------------------------------------------------------------------------------------
+@feeds(Feed((4, 5), low=-2.0, high=2.0))
+def case_activation_layers(k):
+    x = k.Input(shape=(4, 5))
+    h = k.layers.Dense(5)(x)
+    return k.Model(x, [k.layers.ReLU()(h), k.layers.ReLU(max_value=1.0, negative_slope=0.1, threshold=0.2)(h),
+                       k.layers.LeakyReLU()(h), k.layers.ELU(alpha=0.7)(h), k.layers.Softmax()(h),
+                       k.layers.Softmax(axis=[1, 2])(h), k.layers.Identity()(h),
+                       k.layers.Rescaling(0.5, offset=1.0)(h)])
+
+
+@feeds(Feed((3, 4, 2), low=-2.0, high=2.0))
+def case_prelu(k):
+    x = k.Input(shape=(3, 4, 2))
+    h = k.layers.Conv2D(3, 2, padding="same")(x)
+    return k.Model(x, [k.layers.PReLU()(h), k.layers.PReLU(shared_axes=[1, 2])(h)])
+
+
 # --- convolutions ----------------------------------------------------------------------------------------
 @feeds(Feed((10, 3)))
 def case_conv1d_valid(k):
