@@ -12,7 +12,7 @@ _SAFE_MODE = contextvars.ContextVar("graphc_safe_mode", default=True)
 _REGISTRY: dict[str, dict[str, type]] = {}
 _MODULES = {"layers": "keras.layers", "initializers": "keras.initializers", "models": "keras.models",
             "activations": "keras.activations", "losses": "keras.losses", "metrics": "keras.metrics",
-            "optimizers": "keras.optimizers"}
+            "optimizers": "keras.optimizers", "regularizers": "keras.regularizers"}
 
 
 @contextlib.contextmanager

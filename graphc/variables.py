@@ -35,6 +35,7 @@ class Variable(TensorOperators):
     """A weight. ``path`` is '<layer name>/<weight name>' as in Keras 3."""
 
     __array_priority__ = 100
+    regularizer = None  # (a penalty on the values that training adds to the loss: see graphc.regularizers)
 
     def __init__(self, value, name: str, *, trainable: bool = True, dtype="float32", path: str = ""):
         self.dtype = normalize_dtype(dtype)

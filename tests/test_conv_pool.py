@@ -408,8 +408,8 @@ def test_invalid_constructor_arguments():
         layers.Conv2DTranspose(4, 3, strides=2, output_padding=2)
     with pytest.raises(ValueError, match=r"UpSampling2D.*'bilinear' is not supported.*'nearest'"):
         layers.UpSampling2D(interpolation="bilinear")
-    with pytest.raises(ValueError, match=r"kernel_regularizer='l2' is not supported"):
-        layers.Conv2D(4, 3, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match=r"kernel_constraint='non_neg' is not supported"):
+        layers.Conv2D(4, 3, kernel_constraint="non_neg")
     with pytest.raises(ValueError, match=r"filters"):
         layers.Conv1D(0, 3)
 

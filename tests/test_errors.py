@@ -61,8 +61,8 @@ def test_dense_on_a_vector_and_bad_units():
 def test_unknown_constructor_argument_and_unsupported_option():
     with pytest.raises(TypeError, match=r"Dense.*unexpected keyword.*\['unitz'\]"):
         layers.Dense(3, unitz=4)
-    with pytest.raises(ValueError, match="kernel_regularizer"):
-        layers.Dense(3, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="kernel_constraint"):
+        layers.Dense(3, kernel_constraint="non_neg")
     with pytest.raises(ValueError, match="Unknown activation 'relux'"):
         layers.Dense(3, activation="relux")
 

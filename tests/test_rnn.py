@@ -329,8 +329,8 @@ def test_unsupported_options_fail_loudly():
         layers.LSTM(4, recurrent_activation=lambda v: v)
     with pytest.raises(ValueError, match="units must be a positive integer"):
         layers.SimpleRNN(0)
-    with pytest.raises(ValueError, match="kernel_regularizer='l2' is not supported"):
-        layers.LSTM(4, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="kernel_constraint='non_neg' is not supported"):
+        layers.LSTM(4, kernel_constraint="non_neg")
     with pytest.raises(ValueError, match="use_cudnn"):
         layers.GRU(4, use_cudnn="yes")
     with pytest.raises(ValueError, match=r"cannot unroll an RNN whose number of timesteps is unknown"):

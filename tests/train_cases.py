@@ -46,6 +46,13 @@ def lstm(k):
     return k.Model(x, k.layers.Dense(3, activation="softmax")(h))
 
 
+def regularized(k):  # weight penalties in the loss: l2 and l1 on Dense, l2 on a Conv1D and on an LSTM
+    x = k.Input(shape=(6, 3))
+    h = k.layers.Conv1D(4, 2, activation="relu", kernel_regularizer=k.regularizers.L2(0.02), bias_regularizer="l1")(x)
+    h = k.layers.LSTM(5, kernel_regularizer="l2", recurrent_regularizer=k.regularizers.L1L2(l1=0.01, l2=0.01))(h)
+    return k.Model(x, k.layers.Dense(3, activation="softmax", kernel_regularizer=k.regularizers.L1(0.02))(h))
+
+
 def multi_io(k):  # seed 001/002 style: two inputs, two named outputs with their own losses and weights
     a = k.Input(shape=(7,), name="a")
     b = k.Input(shape=(5,), name="b")
@@ -67,6 +74,9 @@ CASES = {
                dict(loss="categorical_crossentropy")),
     "lstm": (lstm, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 6, 3)).astype(np.float32), _onehot(rng, N_SAMPLES, 3)),
              dict(loss="categorical_crossentropy", metrics=["accuracy"])),
+    "regularized": (regularized, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 6, 3)).astype(np.float32),
+                                              _onehot(rng, N_SAMPLES, 3)),
+                    dict(loss="categorical_crossentropy", metrics=["accuracy"])),
     "multi_io": (multi_io, lambda rng: ({"a": rng.uniform(-1, 1, (N_SAMPLES, 7)).astype(np.float32),
                                          "b": rng.uniform(-1, 1, (N_SAMPLES, 5)).astype(np.float32)},
                                         {"score": rng.uniform(-1, 1, (N_SAMPLES, 1)).astype(np.float32),

@@ -139,7 +139,11 @@ class Layer:
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, name=None,
                    regularizer=None, constraint=None, autocast=True):
-        """Create a weight; floats default to glorot_uniform, others to zeros (as in Keras)."""
+        """Create a weight; floats default to glorot_uniform, others to zeros (as in Keras). ``regularizer``: a
+        penalty training adds to the loss while the weight is trainable (graphc.regularizers)."""
+        if constraint is not None:
+            raise ValueError(f"Layer '{self.name}': add_weight(constraint={constraint!r}) is not supported by graphc "
+                             "yet")
         shape = tuple(int(d) for d in (shape or ()))
         dtype = normalize_dtype(dtype or self.dtype)
         if initializer is None:
@@ -147,6 +151,9 @@ class Layer:
         init = initializers_mod.get(initializer)
         name = name or f"variable_{len(self._trainable_variables) + len(self._non_trainable_variables)}"
         var = Variable(init(shape, dtype), name, trainable=trainable, dtype=dtype, path=f"{self.name}/{name}")
+        if regularizer is not None:
+            from .. import regularizers
+            var.regularizer = regularizers.get(regularizer)
         (self._trainable_variables if trainable else self._non_trainable_variables).append(var)
         weight_sets_changed()
         return var
@@ -176,6 +183,11 @@ class Layer:
         if not self.trainable:
             return self.weights
         return self._collect(self._non_trainable_variables, "non_trainable_weights")
+
+    @property
+    def losses(self):
+        """The penalties of the trainable weights' regularizers (Keras's ``layer.losses``), as float32 scalars."""
+        return [np.float32(v.regularizer(v.numpy())) for v in self.trainable_weights if v.regularizer is not None]
 
     variables = weights
     trainable_variables = trainable_weights

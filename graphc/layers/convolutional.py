@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import activations, initializers, ops
+from .. import activations, initializers, ops, regularizers
 from ..ir.ops.conv import conv_transpose_output_size, window_output_spatial
 from ..serialization import register, serialize_object
 from ..tracing import emit
@@ -82,8 +82,10 @@ class _ConvBase(Layer):
         return channels
 
     def _add_weights(self, kernel_shape):
-        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias") if self.use_bias else None
+        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
         self.built = True
 
     def _finish(self, x):
@@ -97,9 +99,10 @@ class _ConvBase(Layer):
                 "dilation_rate": self.dilation_rate, **self._extra_config(),
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": serialize_object(self.kernel_initializer),
-                "bias_initializer": serialize_object(self.bias_initializer), "kernel_regularizer": None,
-                "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
-                "bias_constraint": None}
+                "bias_initializer": serialize_object(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "activity_regularizer": None,
+                "kernel_constraint": None, "bias_constraint": None}
 
 
 class BaseConv(_ConvBase):
@@ -112,9 +115,10 @@ class BaseConv(_ConvBase):
         super().__init__(**kwargs)
         self._init_common(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
                           kernel_initializer, bias_initializer, allow_causal=self.rank == 1, unsupported=dict(
-                              kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                               activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                               bias_constraint=bias_constraint, lora_rank=lora_rank))
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         if not isinstance(groups, int) or groups <= 0:
             raise ValueError(f"{type(self).__name__} '{self.name}': the number of groups must be a positive "
                              f"integer, received groups={groups!r}")
@@ -159,9 +163,10 @@ class BaseConvTranspose(_ConvBase):
         super().__init__(**kwargs)
         self._init_common(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
                           kernel_initializer, bias_initializer, allow_causal=False, unsupported=dict(
-                              kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                               activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                               bias_constraint=bias_constraint))
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.output_padding = None
         if output_padding is not None:
             self.output_padding = standardize_tuple(self, output_padding, self.rank, "output_padding",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .. import activations, initializers, ops
+from .. import activations, initializers, ops, regularizers
 from ..serialization import register, serialize_object
 from .base import Layer
 from .input_spec import InputSpec
@@ -26,9 +26,10 @@ class Dense(Layer):
         super().__init__(**kwargs)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"Dense '{self.name}': units must be a positive integer, received units={units!r}")
-        reject_unsupported(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        reject_unsupported(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                            bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.units = units
         self.activation = activations.get(activation)
         self.use_bias = use_bias
@@ -41,8 +42,10 @@ class Dense(Layer):
         if in_dim is None:
             raise ValueError(f"Dense '{self.name}': the last axis of its input must be known, "
                              f"received input shape {input_shape}")
-        self.kernel = self.add_weight((in_dim, self.units), self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias") if self.use_bias else None
+        self.kernel = self.add_weight((in_dim, self.units), self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
         self.built = True
 
@@ -55,8 +58,10 @@ class Dense(Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias, "kernel_initializer": serialize_object(self.kernel_initializer),
-                "bias_initializer": serialize_object(self.bias_initializer), "kernel_regularizer": None,
-                "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+                "bias_initializer": serialize_object(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "kernel_constraint": None,
+                "bias_constraint": None}
 
 
 @register("layers")

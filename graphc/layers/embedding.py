@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 
-from .. import initializers, ops
+from .. import initializers, ops, regularizers
 from ..serialization import register, serialize_object
 from ..tracing import emit
 from .base import Layer
@@ -29,9 +29,9 @@ class Embedding(Layer):
             raise ValueError(f"Embedding '{self.name}': mask_zero=True is not supported: graphc has no masking "
                              "yet, so padded positions would silently take part in later layers. Remove "
                              "mask_zero or handle the padding explicitly.")
-        reject_unsupported(self, embeddings_regularizer=embeddings_regularizer,
-                           embeddings_constraint=embeddings_constraint, activity_regularizer=activity_regularizer,
+        reject_unsupported(self, embeddings_constraint=embeddings_constraint, activity_regularizer=activity_regularizer,
                            lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.input_dim, self.output_dim = input_dim, output_dim
         self.mask_zero = False
         self.embeddings_initializer = initializers.get(embeddings_initializer)
@@ -43,7 +43,7 @@ class Embedding(Layer):
     def build(self, input_shape=None):
         if getattr(self, "embeddings", None) is None:
             self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
-                                              name="embeddings")
+                                              name="embeddings", regularizer=self.embeddings_regularizer)
         self.built = True
 
     def call(self, inputs):
@@ -54,5 +54,6 @@ class Embedding(Layer):
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": serialize_object(self.embeddings_initializer),
-                "embeddings_regularizer": None, "activity_regularizer": None, "embeddings_constraint": None,
+                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "activity_regularizer": None, "embeddings_constraint": None,
                 "mask_zero": self.mask_zero}

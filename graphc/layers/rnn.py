@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, initializers, regularizers
 from ..ir import format_shape
 from ..ir.ops.elementwise import UNARY
 from ..ir.ops.rnn import CELLS
@@ -41,10 +41,11 @@ class BaseRNN(Layer):
         kind = type(self).__name__
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{kind} '{self.name}': units must be a positive integer, received units={units!r}")
-        reject_unsupported(self, kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                           bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-                           bias_constraint=bias_constraint)
+        reject_unsupported(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                           recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         if stateful:
             raise ValueError(f"{kind} '{self.name}': stateful=True is not supported by graphc: the state is not "
                              "carried between batches. Pass the state explicitly with initial_state= and "
@@ -112,15 +113,17 @@ class BaseRNN(Layer):
             raise ValueError(f"{type(self).__name__} '{self.name}': the last axis (features) of its input must be "
                              f"known, received input shape {format_shape(sequence_shape)}")
         k, u = CELLS[self.op_kind][0], self.units
-        self.kernel = self._add_cell_weight((features, k * u), self.kernel_initializer, "kernel")
-        self.recurrent_kernel = self._add_cell_weight((u, k * u), self.recurrent_initializer, "recurrent_kernel")
-        self.bias = (self._add_cell_weight(self._bias_shape(), self._bias_init(), "bias")
+        self.kernel = self._add_cell_weight((features, k * u), self.kernel_initializer, "kernel",
+                                            self.kernel_regularizer)
+        self.recurrent_kernel = self._add_cell_weight((u, k * u), self.recurrent_initializer, "recurrent_kernel",
+                                                      self.recurrent_regularizer)
+        self.bias = (self._add_cell_weight(self._bias_shape(), self._bias_init(), "bias", self.bias_regularizer)
                      if self.use_bias else None)
         self.input_spec = InputSpec(ndim=3, axes={-1: features})
         self.built = True
 
-    def _add_cell_weight(self, shape, initializer, name):
-        w = self.add_weight(shape, initializer, name=name)
+    def _add_cell_weight(self, shape, initializer, name, regularizer=None):
+        w = self.add_weight(shape, initializer, name=name, regularizer=regularizer)
         w.path = f"{self.name}/{self.cell_name}/{name}"  # Keras 3 keeps the weights in a cell sublayer
         return w
 
@@ -191,7 +194,9 @@ class BaseRNN(Layer):
                        "recurrent_initializer": serialize_object(self.recurrent_initializer),
                        "bias_initializer": serialize_object(self.bias_initializer)})
         config.update(self._extra_config())
-        config.update({"kernel_regularizer": None, "recurrent_regularizer": None, "bias_regularizer": None,
+        config.update({"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                       "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                       "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                        "activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
                        "bias_constraint": None, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
                        "seed": self.seed})
