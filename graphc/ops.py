@@ -351,6 +351,14 @@ def argmax(x, axis=None, keepdims=False):
 
 
 @_op
+def flip(x, axis=None):
+    """The order of the elements reversed along ``axis`` (an int, a list, or None: every axis), as NumPy."""
+    n = len(_shape_of(x))
+    axes = range(n) if axis is None else [a % n for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+    return getitem(x, tuple(slice(None, None, -1) if k in axes else slice(None) for k in range(n)))
+
+
+@_op
 def argmin(x, axis=None, keepdims=False):
     """Index of the smallest value along ``axis`` (None: in the flattened tensor); the first one on ties."""
     return argmax(negative(_as_float(x)), axis=axis, keepdims=keepdims)

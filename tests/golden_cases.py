@@ -380,6 +380,15 @@ def case_simple_rnn_state_backwards(k):
     return k.Model(x, [out, state, seq])
 
 
+@feeds(Feed((6, 3)))
+def case_bidirectional(k):
+    x = k.Input(shape=(6, 3))
+    h = k.layers.Bidirectional(k.layers.LSTM(4, return_sequences=True))(x)
+    s = k.layers.Bidirectional(k.layers.GRU(3, return_sequences=True), merge_mode="sum")(h)
+    v, *states = k.layers.Bidirectional(k.layers.SimpleRNN(2, return_state=True), merge_mode="ave")(s)
+    return k.Model(x, [k.layers.Dense(2)(v), *states])
+
+
 @feeds(Feed((7, 3)))
 def case_lstm(k):
     x = k.Input(shape=(7, 3))

@@ -98,7 +98,8 @@ def test_data_movement():
     check_gradients(lambda t: t[:, 1:3, ::1], [x])
     y = rng.standard_normal((2, 7, 9))  # strided slices: the gradient lands on every step-th place
     for key in [(slice(None), slice(None, None, 2)), (slice(None), slice(1, 6, 3), slice(2, None, 4)),
-                (slice(None), slice(None), slice(None, None, 9))]:
+                (slice(None), slice(None), slice(None, None, 9)), (slice(None), slice(None, None, -1)),
+                (slice(None), slice(5, 0, -2), slice(None, 1, -3))]:
         check_gradients(lambda t, key=key: t[key], [y])
     check_gradients(lambda t: ops.repeat(t, 3, axis=1), [x])
     check_gradients(lambda t: ops.tile(t, (1, 2, 1)), [x])

@@ -155,11 +155,13 @@ def _slice(op, x, y, dy):
                 raise ValueError("no gradient for a slice of the batch axis")
             pads.append((0, 0))
             continue
-        s = s or 1
-        if s < 0:
-            raise ValueError(f"no gradient for a slice with a negative step ({s}) of shape {shape}")
+        s, m = s or 1, g.shape[axis]
+        if s < 0:  # values taken downward from `start`: dy reversed is the upward slice from the lowest of them
+            start, _, _ = slice(b, e, s).indices(d)
+            g = emit("slice", g, begin=(None,) * len(shape), end=(None,) * len(shape),
+                     step=tuple(-1 if k == axis else None for k in range(len(shape))))
+            s, b, e = -s, start + (m - 1) * s, None
         lo, hi, _ = slice(b, e, s).indices(d)
-        m = g.shape[axis]
         if s > 1 and m:
             rest, head = tuple(g.shape[axis + 1:]), tuple(g.shape[:axis])
             spread = emit("reshape", g, shape=head + (m, 1) + rest)

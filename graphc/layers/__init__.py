@@ -12,6 +12,6 @@ from .pooling import *  # noqa: F401,F403
 from .reshaping import *  # noqa: F401,F403
 from .embedding import Embedding  # noqa: F401
 from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
-from .wrappers import TimeDistributed  # noqa: F401
+from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .lambda_layer import Lambda  # noqa: F401
 from .activation_layers import ReLU, LeakyReLU, ELU, PReLU, Softmax, Identity, Rescaling  # noqa: F401

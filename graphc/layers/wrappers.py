@@ -67,3 +67,70 @@ def _uses_batch_statistics(layer):
         return True
     inner = getattr(layer, "layers", None) or layer._sublayers
     return any(_uses_batch_statistics(sub) for sub in inner)
+
+
+@register("layers")
+class Bidirectional(Layer):
+    """Runs a recurrent layer over the sequence forward and a copy of it backward, and merges the two outputs
+    (``merge_mode``: 'concat', 'sum', 'mul', 'ave', or None for the list of both). As in Keras, the layers it
+    runs are copies of ``layer`` (``forward_<name>``, and ``backward_<name>`` with ``go_backwards`` flipped,
+    unless ``backward_layer`` is given); their weights are the forward layer's, then the backward one's."""
+
+    MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(layer, Layer) and hasattr(layer, "go_backwards") and hasattr(layer, "return_sequences")):
+            raise ValueError(f"Bidirectional '{self.name}': please initialize it with a recurrent layer (LSTM, GRU, "
+                             f"SimpleRNN). Received: {layer!r}")
+        if merge_mode not in self.MERGE_MODES:
+            raise ValueError(f"Bidirectional '{self.name}': invalid merge_mode {merge_mode!r}; expected one of "
+                             f"{list(self.MERGE_MODES)}")
+        self.forward_layer = _copy(layer, "forward_", go_backwards=layer.go_backwards)
+        self.backward_layer = backward_layer if backward_layer is not None else \
+            _copy(layer, "backward_", go_backwards=not layer.go_backwards)
+        if (self.backward_layer.return_sequences, self.backward_layer.return_state) != \
+                (layer.return_sequences, layer.return_state):
+            raise ValueError(f"Bidirectional '{self.name}': backward_layer must have the same return_sequences and "
+                             "return_state as the forward layer")
+        self.merge_mode = merge_mode
+        self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
+        if weights is not None:
+            raise ValueError(f"Bidirectional '{self.name}': weights= is not supported; call set_weights after "
+                             "building it")
+
+    def call(self, inputs, training=None):
+        forward = self.forward_layer(inputs, training=training)
+        backward = self.backward_layer(inputs, training=training)
+        states = []
+        if self.return_state:
+            forward, backward, states = forward[0], backward[0], forward[1:] + backward[1:]
+        if self.return_sequences:  # the backward layer's sequence runs from the last step: put it in time order
+            backward = ops.flip(backward, axis=1)
+        if self.merge_mode is None:
+            return [forward, backward] + states
+        merged = {"concat": lambda: ops.concatenate([forward, backward], axis=-1),
+                  "sum": lambda: forward + backward, "mul": lambda: forward * backward,
+                  "ave": lambda: (forward + backward) * 0.5}[self.merge_mode]()
+        return [merged] + states if states else merged
+
+    def get_config(self):
+        return {**super().get_config(), "merge_mode": self.merge_mode, "layer": serialize_object(self.forward_layer),
+                "backward_layer": serialize_object(self.backward_layer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = get_from_registry("layers", config.pop("layer"), custom_objects=custom_objects)
+        backward = config.pop("backward_layer", None)
+        if backward is not None:
+            backward = get_from_registry("layers", backward, custom_objects=custom_objects)
+        return cls(layer, backward_layer=backward, **config)
+
+
+def _copy(layer, prefix, go_backwards):
+    """A new layer of ``layer``'s class and configuration, named ``<prefix><name>`` (Keras's Bidirectional)."""
+    config = {**layer.get_config(), "go_backwards": go_backwards}
+    name = config.get("name") or layer.name
+    config["name"] = prefix + (name[len(prefix):] if name.startswith(prefix) else name)
+    return type(layer).from_config(config)
