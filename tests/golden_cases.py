@@ -472,6 +472,15 @@ for _layer, _n in (("Concatenate", 3), ("Add", 3), ("Subtract", 2), ("Multiply",
 del _layer, _n
 
 
+@feeds(Feed((5, 3)), Feed((6, 3)), Feed((3,)))
+def case_merge_dot(k):
+    a, b, c = k.Input(shape=(5, 3)), k.Input(shape=(6, 3)), k.Input(shape=(3,))
+    scores = k.layers.Dot(axes=2)([a, b])  # (5, 6): attention-style scores
+    cosine = k.layers.Dot(axes=(2, 2), normalize=True)([a, b])
+    pooled = k.layers.Dense(3)(k.layers.Flatten()(a))
+    return k.Model([a, b, c], [scores, cosine, k.layers.Dot(axes=1)([pooled, c]), k.layers.Dot(axes=(2, 1))([a, c])])
+
+
 @feeds(Feed((2, 5)), Feed((3, 5)), Feed((2, 4)))
 def case_merge_concatenate_axes(k):
     a, b, c = k.Input(shape=(2, 5)), k.Input(shape=(3, 5)), k.Input(shape=(2, 4))

@@ -1,4 +1,4 @@
-"""Merge layers (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate) and their functions."""
+"""Merge layers (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot) and their functions."""
 from __future__ import annotations
 
 from functools import reduce
@@ -92,6 +92,68 @@ class Concatenate(Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+@register("layers")
+class Dot(Merge):
+    """Dot product of two batches of tensors along ``axes`` (an int for both, or a pair), as Keras's batch dot:
+    (b, n) . (b, n) -> (b, 1); (b, n, d) . (b, m, d) with axes=2 -> (b, n, m). ``normalize``: L2-normalize both
+    along those axes first, which gives the cosine similarity."""
+
+    min_inputs = max_inputs = 2
+
+    def __init__(self, axes, normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        pair = tuple(axes) if isinstance(axes, (list, tuple)) else (axes, axes)
+        if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in pair):
+            raise ValueError(f"Dot '{self.name}': axes must be an int or a pair of ints, received axes={axes!r}")
+        self.axes, self.normalize = axes, bool(normalize)
+
+    def _pair(self, shapes):
+        out = []
+        for axis, shape in zip(tuple(self.axes) if isinstance(self.axes, (list, tuple)) else (self.axes,) * 2,
+                               shapes):
+            axis %= len(shape)
+            if axis == 0:
+                raise ValueError(f"Dot '{self.name}': cannot take the dot product along the batch axis")
+            out.append(axis)
+        return out
+
+    def build(self, input_shape):
+        self._check_inputs(input_shape)
+        shapes = [tuple(s) for s in input_shape]
+        if any(not 2 <= len(s) <= 3 for s in shapes):
+            raise ValueError(f"Dot '{self.name}' supports inputs of rank 2 or 3 (batch included), received "
+                             f"shapes {', '.join(format_shape(s) for s in shapes)}")
+        a1, a2 = self._pair(shapes)
+        if None not in (shapes[0][a1], shapes[1][a2]) and shapes[0][a1] != shapes[1][a2]:
+            raise ValueError(f"Dot '{self.name}': dimension incompatibility {shapes[0][a1]} != {shapes[1][a2]} "
+                             f"along axes {[a1, a2]}; received shapes {', '.join(format_shape(s) for s in shapes)}")
+        self.built = True
+
+    def _merge(self, xs):
+        x, y = xs
+        a1, a2 = self._pair([x.shape, y.shape])
+        if self.normalize:
+            x, y = (t * ops.rsqrt(ops.maximum(ops.sum(ops.square(t), axis=a, keepdims=True), 1e-12))
+                    for t, a in ((x, a1), (y, a2)))
+        if len(x.shape) == 2 and len(y.shape) == 2:
+            return ops.sum(x * y, axis=1, keepdims=True)
+        # contracted axis last in x, first (after the batch) in y: a batched matmul
+        x = x if a1 == len(x.shape) - 1 else ops.transpose(x, (0, 2, 1))
+        y = ops.expand_dims(y, -1) if len(y.shape) == 2 else y if a2 == 1 else ops.transpose(y, (0, 2, 1))
+        x = ops.expand_dims(x, 1) if len(x.shape) == 2 else x
+        out = ops.matmul(x, y)
+        if len(xs[0].shape) == 2:
+            out = ops.squeeze(out, 1)
+        return ops.squeeze(out, -1) if len(xs[1].shape) == 2 else out
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
+def dot(inputs, axes=-1, normalize=False, **kwargs):
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
 
 
 def add(inputs, **kwargs):
