@@ -67,6 +67,7 @@ abs = _unary("abs")
 square = _unary("square")
 relu6 = _unary("relu6")
 sqrt, rsqrt, exp, log, erf = (_unary(k, floats=True) for k in ("sqrt", "rsqrt", "exp", "log", "erf"))
+cos, sin = (_unary(k, floats=True) for k in ("cos", "sin"))
 sigmoid, tanh, selu, silu = (_unary(k, floats=True) for k in ("sigmoid", "tanh", "selu", "silu"))
 softplus, softsign, hard_sigmoid = (_unary(k, floats=True) for k in ("softplus", "softsign", "hard_sigmoid"))
 swish = silu

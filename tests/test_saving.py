@@ -655,6 +655,7 @@ def _cases():
         "GaussianDropout": (one(rate=0.1), [(4,)], "float32"),
         "SpatialDropout1D": (one(rate=0.1), [seq], "float32"),
         "SpatialDropout2D": (one(rate=0.1), [img], "float32"),
+        "SpatialDropout3D": (one(rate=0.1), [vol], "float32"),
         "Rescaling": (one(scale=0.5, offset=1.0), [(4,)], "float32"),
         "Lambda": (lambda: {"function": double}, [(4,)], "float32"),  # (found again through custom_objects)
     }

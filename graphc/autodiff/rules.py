@@ -41,6 +41,8 @@ UNARY_GRADS = {
     "exp": lambda x, y, g: g * y,
     "log": lambda x, y, g: g / x,
     "erf": lambda x, y, g: g * (2 / math.sqrt(math.pi)) * ops.exp(-(x * x)),
+    "cos": lambda x, y, g: -(g * ops.sin(x)),
+    "sin": lambda x, y, g: g * ops.cos(x),
     # relu reads its output (y > 0 exactly where x > 0): the pre-activation then has no reader in the
     # backward pass, and the forward's bias and relu fuse into the GEMM or convolution that makes it
     "relu": lambda x, y, g: where(ops.greater(y, 0.0), g, 0.0),

@@ -15,3 +15,4 @@ from .normalization import BatchNormalization, LayerNormalization  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .lambda_layer import Lambda  # noqa: F401
 from .activation_layers import ReLU, LeakyReLU, ELU, PReLU, Softmax, Identity, Rescaling  # noqa: F401
+from .noise import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout  # noqa: F401

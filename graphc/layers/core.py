@@ -97,7 +97,7 @@ class Dropout(Layer):
         made, so graphc.utils.set_random_seed makes training reproducible) and a stream number that tells apart
         repeated calls of a shared layer."""
         from ..tracing import current_builder, emit, rng_counter
-        noise_shape = None if self.noise_shape is None else tuple(self.noise_shape)
+        noise_shape = self._noise_shape(inputs)
         if not training or self.rate == 0.0:
             return emit("dropout", inputs, rate=self.rate, seed=self.seed, noise_shape=noise_shape)
         if self.rate == 1.0:
@@ -112,6 +112,9 @@ class Dropout(Layer):
         stream = sum(1 for op in current_builder().ops if op.kind == "random_uniform" and op.attrs["seed"] == seed)
         noise = emit("random_uniform", inputs, rng_counter(), seed=seed, stream=stream, shape=noise_shape)
         return ops.where(ops.greater_equal(noise, self.rate), inputs * (1.0 / (1.0 - self.rate)), 0.0)
+
+    def _noise_shape(self, inputs):
+        return None if self.noise_shape is None else tuple(self.noise_shape)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}

@@ -48,6 +48,8 @@ UNARY = {
     "hard_sigmoid": lambda x: np.clip(x / 6 + 0.5, 0, 1),
     "clip": lambda x, min_value, max_value: np.clip(x, min_value, max_value),
     "erf": lambda x: _erf(x.astype(np.float64)).astype(np.float64),
+    "cos": np.cos,
+    "sin": np.sin,
 }
 
 BINARY = {
@@ -175,6 +177,8 @@ C_EXPR = {
     "greater_equal": lambda a: f"({a[0]} >= {a[1]})",
     "less_equal": lambda a: f"({a[0]} <= {a[1]})",
     "erf": lambda a: f"erff({a[0]})",
+    "cos": lambda a: f"cosf({a[0]})",
+    "sin": lambda a: f"sinf({a[0]})",
     "where": lambda a: f"({a[0]} ? {a[1]} : {a[2]})",
     "broadcast_like": lambda a: a[0],
 }
