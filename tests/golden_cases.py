@@ -156,6 +156,15 @@ def case_prelu(k):
     return k.Model(x, [k.layers.PReLU()(h), k.layers.PReLU(shared_axes=[1, 2])(h)])
 
 
+@feeds(Feed((7, 6, 3)), Feed((9, 4)))
+def case_depthwise_separable(k):
+    img, seq = k.Input(shape=(7, 6, 3)), k.Input(shape=(9, 4))
+    a = k.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu")(img)
+    b = k.layers.SeparableConv2D(4, 3, strides=2, depth_multiplier=2)(a)
+    c = k.layers.DepthwiseConv1D(3, dilation_rate=2, use_bias=False)(seq)
+    return k.Model([img, seq], [b, k.layers.SeparableConv1D(5, 2, padding="same", activation="tanh")(c)])
+
+
 # --- convolutions ----------------------------------------------------------------------------------------
 @feeds(Feed((10, 3)))
 def case_conv1d_valid(k):

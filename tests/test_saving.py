@@ -632,6 +632,8 @@ def _cases():
         "Conv3DTranspose": (one(filters=2, kernel_size=2), [vol], "float32"),
         "SeparableConv2D": (one(filters=2, kernel_size=3), [img], "float32"),
         "DepthwiseConv2D": (one(kernel_size=3), [img], "float32"),
+        "DepthwiseConv1D": (one(kernel_size=2, depth_multiplier=2), [seq], "float32"),
+        "SeparableConv1D": (one(filters=2, kernel_size=2), [seq], "float32"),
         **{p + d: (one(pool_size=2), [shape], "float32") for d, shape in (("1D", seq), ("2D", img), ("3D", vol))
            for p in ("MaxPooling", "AveragePooling")},
         **{p + d: (one(), [shape], "float32") for d, shape in (("1D", seq), ("2D", img), ("3D", vol))
