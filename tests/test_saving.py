@@ -736,3 +736,25 @@ def test_lambda_layers_compute_train_and_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
     with pytest.raises(ValueError, match="mask is not supported"):
         layers.Lambda(double, mask=lambda t, m: m)
+
+
+def test_clone_model_has_the_architecture_and_new_weights(rng):
+    class Scale(layers.Layer):
+        def build(self, shape):
+            self.g = self.add_weight(shape=(shape[-1],), initializer="ones", name="g")
+
+        def call(self, x):
+            return x * self.g
+
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layers.Dense(2, name="out")(Scale(name="scale")(layers.Dense(3, name="d")(inp))))
+    clone = keras.models.clone_model(model)  # (a custom layer class is found without custom_objects)
+    assert [l.name for l in clone.layers] == [l.name for l in model.layers] and clone.layers[1] is not model.layers[1]
+    assert any(not np.array_equal(a, b) for a, b in zip(clone.get_weights(), model.get_weights()))
+    clone.set_weights(model.get_weights())
+    x = rng.normal(size=(4, 3)).astype("float32")
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+    seq = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    assert type(keras.models.clone_model(seq)) is keras.Sequential
+    with pytest.raises(ValueError, match=r"\['clone_function'\] not supported"):
+        keras.models.clone_model(seq, clone_function=lambda layer: layer)
