@@ -640,6 +640,7 @@ def _cases():
            for p in ("GlobalMaxPooling", "GlobalAveragePooling", "UpSampling", "ZeroPadding", "Cropping")},
         "BatchNormalization": (one(), [(4,)], "float32"),
         "LayerNormalization": (one(), [(4,)], "float32"),
+        "Normalization": (one(), [(4,)], "float32"),
         "Embedding": (one(input_dim=10, output_dim=3), [(5,)], "int32"),
         "SimpleRNN": (one(units=3), [seq], "float32"),
         "LSTM": (one(units=3), [seq], "float32"),
