@@ -389,6 +389,15 @@ def case_simple_rnn_state_backwards(k):
     return k.Model(x, [out, state, seq])
 
 
+@feeds(Feed((5, 8)), Feed((6, 4)))
+def case_multi_head_attention(k):
+    q, v = k.Input(shape=(5, 8)), k.Input(shape=(6, 4))
+    cross = k.layers.MultiHeadAttention(2, 3, value_dim=5)(q, v)
+    own, scores = k.layers.MultiHeadAttention(2, 4, output_shape=6)(q, q, use_causal_mask=True,
+                                                                     return_attention_scores=True)
+    return k.Model([q, v], [cross, own, scores])
+
+
 @feeds(Feed((6, 3)))
 def case_bidirectional(k):
     x = k.Input(shape=(6, 3))

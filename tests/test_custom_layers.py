@@ -211,3 +211,24 @@ def test_a_variable_assigned_in_call_is_written_by_the_step():
     counter.n.assign_add(2.0)
     counter.n.assign_sub(1.0)
     assert float(counter.n) == 6.0
+
+
+def test_multi_head_attention_matches_its_formula_and_refuses_masks(rng):
+    q_in = keras.Input((4, 6))
+    mha = layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    out, scores = mha(q_in, q_in, use_causal_mask=True, return_attention_scores=True)
+    model = keras.Model(q_in, [out, scores])
+    x = rng.normal(size=(2, 4, 6)).astype("float32")
+    got, got_scores = model.predict(x, verbose=0)
+    wq, bq, wk, bk, wv, bv, wo, bo = mha.get_weights()  # Keras's layouts: (6, 2, 3) ... (2, 3, 6)
+    q = np.einsum("btd,dhk->bthk", x, wq) + bq
+    k = np.einsum("btd,dhk->bthk", x, wk) + bk
+    v = np.einsum("btd,dhk->bthk", x, wv) + bv
+    logits = np.einsum("bqhk,bshk->bhqs", q / np.sqrt(3), k) + np.where(np.tril(np.ones((4, 4))), 0, -1e9)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want = np.einsum("bhqs,bshv->bqhv", p, v)
+    np.testing.assert_allclose(got_scores, p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, np.einsum("bqhv,hvd->bqd", want, wo) + bo, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="attention_mask is not supported by graphc yet"):
+        layers.MultiHeadAttention(2, 3)(q_in, q_in, attention_mask=np.ones((1, 4, 4), bool))

@@ -641,6 +641,7 @@ def _cases():
         "BatchNormalization": (one(), [(4,)], "float32"),
         "LayerNormalization": (one(), [(4,)], "float32"),
         "Normalization": (one(), [(4,)], "float32"),
+        "MultiHeadAttention": (one(num_heads=2, key_dim=2), [seq, seq], "float32"),
         "Embedding": (one(input_dim=10, output_dim=3), [(5,)], "int32"),
         "SimpleRNN": (one(units=3), [seq], "float32"),
         "LSTM": (one(units=3), [seq], "float32"),

@@ -17,5 +17,6 @@ from .lambda_layer import Lambda  # noqa: F401
 from .activation_layers import ReLU, LeakyReLU, ELU, PReLU, Softmax, Identity, Rescaling  # noqa: F401
 from .noise import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout  # noqa: F401
 from .preprocessing import Normalization  # noqa: F401
+from .attention import MultiHeadAttention  # noqa: F401
 from .separable import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,  # noqa: F401
                         SeparableConvolution1D, SeparableConvolution2D)

@@ -60,6 +60,10 @@ def _build_config(layer):
         return {"input_shape": None}
     if type(layer).build is Layer.build or not layer.built or not layer._inbound_nodes:
         return None  # layers without a build step record none (as Keras's Dropout, Activation, ...)
+    names = getattr(layer, "_tensor_args", None)
+    if names:  # (Keras builds such a layer from each tensor's shape by name: build(query_shape, value_shape))
+        return {"shapes_dict": {f"{n}_shape": list(t.shape)
+                                for n, t in zip(names, layer._inbound_nodes[0].call_args)}}
     return {"input_shape": _shapes(layer._inbound_nodes[0].call_args)}
 
 
@@ -108,7 +112,12 @@ def _serialize_node(node, own_nodes):
     if isinstance(node.layer, Model):
         kwargs.setdefault("mask", None)  # as Keras records a model call
     where = node.layer.name
-    return {"args": [_serialize_value(a, own_nodes, where) for a in [node.call_args, *extra]],
+    args = [node.call_args, *extra]
+    names = getattr(node.layer, "_tensor_args", None)
+    if names:  # the tensors as Keras records them: the first two positional, the rest by name (MultiHeadAttention)
+        args = list(node.call_args[:2]) + list(extra)
+        kwargs.update(zip(names[2:], node.call_args[2:]))
+    return {"args": [_serialize_value(a, own_nodes, where) for a in args],
             "kwargs": _serialize_value(kwargs, own_nodes, where)}
 
 

@@ -1,0 +1,141 @@
+"""MultiHeadAttention (keras.layers.MultiHeadAttention) on (batch, steps, features) tensors.
+
+    q = query @ Wq + bq   (B, Tq, H, K)      scores = softmax(q k^T / sqrt(K))   (B, H, Tq, Tk)
+    k = key   @ Wk + bk   (B, Tk, H, K)      heads  = scores v                   (B, Tq, H, V)
+    v = value @ Wv + bv   (B, Tk, H, V)      output = heads @ Wo + bo            (B, Tq, D)
+
+The projections hold Keras's weights and layouts (query/kernel (Dq, H, K), attention_output/kernel
+(H, V, D)), in sublayers named and saved as Keras's, so files load both ways.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import initializers, ops, regularizers
+from ..serialization import register, serialize_object
+from .base import Layer
+from .core import Dropout, reject_unsupported
+
+
+class _Projection(Layer):
+    """Keras's EinsumDense as MultiHeadAttention uses it: the kernel maps the last ``len(in_dims)`` axes of
+    its input to ``out_dims`` (one matmul over the flattened axes), plus a bias of shape ``bias_dims``."""
+
+    def __init__(self, kernel_shape, n_in, bias_shape, owner, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_shape, self.n_in, self.bias_shape = tuple(kernel_shape), n_in, bias_shape
+        self.kernel = self.add_weight(self.kernel_shape, owner.kernel_initializer, name="kernel",
+                                      regularizer=owner.kernel_regularizer)
+        self.bias = None if bias_shape is None else self.add_weight(
+            tuple(bias_shape), owner.bias_initializer, name="bias", regularizer=owner.bias_regularizer)
+        self.built = True
+
+    def call(self, x):
+        ins, outs = self.kernel_shape[:self.n_in], self.kernel_shape[self.n_in:]
+        lead = tuple(-1 if d is None else d for d in x.shape[:len(x.shape) - self.n_in])
+        flat = ops.reshape(x, lead + (math.prod(ins),))
+        y = ops.reshape(ops.matmul(flat, ops.reshape(self.kernel, (math.prod(ins), math.prod(outs)))), lead + outs)
+        return y if self.bias is None else y + self.bias
+
+
+@register("layers")
+class MultiHeadAttention(Layer):
+    """Attention of ``query`` over ``value`` (and ``key``, default ``value``) with ``num_heads`` heads of size
+    ``key_dim`` (``value_dim`` for values, default ``key_dim``). Call: ``mha(query, value, key=None,
+    use_causal_mask=False, return_attention_scores=False, training=None)``; the output has ``output_shape``
+    features (default: the query's). Inputs are (batch, steps, features); attention runs over the steps."""
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
+                 attention_axes=None, flash_attention=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, seed=None,
+                 use_gate=False, sliding_window=None, **kwargs):
+        super().__init__(**kwargs)
+        reject_unsupported(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint, sliding_window=sliding_window,
+                           use_gate=use_gate or None)
+        for arg, value in (("num_heads", num_heads), ("key_dim", key_dim), ("value_dim", value_dim or key_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"MultiHeadAttention '{self.name}': {arg} must be a positive integer, received "
+                                 f"{arg}={value!r}")
+        if attention_axes not in (None, 1, [1], (1,), -2, [-2], (-2,)):
+            raise ValueError(f"MultiHeadAttention '{self.name}': attention_axes={attention_axes!r} is not supported "
+                             "by graphc yet: it attends over the steps of (batch, steps, features) inputs")
+        if output_shape is not None and not isinstance(output_shape, (int, np.integer)):
+            shape = tuple(output_shape)
+            if len(shape) != 1:
+                raise ValueError(f"MultiHeadAttention '{self.name}': output_shape {output_shape!r} is not supported "
+                                 "by graphc yet: give the number of output features")
+            output_shape = shape[0]
+        self.num_heads, self.key_dim = int(num_heads), int(key_dim)
+        self.value_dim = int(value_dim or key_dim)
+        self.dropout, self.use_bias, self.seed = float(dropout), bool(use_bias), seed
+        self.output_dim = None if output_shape is None else int(output_shape)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._dropout_layer = Dropout(self.dropout, seed=seed)
+
+    # (query, value, key) are positional tensors, as Keras records the call: see models/config._serialize_node
+    _tensor_args = ("query", "value", "key")
+
+    def __call__(self, query, value=None, key=None, **kwargs):
+        if value is None and isinstance(query, (list, tuple)):  # (a recorded call being replayed)
+            return super().__call__(list(query), **kwargs)
+        if value is None:
+            raise TypeError(f"MultiHeadAttention '{self.name}' needs a query and a value: mha(query, value)")
+        for mask in ("attention_mask", "query_mask", "value_mask", "key_mask"):
+            if kwargs.get(mask) is not None:
+                raise ValueError(f"MultiHeadAttention '{self.name}': {mask} is not supported by graphc yet "
+                                 "(use_causal_mask=True is)")
+            kwargs.pop(mask, None)
+        return super().__call__([query, value] + ([] if key is None else [key]), **kwargs)
+
+    def build(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        if any(len(s) != 3 or None in s[1:] for s in shapes):
+            raise ValueError(f"MultiHeadAttention '{self.name}' takes (batch, steps, features) inputs with known "
+                             f"steps and features, received shapes {shapes}")
+        dq, dv = shapes[0][-1], shapes[1][-1]
+        dk = shapes[2][-1] if len(shapes) > 2 else dv
+        h, k, v = self.num_heads, self.key_dim, self.value_dim
+        bias = self.use_bias
+        self.query_dense = _Projection((dq, h, k), 1, (h, k) if bias else None, self, name="query")
+        self.key_dense = _Projection((dk, h, k), 1, (h, k) if bias else None, self, name="key")
+        self.value_dense = _Projection((dv, h, v), 1, (h, v) if bias else None, self, name="value")
+        out = self.output_dim or dq
+        self.output_dense = _Projection((h, v, out), 2, (out,) if bias else None, self, name="attention_output")
+        self.built = True
+
+    def call(self, inputs, training=None, use_causal_mask=False, return_attention_scores=False):
+        query, value = inputs[0], inputs[1]
+        key = inputs[2] if len(inputs) > 2 else value
+        if key.shape[1] is not None and value.shape[1] is not None and key.shape[1] != value.shape[1]:
+            raise ValueError(f"MultiHeadAttention '{self.name}': key and value must have the same number of steps, "
+                             f"received {key.shape[1]} and {value.shape[1]}")
+        q = self.query_dense(query) * (1.0 / math.sqrt(self.key_dim))   # (B, Tq, H, K)
+        k, v = self.key_dense(key), self.value_dense(value)               # (B, Tk, H, K), (B, Tk, H, V)
+        scores = ops.matmul(ops.transpose(q, (0, 2, 1, 3)), ops.transpose(k, (0, 2, 3, 1)))  # (B, H, Tq, Tk)
+        if use_causal_mask:
+            tq, tk = query.shape[1], key.shape[1]
+            if tq is None or tk is None:
+                raise ValueError(f"MultiHeadAttention '{self.name}': use_causal_mask needs a known number of steps")
+            allowed = np.tril(np.ones((tq, tk), dtype=bool))  # query step i sees key steps <= i (Keras's mask)
+            scores = scores + np.where(allowed, 0.0, -1e9).astype("float32")
+        attention = ops.softmax(scores, axis=-1)
+        heads = ops.matmul(self._dropout_layer(attention, training=training), ops.transpose(v, (0, 2, 1, 3)))
+        output = self.output_dense(ops.transpose(heads, (0, 2, 1, 3)))  # (B, Tq, H, V) -> (B, Tq, D)
+        return [output, attention] if return_attention_scores else output
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias, "use_gate": False,
+                "output_shape": self.output_dim, "attention_axes": [1], "sliding_window": None,
+                "kernel_initializer": serialize_object(self.kernel_initializer),
+                "bias_initializer": serialize_object(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "activity_regularizer": None,
+                "kernel_constraint": None, "bias_constraint": None, "seed": self.seed}
