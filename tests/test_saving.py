@@ -264,10 +264,39 @@ def test_invalid_configs_are_clear_errors():
 
 
 def test_unserializable_config_value_names_the_layer():
+    class Holder(layers.Layer):
+        def call(self, x):
+            return x
+
+        def get_config(self):
+            return {**super().get_config(), "thing": {1, 2}}
+
     x = keras.Input((4,))
-    model = keras.Model(x, x[:, 1:3])
-    with pytest.raises(TypeError, match=r"layer 'getitem' has a slice .* at config\.config\.layers\[1\]"):
+    model = keras.Model(x, Holder(name="holder")(x))
+    with pytest.raises(TypeError, match=r"layer 'holder' has a set .* at config\.config\.layers\[1\]"):
         model.to_json()
+
+
+def test_operations_on_functional_tensors_are_written_as_keras_writes_them(rng):
+    # x + y, x[:, 1:3], ops.mean(x, axis=1): Keras's operation classes (Add, GetItem, Mean), the tensors as call
+    # arguments and the settings in the config, so Keras loads graphc's files (and graphc Keras's)
+    x = keras.Input((4, 3))
+    h = layers.Dense(3, name="d")(x)
+    out = ops.reshape(ops.mean((x + h)[:, 1:3] * 2.0, axis=1, keepdims=True), (-1, 3))
+    model = keras.Model(x, out)
+    entry = json.loads(model.to_json())
+    ops_written = {l["class_name"]: (l["module"], l["config"], l["inbound_nodes"][0]["args"][1:])
+                   for l in entry["config"]["layers"] if l["module"].startswith("keras.src.ops")}
+    assert ops_written["Add"][0] == "keras.src.ops.numpy" and ops_written["Add"][2][0]["class_name"] == "__keras_tensor__"
+    assert ops_written["GetItem"][2] == [[{"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}},
+                                          {"class_name": "__slice__", "config": {"start": 1, "stop": 3, "step": None}}]]
+    assert ops_written["Multiply"][2] == [2.0]
+    assert {k: v for k, v in ops_written["Mean"][1].items() if k != "name"} == {"axis": 1, "keepdims": True}
+    assert {k: v for k, v in ops_written["Reshape"][1].items() if k != "name"} == {"newshape": [-1, 3]}
+    restored = model_from_json(model.to_json())
+    restored.set_weights(model.get_weights())
+    data = rng.normal(size=(2, 4, 3)).astype("float32")
+    np.testing.assert_array_equal(restored.predict(data, verbose=0), model.predict(data, verbose=0))
 
 
 # --- to_json / model_from_json --------------------------------------------------------------------------------
@@ -760,3 +789,11 @@ def test_clone_model_has_the_architecture_and_new_weights(rng):
     assert type(keras.models.clone_model(seq)) is keras.Sequential
     with pytest.raises(ValueError, match=r"\['clone_function'\] not supported"):
         keras.models.clone_model(seq, clone_function=lambda layer: layer)
+
+
+def test_loads_keras_operations_on_functional_tensors():
+    with open(os.path.join(FIXTURES, "keras3_ops_io.json")) as f:
+        io = json.load(f)
+    model = load_model(os.path.join(FIXTURES, "keras3_ops.keras"))  # (it raised: Add must be called on a list)
+    for got, want in zip(model.predict(np.array(io["x"], "float32"), verbose=0), io["y"]):
+        np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-6)

@@ -17,6 +17,7 @@ from .. import serialization
 from ..layers.base import Layer
 from ..layers.input_layer import InputLayer
 from ..layers.node import KerasTensor, map_structure
+from ..layers.op_layer import OpLayer
 from .functional import Functional, Model
 from .sequential import Sequential
 
@@ -34,6 +35,10 @@ def _is_functional(layer) -> bool:
 
 def _entry(layer) -> dict:
     """module/class_name/config/registered_name, with the module names Keras gives models."""
+    if isinstance(layer, OpLayer):  # as Keras writes an operation on functional tensors
+        module, class_name, config = layer.keras_entry()
+        return {"module": module, "class_name": class_name, "config": copy.deepcopy(config),
+                "registered_name": class_name}
     entry = serialization.serialize_object(layer)
     if not isinstance(entry["config"], dict):
         raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}).get_config() must return a dict, "
@@ -96,6 +101,10 @@ def _serialize_value(value, own_nodes, where):
         return [_serialize_value(v, own_nodes, where) for v in value]
     if isinstance(value, dict):
         return {k: _serialize_value(v, own_nodes, where) for k, v in value.items()}
+    if isinstance(value, slice):
+        return {"class_name": "__slice__", "config": {"start": value.start, "stop": value.stop, "step": value.step}}
+    if value is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
     if isinstance(value, np.ndarray):
         return {"class_name": "__numpy__", "config": {"value": value.tolist(), "dtype": value.dtype.name}}
     if isinstance(value, np.generic):
@@ -113,6 +122,8 @@ def _serialize_node(node, own_nodes):
         kwargs.setdefault("mask", None)  # as Keras records a model call
     where = node.layer.name
     args = [node.call_args, *extra]
+    if isinstance(node.layer, OpLayer):
+        args = node.layer.keras_call_args(node.call_args)
     names = getattr(node.layer, "_tensor_args", None)
     if names:  # the tensors as Keras records them: the first two positional, the rest by name (MultiHeadAttention)
         args = list(node.call_args[:2]) + list(extra)
@@ -220,6 +231,8 @@ def deserialize_layer(entry, custom_objects=None):
     """A layer or model from its Keras 3 entry (graphc- or Keras-written)."""
     if not isinstance(entry, dict):
         raise ValueError(f"A saved layer must be a dict with 'class_name' and 'config', received {entry!r}")
+    if str(entry.get("module") or "").startswith("keras.src.ops."):  # an operation on functional tensors
+        return OpLayer.from_keras(entry.get("class_name"), entry.get("config") or {})
     cls = _resolve_class(entry, custom_objects)
     config = entry.get("config") or {}
     if not isinstance(config, dict):
@@ -264,6 +277,11 @@ def _deserialize_value(value, created):
         return tuple(_deserialize_value(v, created) for v in value["config"]["value"])
     if kind == "__numpy__":
         return np.array(value["config"]["value"], dtype=value["config"]["dtype"])
+    if kind == "__slice__":
+        c = value["config"]
+        return slice(c.get("start"), c.get("stop"), c.get("step"))
+    if kind == "__ellipsis__":
+        return Ellipsis
     return {k: _deserialize_value(v, created) for k, v in value.items()}
 
 
