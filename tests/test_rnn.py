@@ -402,3 +402,31 @@ def test_matches_keras_goldens(name):
         assert len(outputs) == sum(k.startswith("out") and k.endswith(f"_b{batch}") for k in data.files)
         for j, got in enumerate(outputs):
             np.testing.assert_allclose(got, data[f"out{j}_b{batch}"], **TOL, err_msg=f"{name} output {j}")
+
+
+@pytest.mark.parametrize("cls", [layers.LSTM, layers.GRU, layers.SimpleRNN])
+def test_input_dropout_in_training_is_one_mask_per_sample_and_feature(cls, rng):
+    # Keras: in training, dropout= drops input features with one mask per sample, shared by all steps. The
+    # same draw as a Dropout(noise_shape=(batch, 1, features)) with the same seed: both models train alike
+    def model(dropout_first):
+        inp = graphc.Input((5, 3))
+        x = layers.Dropout(0.4, noise_shape=(None, 1, 3), seed=7)(inp) if dropout_first else inp
+        rnn = cls(4, dropout=0.0 if dropout_first else 0.4, seed=7, name="rnn")
+        m = graphc.Model(inp, layers.Dense(1, name="out")(rnn(x)))
+        m.compile(optimizer=graphc.optimizers.SGD(0.1), loss="mse")
+        return m
+
+    a, b = model(False), model(True)
+    b.set_weights(a.get_weights())
+    x, y = rng.normal(size=(8, 5, 3)).astype("float32"), rng.normal(size=(8, 1)).astype("float32")
+    np.testing.assert_allclose(a.train_on_batch(x, y), b.train_on_batch(x, y), rtol=1e-6)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+    plain = model(False)
+    plain.get_layer("rnn").dropout = 0.0  # (without the mask the step differs: the mask is applied)
+    plain.set_weights(a.get_weights())
+    assert not np.isclose(plain.train_on_batch(x, y), a.train_on_batch(x, y))
+    with pytest.raises(ValueError, match="recurrent_dropout=0.2 is not supported"):
+        m = graphc.Sequential([graphc.Input((5, 3)), cls(2, recurrent_dropout=0.2)])
+        m.compile(optimizer="sgd", loss="mse")
+        m.train_on_batch(x, np.zeros((8, 2), "float32"))

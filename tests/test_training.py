@@ -323,10 +323,10 @@ def test_dropout_training_is_reproducible_and_c_equals_reference(rng, monkeypatc
 
 
 def test_recurrent_dropout_in_training_is_refused_clearly(rng):
-    model = graphc.Sequential([graphc.Input((4, 3)), layers.LSTM(5, dropout=0.2), layers.Dense(2)])
+    model = graphc.Sequential([graphc.Input((4, 3)), layers.LSTM(5, recurrent_dropout=0.2), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
     model.predict(np.zeros((1, 4, 3), "float32"), verbose=0)  # inference ignores dropout, as Keras
-    with pytest.raises(ValueError, match=r"LSTM 'lstm\w*': training with dropout=0.2"):
+    with pytest.raises(ValueError, match=r"LSTM 'lstm\w*': training with recurrent_dropout=0.2"):
         model.fit(np.zeros((2, 4, 3), "float32"), np.zeros((2, 2), "float32"), verbose=0)
 
 

@@ -108,16 +108,23 @@ class Dropout(Layer):
             if not ok:
                 raise ValueError(f"Dropout '{self.name}': noise_shape {noise_shape} does not broadcast to the input "
                                  f"shape {tuple(inputs.shape)} (each entry must be None, 1 or the input's size)")
-        seed = int(self.seed if self.seed is not None else self._drawn_seed)
-        stream = sum(1 for op in current_builder().ops if op.kind == "random_uniform" and op.attrs["seed"] == seed)
-        noise = emit("random_uniform", inputs, rng_counter(), seed=seed, stream=stream, shape=noise_shape)
-        return ops.where(ops.greater_equal(noise, self.rate), inputs * (1.0 / (1.0 - self.rate)), 0.0)
+        return drop(inputs, self.rate, int(self.seed if self.seed is not None else self._drawn_seed), noise_shape)
 
     def _noise_shape(self, inputs):
         return None if self.noise_shape is None else tuple(self.noise_shape)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+def drop(inputs, rate, seed, noise_shape=None):
+    """Training-time dropout: keep where uniform(noise_shape) >= rate, scaled by 1 / (1 - rate). The uniforms
+    are the op random_uniform on the step's rng_counter with ``seed``, and a stream number that tells apart the
+    draws made with the same seed in one trace (a shared layer called twice)."""
+    from ..tracing import current_builder, emit, rng_counter
+    stream = sum(1 for op in current_builder().ops if op.kind == "random_uniform" and op.attrs["seed"] == seed)
+    noise = emit("random_uniform", inputs, rng_counter(), seed=seed, stream=stream, shape=noise_shape)
+    return ops.where(ops.greater_equal(noise, rate), inputs * (1.0 / (1.0 - rate)), 0.0)
 
 
 def _check_channels_last(layer, data_format):

@@ -16,7 +16,7 @@ from ..ir.ops.rnn import CELLS
 from ..serialization import register, serialize_object
 from ..tracing import emit
 from .base import Layer
-from .core import reject_unsupported
+from .core import drop, reject_unsupported
 from .input_spec import InputSpec
 
 # Keras activation name -> elementwise op name, where they differ.
@@ -64,6 +64,9 @@ class BaseRNN(Layer):
         self.dropout = min(1.0, max(0.0, float(dropout)))
         self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
         self.seed = seed
+        if seed is None and 0 < self.dropout < 1:  # (drawn now, as Dropout's: set_random_seed fixes it)
+            from ..utils.random import global_rng
+            self._drawn_seed = int(global_rng().integers(0, 2**31 - 1))
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -147,10 +150,14 @@ class BaseRNN(Layer):
         params = [self.kernel, self.recurrent_kernel] + ([self.bias] if self.use_bias else [])
         # Training emits the op's training form, which also returns the per-step tensors that backprop
         # through time reads (graphc/ir/ops/rnn_grad.py), so the backward does not rerun the recurrence.
-        if training and (self.dropout or self.recurrent_dropout):
-            raise ValueError(f"{type(self).__name__} '{self.name}': training with dropout={self.dropout} / "
-                             f"recurrent_dropout={self.recurrent_dropout} is not supported by graphc yet; set "
-                             "both to 0 (or put a Dropout layer before the recurrent layer)")
+        if training and self.recurrent_dropout:
+            raise ValueError(f"{type(self).__name__} '{self.name}': training with recurrent_dropout="
+                             f"{self.recurrent_dropout} is not supported by graphc yet; set it to 0 (dropout= on "
+                             "the inputs is supported)")
+        if training and self.dropout:  # one mask per sample and input feature, shared by every step (Keras's)
+            sequence = emit("broadcast_like", 0.0, sequence) if self.dropout >= 1 else drop(
+                sequence, self.dropout, int(self.seed if self.seed is not None else self._drawn_seed),
+                (sequence.shape[0], 1, sequence.shape[2]))
         op_kind = f"{self.op_kind}_train" if training else self.op_kind
         outputs = emit(op_kind, sequence, *params, *states, **self._op_attrs())[:1 + CELLS[self.op_kind][1]]
         return list(outputs) if self.return_state else outputs[0]
