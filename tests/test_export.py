@@ -203,6 +203,8 @@ int main(int argc, char **argv) {
         int rc = plain_predict_prepared(NULL, (void *)1, 2, pin, pout, ws, plain_workspace_size(2));
         printf("%lu %d %d %.9g\n", (unsigned long)plain_prepared_size(), plain_prepare(NULL, NULL, 0), rc, b[0]);
     }
+    printf("%d %d\n", prep_read_weight(weights, -1, kernel) == PREP_ERR_WEIGHT_INDEX,  /* (it said: mismatch) */
+           prep_write_weight(weights, PREP_NUM_WEIGHTS, kernel) == PREP_ERR_WEIGHT_INDEX);
     free(ws); free(weights); free(p); free(kernel);
     return 0;
 }
@@ -236,6 +238,7 @@ target_link_libraries(check PRIVATE prep_static plain_static m)
     np.testing.assert_allclose(z, y, atol=1e-5)
     size, prepare_rc, predict_rc, first = lines[12].split()
     assert (size, prepare_rc, predict_rc) == ("0", "0", "0") and float(first) == pytest.approx(np.tanh(0.5), abs=1e-6)
+    assert lines[13] == "1 1"  # a weight index out of range has its own code
 
 
 def test_weights_file_is_checked(tmp_path):

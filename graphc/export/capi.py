@@ -25,6 +25,7 @@ STATUS = [  # (suffix, message); the code is the index. 2 is the generated run's
     ("ERR_OUT_OF_MEMORY", "out of memory (only the _alloc convenience call allocates)"),
     ("ERR_INTERNAL", "internal error in the generated code"),
     ("ERR_PREPARED", "the prepared buffer is smaller than prepared_size() or not aligned to WORKSPACE_ALIGN"),
+    ("ERR_WEIGHT_INDEX", "a weight index is negative or not below NUM_WEIGHTS"),
 ]
 
 
@@ -366,7 +367,7 @@ int {n}_read_weight(const void *weights, int index, void *dst)
     const void *params[{max(spec.num_weights, 1)}];
     int rc;
     if (!dst) return {N}_ERR_NULL_ARGUMENT;
-    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHTS_MISMATCH;
+    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHT_INDEX;
     rc = resolve_weights(weights, params);
     if (rc != {N}_OK) return rc;
     memcpy(dst, params[index], weight_bytes[index]);
@@ -378,7 +379,7 @@ int {n}_write_weight(void *weights, int index, const void *src)
     unsigned char *blob = (unsigned char *)weights;
     int rc;
     if (!weights || !src) return {N}_ERR_NULL_ARGUMENT;
-    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHTS_MISMATCH;
+    if (index < 0 || index >= {N}_NUM_WEIGHTS) return {N}_ERR_WEIGHT_INDEX;
     rc = check_header(blob);
     if (rc != {N}_OK) return rc;
     memcpy(blob + 64 + weight_offsets[index], src, weight_bytes[index]);
