@@ -394,6 +394,13 @@ def test_an_earlier_export_that_cannot_be_removed_is_reported(tmp_path, monkeypa
     assert (tmp_path / "pkg" / "two.h").is_file()
 
 
+def test_a_nul_byte_in_an_input_name_is_refused(tmp_path):
+    x = graphc.Input((3,), name="in\0put")
+    with pytest.raises(ValueError, match=r"names \['in\\x00put'\] contain a NUL byte"):
+        graphc.export_c(graphc.Model(x, layers.Dense(2)(x)), tmp_path / "pkg", name="nul")
+    assert not (tmp_path / "pkg").exists()
+
+
 @pytest.mark.parametrize("name,why", [("stdio", "hides the system header <stdio.h>"),
                                       ("Time", "hides the system header <time.h>"),
                                       ("omp", "hides the system header <omp.h>"),

@@ -184,6 +184,10 @@ def _api_spec(model, name, generated, layout, embedded, batch_size, max_threads)
     g = generated.graph
     rows = rows_factor(g)
     out_names = list(getattr(model, "output_names", None) or [f"output_{k}" for k in range(len(g.outputs))])
+    nul = [n for n in [*model.input_names, *out_names] if "\0" in str(n)]
+    if nul:  # (C strings end at the first NUL byte: input_name() would give a cut name)
+        raise ValueError(f"export_c: input or output names {nul} contain a NUL byte, which a C string cannot hold; "
+                         "rename them")
     ins = [capi.TensorInfo(n, v.type.dtype, tuple(v.type.shape), 1) for n, v in zip(model.input_names, g.inputs)]
     outs = [capi.TensorInfo(n, v.type.dtype, tuple(v.type.shape), rows.get(v.id) or 1)
             for n, v in zip(out_names, g.outputs)]
