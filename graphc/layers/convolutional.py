@@ -46,6 +46,16 @@ def standardize_padding(layer, padding, allow_causal=False):
     return value
 
 
+def input_channels(layer, input_shape):
+    """The (known) channel count of a convolution's input; the layer's input spec then checks it."""
+    channels = input_shape[-1]
+    if channels is None:
+        raise ValueError(f"{type(layer).__name__} '{layer.name}': the channel axis (last) of its input must be "
+                         f"known, received input shape {tuple(input_shape)}")
+    layer.input_spec = InputSpec(ndim=layer.rank + 2, axes={-1: channels})
+    return channels
+
+
 class _ConvBase(Layer):
     rank = None  # number of spatial axes, set by each subclass
 
@@ -74,12 +84,7 @@ class _ConvBase(Layer):
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def _input_channels(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"{type(self).__name__} '{self.name}': the channel axis (last) of its input must be "
-                             f"known, received input shape {tuple(input_shape)}")
-        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
-        return channels
+        return input_channels(self, input_shape)
 
     def _add_weights(self, kernel_shape):
         self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",

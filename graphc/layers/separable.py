@@ -12,7 +12,7 @@ from ..ir.ops.conv import window_output_spatial
 from ..serialization import register, serialize_object
 from ..tracing import emit
 from .base import Layer
-from .convolutional import standardize_padding, standardize_tuple
+from .convolutional import input_channels, standardize_padding, standardize_tuple
 from .core import _check_channels_last, reject_unsupported
 from .input_spec import InputSpec
 
@@ -58,11 +58,7 @@ class _Depthwise(Layer):
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"{type(self).__name__} '{self.name}': the channel axis (last) of its input must be "
-                             f"known, received input shape {tuple(input_shape)}")
-        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
+        channels = input_channels(self, input_shape)
         window_output_spatial(input_shape[1:-1], self.kernel_size, self.strides, self.padding, self.dilation_rate,
                               what=f"kernel {self.kernel_size}")
         m = self.depth_multiplier
