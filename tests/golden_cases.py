@@ -398,6 +398,15 @@ def case_multi_head_attention(k):
     return k.Model([q, v], [cross, own, scores])
 
 
+@feeds(Feed((5, 8)), Feed((5, 5), "bool", 0, 2, integers=True), seed=1)
+def case_multi_head_attention_mask(k):
+    q, mask = k.Input(shape=(5, 8)), k.Input(shape=(5, 5), dtype="bool")
+    fused = k.layers.MultiHeadAttention(2, 3)(q, q, attention_mask=mask)  # (Keras's fused path)
+    out, scores = k.layers.MultiHeadAttention(2, 4)(q, q, attention_mask=mask, use_causal_mask=True,
+                                                    return_attention_scores=True)  # (its Softmax path)
+    return k.Model([q, mask], [fused, out, scores])
+
+
 @feeds(Feed((6, 3)))
 def case_bidirectional(k):
     x = k.Input(shape=(6, 3))

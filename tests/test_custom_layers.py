@@ -230,5 +230,5 @@ def test_multi_head_attention_matches_its_formula_and_refuses_masks(rng):
     want = np.einsum("bhqs,bshv->bqhv", p, v)
     np.testing.assert_allclose(got_scores, p, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got, np.einsum("bqhv,hvd->bqd", want, wo) + bo, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="attention_mask is not supported by graphc yet"):
-        layers.MultiHeadAttention(2, 3)(q_in, q_in, attention_mask=np.ones((1, 4, 4), bool))
+    with pytest.raises(ValueError, match="query_mask is not supported by graphc yet"):
+        layers.MultiHeadAttention(2, 3)(q_in, q_in, query_mask=np.ones((1, 4), bool))

@@ -44,7 +44,8 @@ class _Projection(Layer):
 class MultiHeadAttention(Layer):
     """Attention of ``query`` over ``value`` (and ``key``, default ``value``) with ``num_heads`` heads of size
     ``key_dim`` (``value_dim`` for values, default ``key_dim``). Call: ``mha(query, value, key=None,
-    use_causal_mask=False, return_attention_scores=False, training=None)``; the output has ``output_shape``
+    attention_mask=None, use_causal_mask=False, return_attention_scores=False, training=None)``
+    (``attention_mask``: (batch, Tq, Tk), true where attention is allowed); the output has ``output_shape``
     features (default: the query's). Inputs are (batch, steps, features); attention runs over the steps."""
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
@@ -79,23 +80,25 @@ class MultiHeadAttention(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self._dropout_layer = Dropout(self.dropout, seed=seed)
 
-    # (query, value, key) are positional tensors, as Keras records the call: see models/config._serialize_node
-    _tensor_args = ("query", "value", "key")
+    # The call's tensors, packed as [query, value, key(, attention_mask)]; files record the first two
+    # positionally and the others by name, as Keras does (models/config._serialize_node)
+    _tensor_args = ("query", "value", "key", "attention_mask")
 
-    def __call__(self, query, value=None, key=None, **kwargs):
+    def __call__(self, query, value=None, key=None, attention_mask=None, **kwargs):
         if value is None and isinstance(query, (list, tuple)):  # (a recorded call being replayed)
             return super().__call__(list(query), **kwargs)
         if value is None:
             raise TypeError(f"MultiHeadAttention '{self.name}' needs a query and a value: mha(query, value)")
-        for mask in ("attention_mask", "query_mask", "value_mask", "key_mask"):
+        for mask in ("query_mask", "value_mask", "key_mask"):
             if kwargs.get(mask) is not None:
                 raise ValueError(f"MultiHeadAttention '{self.name}': {mask} is not supported by graphc yet "
-                                 "(use_causal_mask=True is)")
+                                 "(graphc has no masking; attention_mask and use_causal_mask are supported)")
             kwargs.pop(mask, None)
-        return super().__call__([query, value] + ([] if key is None else [key]), **kwargs)
+        tensors = [query, value, value if key is None else key]
+        return super().__call__(tensors + ([] if attention_mask is None else [attention_mask]), **kwargs)
 
     def build(self, input_shape):
-        shapes = [tuple(s) for s in input_shape]
+        shapes = [tuple(s) for s in input_shape[:3]]
         if any(len(s) != 3 or None in s[1:] for s in shapes):
             raise ValueError(f"MultiHeadAttention '{self.name}' takes (batch, steps, features) inputs with known "
                              f"steps and features, received shapes {shapes}")
@@ -111,21 +114,31 @@ class MultiHeadAttention(Layer):
         self.built = True
 
     def call(self, inputs, training=None, use_causal_mask=False, return_attention_scores=False):
-        query, value = inputs[0], inputs[1]
-        key = inputs[2] if len(inputs) > 2 else value
+        query, value, key = inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else inputs[1]
         if key.shape[1] is not None and value.shape[1] is not None and key.shape[1] != value.shape[1]:
             raise ValueError(f"MultiHeadAttention '{self.name}': key and value must have the same number of steps, "
                              f"received {key.shape[1]} and {value.shape[1]}")
         q = self.query_dense(query) * (1.0 / math.sqrt(self.key_dim))   # (B, Tq, H, K)
         k, v = self.key_dense(key), self.value_dense(value)               # (B, Tk, H, K), (B, Tk, H, V)
         scores = ops.matmul(ops.transpose(q, (0, 2, 1, 3)), ops.transpose(k, (0, 2, 3, 1)))  # (B, H, Tq, Tk)
-        if use_causal_mask:
-            tq, tk = query.shape[1], key.shape[1]
-            if tq is None or tk is None:
-                raise ValueError(f"MultiHeadAttention '{self.name}': use_causal_mask needs a known number of steps")
-            allowed = np.tril(np.ones((tq, tk), dtype=bool))  # query step i sees key steps <= i (Keras's mask)
-            scores = scores + np.where(allowed, 0.0, -1e9).astype("float32")
-        attention = ops.softmax(scores, axis=-1)
+        allowed = None  # 1 where query step i may attend to key step j: the attention mask and the causal one
+        if len(inputs) > 3:
+            mask = inputs[3]
+            if len(mask.shape) != 3 or any(a is not None and b is not None and a != b
+                                           for a, b in zip(mask.shape[1:], (query.shape[1], key.shape[1]))):
+                raise ValueError(f"MultiHeadAttention '{self.name}': attention_mask must have shape (batch, "
+                                 f"{query.shape[1]}, {key.shape[1]}), received {tuple(mask.shape)}")
+            allowed = ops.expand_dims(ops.cast(mask, "float32"), 1)  # (B, 1, Tq, Tk): the same for every head
+        if use_causal_mask:  # query step i sees key steps <= i (Keras's causal mask)
+            causal = np.tril(np.ones((query.shape[1], key.shape[1]), dtype="float32"))
+            allowed = causal if allowed is None else allowed * causal
+        attention = ops.softmax(scores if allowed is None else ops.where(ops.greater(allowed, 0.5), scores, -1e9),
+                                axis=-1)
+        if allowed is not None and (return_attention_scores or self.dropout > 0):
+            # Keras's two paths differ on a query step allowed nothing: its Softmax layer (taken when returning
+            # the scores or with dropout) zeroes the masked places, so such a step gets zeros; its fused
+            # dot-product attention (otherwise) leaves the uniform distribution. Both followed here.
+            attention = attention * allowed
         heads = ops.matmul(self._dropout_layer(attention, training=training), ops.transpose(v, (0, 2, 1, 3)))
         output = self.output_dense(ops.transpose(heads, (0, 2, 1, 3)))  # (B, Tq, H, V) -> (B, Tq, D)
         return [output, attention] if return_attention_scores else output

@@ -68,7 +68,7 @@ def _build_config(layer):
     names = getattr(layer, "_tensor_args", None)
     if names:  # (Keras builds such a layer from each tensor's shape by name: build(query_shape, value_shape))
         return {"shapes_dict": {f"{n}_shape": list(t.shape)
-                                for n, t in zip(names, layer._inbound_nodes[0].call_args)}}
+                                for n, t in zip(names[:3], layer._inbound_nodes[0].call_args)}}
     return {"input_shape": _shapes(layer._inbound_nodes[0].call_args)}
 
 
