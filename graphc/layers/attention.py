@@ -85,8 +85,9 @@ class MultiHeadAttention(Layer):
     _tensor_args = ("query", "value", "key", "attention_mask")
 
     def __call__(self, query, value=None, key=None, attention_mask=None, **kwargs):
-        if value is None and isinstance(query, (list, tuple)):  # (a recorded call being replayed)
-            return super().__call__(list(query), **kwargs)
+        if value is None and isinstance(query, (list, tuple)):  # (packed: a recorded call being replayed)
+            packed = list(query)
+            return super().__call__(packed + packed[1:2] if len(packed) == 2 else packed, **kwargs)
         if value is None:
             raise TypeError(f"MultiHeadAttention '{self.name}' needs a query and a value: mha(query, value)")
         for mask in ("query_mask", "value_mask", "key_mask"):
