@@ -18,10 +18,10 @@ def _factor(owner, name, value):
 
 
 class Regularizer:
-    """Base class: ``__call__(weight)`` is the penalty, a scalar tensor."""
+    """Base class: ``__call__(weight)`` is the penalty; this one's is 0 (no penalty), as Keras's base class."""
 
     def __call__(self, x):
-        raise NotImplementedError
+        return 0.0
 
     def get_config(self):
         return {}
@@ -32,47 +32,41 @@ class Regularizer:
 
 
 @register("regularizers")
-class L1(Regularizer):
+class L1L2(Regularizer):
+    """``l1 * sum(abs(x)) + l2 * sum(square(x))``, each term only where its factor is not 0."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1, self.l2 = _factor(type(self).__name__, "l1", l1), _factor(type(self).__name__, "l2", l2)
+
+    def __call__(self, x):
+        terms = ([self.l1 * ops.sum(ops.abs(x))] if self.l1 else []) + \
+                ([self.l2 * ops.sum(ops.square(x))] if self.l2 else [])
+        return sum(terms[1:], terms[0]) if terms else 0.0
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+@register("regularizers")
+class L1(L1L2):
     """``l1 * sum(abs(x))``."""
 
     def __init__(self, l1=0.01):
-        self.l1 = _factor("L1", "l1", l1)
-
-    def __call__(self, x):
-        return self.l1 * ops.sum(ops.abs(x))
+        super().__init__(l1=l1)
 
     def get_config(self):
         return {"l1": self.l1}
 
 
 @register("regularizers")
-class L2(Regularizer):
+class L2(L1L2):
     """``l2 * sum(square(x))``."""
 
     def __init__(self, l2=0.01):
-        self.l2 = _factor("L2", "l2", l2)
-
-    def __call__(self, x):
-        return self.l2 * ops.sum(ops.square(x))
+        super().__init__(l2=l2)
 
     def get_config(self):
         return {"l2": self.l2}
-
-
-@register("regularizers")
-class L1L2(Regularizer):
-    """``l1 * sum(abs(x)) + l2 * sum(square(x))``."""
-
-    def __init__(self, l1=0.0, l2=0.0):
-        self.l1, self.l2 = _factor("L1L2", "l1", l1), _factor("L1L2", "l2", l2)
-
-    def __call__(self, x):
-        terms = ([self.l1 * ops.sum(ops.abs(x))] if self.l1 else []) + \
-                ([self.l2 * ops.sum(ops.square(x))] if self.l2 else [])
-        return terms[0] + terms[1] if len(terms) == 2 else terms[0] if terms else 0.0 * ops.sum(x)
-
-    def get_config(self):
-        return {"l1": self.l1, "l2": self.l2}
 
 
 l1, l2, l1_l2 = L1, L2, L1L2
