@@ -7,6 +7,7 @@ with the reference executor.
 """
 from __future__ import annotations
 
+import builtins
 import functools
 
 import numpy as np
@@ -28,7 +29,7 @@ def _op(fn):
         if current_builder() is not None:
             return fn(*args, **kwargs)
         from .layers.node import KerasTensor
-        if any(isinstance(a, KerasTensor) for a in _flat(args)):
+        if builtins.any(isinstance(a, KerasTensor) for a in _flat(args)):
             from .layers.op_layer import apply_op
             return apply_op(fn.__name__, wrapper, args, kwargs)
         return eager(lambda *a: fn(*a, **kwargs), *args)
@@ -50,7 +51,22 @@ def _binary(kind):
 add, subtract, multiply = (_binary(k) for k in ("add", "subtract", "multiply"))
 maximum, minimum, power = (_binary(k) for k in ("maximum", "minimum", "power"))
 greater, less, equal = (_binary(k) for k in ("greater", "less", "equal"))
-greater_equal, less_equal = (_binary(k) for k in ("greater_equal", "less_equal"))
+greater_equal, less_equal, not_equal = (_binary(k) for k in ("greater_equal", "less_equal", "not_equal"))
+
+
+@_op
+def logical_and(x1, x2):
+    return emit("logical_and", cast(x1, "bool"), cast(x2, "bool"))
+
+
+@_op
+def logical_or(x1, x2):
+    return emit("logical_or", cast(x1, "bool"), cast(x2, "bool"))
+
+
+@_op
+def logical_not(x):
+    return emit("equal", cast(x, "bool"), cast(0, "bool"))
 
 
 def _unary(kind, name=None, floats=False):
@@ -212,7 +228,7 @@ def _resolve_shape(in_shape, new_shape):
     total = int(np.prod(known)) if len(known) == len(in_shape) else None
     rest = int(np.prod([d for d in new_shape if d != -1]))
     if total is None:
-        if in_shape[0] is None and all(d is not None for d in in_shape[1:]) and 0 not in new_shape:
+        if in_shape[0] is None and builtins.all(d is not None for d in in_shape[1:]) and 0 not in new_shape:
             raise ValueError(f"reshape: cannot infer -1 at axis {i} of {tuple(new_shape)} from the "
                              f"symbolic batch of shape {tuple(in_shape)}")
         raise ValueError(f"reshape: cannot infer -1 in {tuple(new_shape)} from shape {tuple(in_shape)}")
@@ -335,6 +351,18 @@ min = _reduction("reduce_min", "min")
 
 
 @_op
+@_op
+def any(x, axis=None, keepdims=False):
+    """Whether some element along ``axis`` is true (nonzero)."""
+    return greater(max(cast(x, "float32"), axis=axis, keepdims=keepdims), 0.0)
+
+
+@_op
+def all(x, axis=None, keepdims=False):
+    """Whether every element along ``axis`` is true (nonzero)."""
+    return greater(min(cast(x, "float32"), axis=axis, keepdims=keepdims), 0.0)
+
+
 def mean(x, axis=None, keepdims=False):
     """The mean, in float32 for integer and bool tensors, as in Keras (the mean of [1, 2] is 1.5)."""
     return _mean(_as_float(x), axis=axis, keepdims=keepdims)
@@ -392,5 +420,5 @@ def split(x, indices_or_sections, axis=0):
     return [getitem(x, head + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("functools", "np", "annotations",
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("builtins", "functools", "np", "annotations",
                                                                      "Tensor", "current_builder", "eager", "emit")]

@@ -16,6 +16,8 @@ extern "C" {
  *   x (batch, steps, features); kernel (features, k*units); recurrent (units, k*units);
  *   bias (k*units) or NULL, for a GRU with reset_after (2, 3*units): input bias, then recurrent bias;
  *   h0, c0 (batch, units) initial states or NULL for zeros;
+ *   mask (batch, steps) or NULL: where it is 0 (padding) the sample skips that step, its states (and output)
+ *   staying as they were, as Keras's masking does;
  *   seq (batch, steps, units) every step's output in processing order (reversed in time with
  *   go_backwards, as Keras returns it) or NULL; h, c (batch, units) the last states.
  * Gates: k = 1 (SimpleRNN), 4 for LSTM (i, f, c, o), 3 for GRU (z, r, h).
@@ -63,17 +65,18 @@ size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int
 
 int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
                       const float *x, const float *kernel, const float *recurrent, const float *packed_recurrent,
-                      const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch);
+                      const float *bias, const float *h0, const float *mask, float *seq, float *h,
+                      const graphc_scratch *scratch);
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                 int go_backwards, const float *x, const float *kernel, const float *recurrent,
-                const float *packed_recurrent, const float *bias, const float *h0, const float *c0, float *seq,
-                float *h, float *c, const graphc_scratch *scratch);
+                const float *packed_recurrent, const float *bias, const float *h0, const float *c0,
+                const float *mask, float *seq, float *h, float *c, const graphc_scratch *scratch);
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *packed_recurrent, const float *bias, const float *h0, float *seq, float *h,
-               const graphc_scratch *scratch);
+               const float *packed_recurrent, const float *bias, const float *h0, const float *mask, float *seq,
+               float *h, const graphc_scratch *scratch);
 
 /* The recurrent kernel (units x k*units) packed for the threads that share the units, k the gates (1, 4, 3):
  * graphc_rnn_packed_recurrent_floats(units, k) floats, filled by graphc_rnn_pack_recurrent. */

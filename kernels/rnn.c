@@ -88,8 +88,15 @@ typedef struct {
     int cell, features, units, gates, act, ract, backwards, reset_after;
     int64_t batch, steps;
     const float *x, *kernel, *recurrent, *packed_recurrent, *bias, *h0, *c0;
+    const float *mask; /* (batch, steps), time order, or NULL: a sample's step with 0 keeps its states */
     float *seq, *h, *c;
 } problem;
+
+/* Whether sample n skips processing step s (its mask is 0 there): its h and c stay as they were. */
+static int skips(const problem *p, int64_t n, int64_t s)
+{
+    return p->mask != NULL && p->mask[n * p->steps + (p->backwards ? p->steps - 1 - s : s)] == 0.0f;
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Activations. The sigmoid uses a polynomial exp that vectorizes (libm's expf does not): Cephes' expf
@@ -526,24 +533,32 @@ static void gru_cell(const problem *p, float *z, float *w, const float *rb, int 
 
 /* One step of the row path. zero_h: h is the zero initial state (no h0 given, first step), so its products
  * with the recurrent kernel are zero and are skipped (1/T of an LSTM's products: 3.6% at T = 28). */
-static void step_simple(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h, int zero_h)
+static void step_simple(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h, int zero_h,
+                        int64_t n0, int64_t s)
 {
     const int u = p->units;
+    int i;
     if (!zero_h) step_gemm(rp, m, h, u, 1.0f, z, u);
-    simple_cell(p, z, m * u, h);
+    if (p->mask == NULL) {
+        simple_cell(p, z, m * u, h);
+        return;
+    }
+    for (i = 0; i < m; i++)
+        if (!skips(p, n0 + i, s)) simple_cell(p, z + (size_t)i * u, u, h + (size_t)i * u);
 }
 
 static void step_lstm(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *h, float *c,
-                      int zero_h)
+                      int zero_h, int64_t n0, int64_t s)
 {
     const int u = p->units, G = 4 * u;
     int i;
     if (!zero_h) step_gemm(rp, m, h, u, 1.0f, z, G);
-    for (i = 0; i < m; i++) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
+    for (i = 0; i < m; i++)
+        if (!skips(p, n0 + i, s)) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
 }
 
 static void step_gru(const problem *p, const graphc_rnn_product *rp, int m, float *z, float *work, float *h,
-                     int zero_h)
+                     int zero_h, int64_t n0, int64_t s)
 {
     const int u = p->units, G = 3 * u;
     int i, j;
@@ -553,7 +568,7 @@ static void step_gru(const problem *p, const graphc_rnn_product *rp, int m, floa
         else step_gemm(rp, m, h, u, 0.0f, work, G);
         for (i = 0; i < m; i++) {
             float *hi = h + (size_t)i * u;
-            gru_cell(p, z + (size_t)i * G, work + (size_t)i * G, rb, u, u, hi, hi);
+            if (!skips(p, n0 + i, s)) gru_cell(p, z + (size_t)i * G, work + (size_t)i * G, rb, u, u, hi, hi);
         }
         return;
     }
@@ -569,6 +584,7 @@ static void step_gru(const problem *p, const graphc_rnn_product *rp, int m, floa
     if (!zero_h) step_gemm(rp + 1, m, work, u, 1.0f, z + 2 * u, G); /* (r * 0 = 0) */
     for (i = 0; i < m; i++) {
         float *zi = z + (size_t)i * G, *hi = h + (size_t)i * u;
+        if (skips(p, n0 + i, s)) continue;
         graphc_rnn_activate(p->act, zi + 2 * u, u);
         for (j = 0; j < u; j++) hi[j] = zi[j] * hi[j] + (1.0f - zi[j]) * zi[2 * u + j];
     }
@@ -729,10 +745,11 @@ static void run_rows_fused(const problem *p, const rnn_plan *plan, int64_t r0, i
             }
             /* (B is only read through its packed copy: the kernel stands in for it) */
             graphc_sgemm_bias_act_prepacked(m, G, K, xh, K, p->kernel, G, both, p->bias, GRAPHC_ACT_NONE, z, G, gs);
-            if (p->cell == CELL_LSTM)
-                for (i = 0; i < m; i++) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
-            else
-                simple_cell(p, z, m * u, h);
+            for (i = 0; i < m; i++) {
+                if (skips(p, n0 + i, s)) continue;
+                if (p->cell == CELL_LSTM) lstm_cell(p, z + (size_t)i * G, u, u, h + (size_t)i * u, c + (size_t)i * u);
+                else simple_cell(p, z + (size_t)i * G, u, h + (size_t)i * u);
+            }
             store_sequence(p, n0, m, s, h);
         }
     }
@@ -769,9 +786,9 @@ static void run_rows(const problem *p, const rnn_plan *plan, int64_t r0, int64_t
             for (j = 0; j < len; j++) {
                 float *z = proj + (size_t)(p->backwards ? len - 1 - j : j) * m * G;
                 const int zero_h = p->h0 == NULL && s0 + j == 0;
-                if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c, zero_h);
-                else if (p->cell == CELL_GRU) step_gru(p, rp, m, z, work, h, zero_h);
-                else step_simple(p, rp, m, z, h, zero_h);
+                if (p->cell == CELL_LSTM) step_lstm(p, rp, m, z, h, c, zero_h, n0, s0 + j);
+                else if (p->cell == CELL_GRU) step_gru(p, rp, m, z, work, h, zero_h, n0, s0 + j);
+                else step_simple(p, rp, m, z, h, zero_h, n0, s0 + j);
                 store_sequence(p, n0, m, s0 + j, h);
             }
         }
@@ -947,7 +964,8 @@ static void run_units(const problem *p, const rnn_plan *plan, float *region, flo
             }
             for (i = 0; i < m && n > 0; i++) {
                 float *zi = z + (size_t)i * Gn, *hi = hn + (size_t)i * u + j0;
-                if (p->cell == CELL_LSTM) lstm_cell(p, zi, n, n, hi, p->c + (size_t)i * u + j0);
+                if (skips(p, i, s0 + j)) memcpy(hi, h + (size_t)i * u + j0, (size_t)n * sizeof(float));
+                else if (p->cell == CELL_LSTM) lstm_cell(p, zi, n, n, hi, p->c + (size_t)i * u + j0);
                 else if (p->cell == CELL_GRU) gru_cell(p, zi, work + (size_t)i * Gn, rb, n, n, h + (size_t)i * u + j0, hi);
                 else simple_cell(p, zi, n, hi);
                 if (p->seq != NULL)
@@ -1069,39 +1087,40 @@ size_t graphc_gru_scratch_floats(int64_t batch, int64_t steps, int features, int
 
 int graphc_simple_rnn(int64_t batch, int64_t steps, int features, int units, int activation, int go_backwards,
                       const float *x, const float *kernel, const float *recurrent, const float *packed_recurrent,
-                      const float *bias, const float *h0, float *seq, float *h, const graphc_scratch *scratch)
+                      const float *bias, const float *h0, const float *mask, float *seq, float *h,
+                      const graphc_scratch *scratch)
 {
     problem p;
     simple_problem(&p, batch, steps, features, units);
     p.act = activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
-    p.h0 = h0, p.seq = seq, p.h = h;
+    p.h0 = h0, p.mask = mask, p.seq = seq, p.h = h;
     return run(&p, scratch);
 }
 
 int graphc_lstm(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                 int go_backwards, const float *x, const float *kernel, const float *recurrent,
-                const float *packed_recurrent, const float *bias, const float *h0, const float *c0, float *seq,
-                float *h, float *c, const graphc_scratch *scratch)
+                const float *packed_recurrent, const float *bias, const float *h0, const float *c0,
+                const float *mask, float *seq, float *h, float *c, const graphc_scratch *scratch)
 {
     problem p;
     lstm_problem(&p, batch, steps, features, units);
     p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
-    p.h0 = h0, p.c0 = c0;
+    p.h0 = h0, p.c0 = c0, p.mask = mask;
     p.seq = seq, p.h = h, p.c = c;
     return run(&p, scratch);
 }
 
 int graphc_gru(int64_t batch, int64_t steps, int features, int units, int activation, int recurrent_activation,
                int go_backwards, int reset_after, const float *x, const float *kernel, const float *recurrent,
-               const float *packed_recurrent, const float *bias, const float *h0, float *seq, float *h,
-               const graphc_scratch *scratch)
+               const float *packed_recurrent, const float *bias, const float *h0, const float *mask, float *seq,
+               float *h, const graphc_scratch *scratch)
 {
     problem p;
     gru_problem(&p, batch, steps, features, units, reset_after);
     p.act = activation, p.ract = recurrent_activation, p.backwards = go_backwards;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.packed_recurrent = packed_recurrent, p.bias = bias;
-    p.h0 = h0, p.seq = seq, p.h = h;
+    p.h0 = h0, p.mask = mask, p.seq = seq, p.h = h;
     return run(&p, scratch);
 }

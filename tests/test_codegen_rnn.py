@@ -209,12 +209,13 @@ size_t portable_simple_rnn_scratch_floats(int64_t, int64_t, int, int);
 size_t portable_lstm_scratch_floats(int64_t, int64_t, int, int);
 size_t portable_gru_scratch_floats(int64_t, int64_t, int, int, int);
 int portable_simple_rnn(int64_t, int64_t, int, int, int, int, const float *, const float *, const float *,
-                        const float *, const float *, const float *, float *, float *, const graphc_scratch *);
+                        const float *, const float *, const float *, const float *, float *, float *,
+                        const graphc_scratch *);
 int portable_lstm(int64_t, int64_t, int, int, int, int, int, const float *, const float *, const float *,
-                  const float *, const float *, const float *, const float *, float *, float *, float *,
+                  const float *, const float *, const float *, const float *, const float *, float *, float *, float *,
                   const graphc_scratch *);
 int portable_gru(int64_t, int64_t, int, int, int, int, int, int, const float *, const float *, const float *,
-                 const float *, const float *, const float *, float *, float *, const graphc_scratch *);
+                 const float *, const float *, const float *, const float *, float *, float *, const graphc_scratch *);
 void portable_rnn_activate(int, float *, int64_t);
 void library_rnn_activate(int, float *, int64_t);
 """
@@ -263,7 +264,8 @@ def scratch_for(ffi, floats, nthreads):
 @pytest.mark.parametrize("kind,reset_after", [("simple_rnn", True), ("lstm", True), ("gru", True), ("gru", False)])
 def test_portable_kernel_against_the_reference(rng, kind, reset_after):
     """The plain C path (ARM and other non-AVX2 machines) on every variant, called directly with scratch of
-    the size its sizing function gives (on two threads), which the call does not overstep."""
+    the size its sizing function gives (on two threads), which the call does not overstep; the last case with a
+    mask (padding at either end and inside)."""
     from graphc.ir import OPS
     from graphc.runtime import compile_module
     module = compile_module(PORTABLE_SOURCE, PORTABLE_CDEF, name="rnn_portable")
@@ -278,7 +280,12 @@ def test_portable_kernel_against_the_reference(rng, kind, reset_after):
         states = [f32(n, units) for _ in range(2 if kind == "lstm" else 1)] if n == 5 else []
         attrs = dict(units=units, use_bias=bias, return_sequences=seq, go_backwards=back)
         attrs.update({"reset_after": reset_after} if kind == "gru" else {})
-        want = OPS[kind].reference(*[a for a in (x, kernel, recurrent, b) if a is not None], *states, **attrs)
+        mask = None
+        if n == 9:
+            mask = (rng.uniform(size=(n, steps)) > 0.3).astype("float32")
+            mask[0, :2], mask[1, -2:], mask[2] = 0, 0, 0
+            attrs["masked"] = True
+        want = OPS[kind].reference(*[a for a in (x, kernel, recurrent, b, mask) if a is not None], *states, **attrs)
         got = [np.zeros_like(w) for w in want]
         outs = [ptr(got[0]) if seq else ffi.NULL] + [ptr(a) for a in got[1:]]
         acts = [CODES["tanh"]] + ([CODES["sigmoid"]] if kind != "simple_rnn" else [])
@@ -288,7 +295,7 @@ def test_portable_kernel_against_the_reference(rng, kind, reset_after):
         scratch, guard, keep = scratch_for(ffi, floats, 2)
         assert 0 < floats < 16384  # sized for the problem: tens of KB here (it was 2 MB per thread)
         assert fn(n, steps, features, units, *acts, *flags, ptr(x), ptr(kernel), ptr(recurrent), ffi.NULL, ptr(b),
-                  *init, *outs, scratch) == 0
+                  *init, ptr(mask), *outs, scratch) == 0
         assert np.isnan(guard).all(), "the kernel wrote past its scratch"
         del keep
         if not seq:

@@ -162,9 +162,9 @@ def test_conv_and_pool_ops_match_the_layers(rng):
                                rtol=1e-6)
 
 
-def test_a_layer_that_makes_a_mask_is_refused_one_that_returns_none_works(rng):
-    # graphc propagates no masks: a mask from compute_mask would be dropped and the next layer would average
-    # or run over the padded steps, silently (Keras skips them)
+def test_a_layer_that_makes_a_mask_is_honoured_one_that_returns_none_is_not(rng):
+    # Keras: a custom layer's compute_mask reaches the layers after it (GlobalAveragePooling1D averages the
+    # unmasked steps); one whose compute_mask returns None leaves no mask
     class MakeMask(layers.Layer):
         def call(self, x):
             return x * 1.0
@@ -176,14 +176,12 @@ def test_a_layer_that_makes_a_mask_is_refused_one_that_returns_none_works(rng):
         def compute_mask(self, x, mask=None):
             return None
 
-    for call in (lambda layer: layer(keras.Input((5, 2))), lambda layer: layer(np.ones((1, 5, 2), "float32"))):
-        with pytest.raises(ValueError, match=r"Layer 'make_mask\w*' \(MakeMask\) returns a mask from compute_mask, "
-                                             "but graphc does not support masking"):
-            call(MakeMask())
-    inp = keras.Input((5, 2))
-    model = keras.Model(inp, layers.GlobalAveragePooling1D()(NoMask()(inp)))
     x = rng.normal(size=(2, 5, 2)).astype("float32")
-    np.testing.assert_allclose(model.predict(x), x.mean(1), rtol=1e-5, atol=1e-6)
+    x[0, 3:] = 0
+    for layer, expected in ((MakeMask(), np.stack([x[0, :3].mean(0), x[1].mean(0)])), (NoMask(), x.mean(1))):
+        inp = keras.Input((5, 2))
+        model = keras.Model(inp, layers.GlobalAveragePooling1D()(layer(inp)))
+        np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_variable_assigned_in_call_is_written_by_the_step():

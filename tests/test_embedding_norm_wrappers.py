@@ -82,8 +82,6 @@ def test_embedding_param_counts_from_seeds():
 
 
 def test_embedding_options_and_config():
-    with pytest.raises(ValueError, match="mask_zero=True is not supported.*no masking"):
-        layers.Embedding(10, 2, mask_zero=True)
     with pytest.raises(ValueError, match="input_dim must be a positive integer"):
         layers.Embedding(0, 2)
     with pytest.warns(UserWarning, match="input_length"):

@@ -335,8 +335,8 @@ def test_unsupported_options_fail_loudly():
         layers.GRU(4, use_cudnn="yes")
     with pytest.raises(ValueError, match=r"cannot unroll an RNN whose number of timesteps is unknown"):
         layers.SimpleRNN(2, unroll=True)(graphc.Input(shape=(None, 3)))
-    with pytest.raises(ValueError, match="masking is not supported"):
-        layers.LSTM(2)(np.zeros((1, 3, 2)), mask=np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match=r"LSTM 'm': the mask must have shape \(batch, timesteps\)"):
+        layers.LSTM(2, name="m")(np.zeros((1, 3, 2)), mask=np.ones((1, 4), bool))
 
 
 # --- the IR ops ------------------------------------------------------------------------------------------------

@@ -228,7 +228,8 @@ for _name, _fn in UNARY_GRADS.items():
     OPS[_name].grad = _unary_rule(_fn)
 for _name, _fn in BINARY_GRADS.items():
     OPS[_name].grad = _binary_rule(_fn)
-for _name in ("greater", "less", "equal", "greater_equal", "less_equal", "argmax", "count"):
+for _name in ("greater", "less", "equal", "greater_equal", "less_equal", "not_equal", "logical_and", "logical_or",
+              "argmax", "count"):
     OPS[_name].grad = _no_grad
 OPS["where"].grad = _where
 OPS["cast"].grad = _cast

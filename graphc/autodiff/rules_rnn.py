@@ -21,7 +21,8 @@ def _backward(kind, attrs, x, outputs, saved, dy):
     """Gradients of a <kind> op's inputs; ``outputs`` are its outputs, ``dy`` theirs (None: unused)."""
     grads = [g if g is not None else _zeros_like(y) for y, g in zip(outputs, dy)]
     dx = emit(f"{kind}_grad", *x, *saved, *grads, **attrs)
-    return list(dx[:len(x)])
+    masked = attrs.get("masked", False)  # (the mask, the last input, has no gradient)
+    return list(dx[:len(x) - masked]) + [None] * masked
 
 
 def _train_rule(op, x, y, dy):

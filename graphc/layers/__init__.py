@@ -2,7 +2,7 @@
 from .base import Layer, clear_session  # noqa: F401
 from .input_spec import InputSpec  # noqa: F401
 from .input_layer import InputLayer, Input  # noqa: F401
-from .core import Dense, Activation, Dropout, Flatten, Reshape, Permute, RepeatVector  # noqa: F401
+from .core import Dense, Activation, Dropout, Flatten, Reshape, Permute, RepeatVector, Masking  # noqa: F401
 from .merging import (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot, dot,  # noqa: F401
                       add, subtract, multiply, average, maximum, minimum, concatenate)
 from .op_layer import OpLayer  # noqa: F401

@@ -12,6 +12,7 @@ from .core import reject_unsupported
 class ReLU(Layer):
     """``max(x, 0)``, or with options: ``negative_slope * (x - threshold)`` below ``threshold``, capped at
     ``max_value``."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -33,6 +34,7 @@ class ReLU(Layer):
 @register("layers")
 class LeakyReLU(Layer):
     """``x`` where positive, ``negative_slope * x`` elsewhere (Keras 3's default slope is 0.3)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:  # (Keras 2's name, still accepted by Keras 3)
@@ -52,6 +54,7 @@ class LeakyReLU(Layer):
 @register("layers")
 class ELU(Layer):
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -67,6 +70,7 @@ class ELU(Layer):
 @register("layers")
 class Softmax(Layer):
     """Softmax along ``axis`` (an int, or a list of axes: the softmax over all of them)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -87,6 +91,7 @@ class Softmax(Layer):
 class PReLU(Layer):
     """``x`` where positive, ``alpha * x`` elsewhere, with ``alpha`` a trained weight per input element
     (shared along ``shared_axes``, 1-based as in Keras: ``shared_axes=[1, 2]`` shares it over height and width)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
                  **kwargs):
@@ -120,6 +125,7 @@ class PReLU(Layer):
 @register("layers")
 class Identity(Layer):
     """Returns its input unchanged (a placeholder in a model's structure)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def call(self, inputs):
         return inputs
@@ -128,6 +134,7 @@ class Identity(Layer):
 @register("layers")
 class Rescaling(Layer):
     """``inputs * scale + offset`` (e.g. ``Rescaling(1 / 255)`` for pixel values)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)

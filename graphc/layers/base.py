@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import re
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -76,6 +77,20 @@ def unique_name(prefix: str) -> str:
 def clear_session() -> None:
     """Reset automatic layer names (like keras.backend.clear_session)."""
     _name_counts.clear()
+
+
+def input_mask(t):
+    """The Keras mask attached to a tensor (traced or functional), or None."""
+    return getattr(t, "_keras_mask", None)
+
+
+def symbolic_like(t):
+    """A functional-API tensor with traced tensor ``t``'s shape, dtype and mask (shape and dtype only)."""
+    kt = KerasTensor(t.shape, t.dtype)
+    m = input_mask(t)
+    if m is not None:
+        kt._keras_mask = KerasTensor(m.shape, m.dtype)
+    return kt
 
 
 class LayerShapeError(ValueError):
@@ -225,8 +240,6 @@ class Layer:
                 raise TypeError(f"Layer '{self.name}' was called without inputs")
             args = (kwargs.pop("inputs"),)
         inputs, extra = args[0], args[1:]
-        if type(self).compute_mask is not Layer.compute_mask:
-            self._refuse_a_mask(inputs)
         flat = flatten(inputs)
         if any(isinstance(t, KerasTensor) for t in flat):
             if not all(isinstance(t, KerasTensor) for t in flat):
@@ -238,17 +251,45 @@ class Layer:
             return self._traced_call(inputs, *extra, **kwargs)
         return self._eager_call(inputs, extra, kwargs)
 
-    def compute_mask(self, inputs, mask=None):
-        """Keras's hook for a layer that makes a mask. graphc propagates no masks: a subclass whose
-        compute_mask returns one is refused when called (the layers after it would include the masked steps)."""
-        return None
+    # --- masks (Keras's masking: a (batch, steps) boolean tensor attached to a tensor as _keras_mask) -----------
+    @property
+    def supports_masking(self):
+        """Whether the layer passes masks on (``compute_mask``); True where a subclass defines compute_mask,
+        as in Keras. A layer that does not support masking drops the mask of its input."""
+        flag = getattr(self, "_supports_masking", None)  # (a class may set it too)
+        return flag if flag is not None else type(self).compute_mask is not Layer.compute_mask
 
-    def _refuse_a_mask(self, inputs):
-        if self.compute_mask(inputs, None) is not None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) returns a mask from compute_mask, but "
-                             "graphc does not support masking: the layers after it would compute over the masked "
-                             "steps too. Remove compute_mask and handle the padding explicitly (e.g. multiply by "
-                             "a 0/1 weight, or train on unpadded batches).")
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self.__dict__["_supports_masking"] = bool(value)
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output's mask (called only where ``supports_masking``): by default the input's, unchanged."""
+        return previous_mask
+
+    def _call_takes_mask(self):
+        try:
+            return "mask" in inspect.signature(self.call).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _call_with_masks(self, inputs, args, kwargs):
+        """``call`` with Keras's mask protocol: a ``mask`` argument is filled from the inputs' masks when not
+        given, and the outputs get the masks ``compute_mask`` returns (where they have none yet)."""
+        masks = map_structure(input_mask, inputs)
+        if kwargs.get("mask") is None and self._call_takes_mask() and any(m is not None for m in flatten(masks)):
+            kwargs["mask"] = masks
+        previous = kwargs["mask"] if kwargs.get("mask") is not None else masks
+        out = self.call(inputs, *args, **kwargs)
+        if self.supports_masking:
+            flat_out = [t for t in flatten(out) if isinstance(t, Tensor)]
+            if not all(input_mask(t) is not None for t in flat_out):
+                new = self.compute_mask(inputs, previous)
+                if new is not None:
+                    for t, m in zip(flat_out, flatten(new) if isinstance(new, (list, tuple)) else [new]):
+                        if m is not None and input_mask(t) is None:
+                            t._keras_mask = m
+        return out
 
     def _check_input_spec(self, inputs):
         specs = self.input_spec
@@ -291,7 +332,7 @@ class Layer:
             kwargs["training"] = training
         try:
             with scope(self.name):
-                return self.call(self._autocast_inputs(inputs), *args, **kwargs)
+                return self._call_with_masks(self._autocast_inputs(inputs), args, kwargs)
         except ShapeError as e:
             raise LayerShapeError(self._describe_error(e, inputs)) from None
 
@@ -307,11 +348,21 @@ class Layer:
     def _symbolic_call(self, inputs, extra, kwargs):
         self._maybe_build(inputs)
         builder = GraphBuilder()
+        masked = [t for t in flatten(inputs) if input_mask(t) is not None]
+        if masked and not self.supports_masking and not self._call_takes_mask():
+            warnings.warn(f"Layer '{self.name}' ({type(self).__name__}) was passed an input with a mask, but it "
+                          "does not support masking: the layers after it will not see the mask", stacklevel=3)
+
+        def placeholder(t):
+            ph = Tensor(builder.input(t.name or "x", TensorType(t.shape, t.dtype)))
+            if input_mask(t) is not None:  # the mask as a placeholder too: compute_mask and call may use it
+                ph._keras_mask = Tensor(builder.input("mask", TensorType(t._keras_mask.shape, t._keras_mask.dtype)))
+            return ph
+
         with tracing(builder):
-            placeholders = map_structure(
-                lambda t: Tensor(builder.input(t.name or "x", TensorType(t.shape, t.dtype))), inputs)
+            placeholders = map_structure(placeholder, inputs)
             out = self._traced_call(placeholders, *extra, **kwargs)
-        outputs = map_structure(lambda t: KerasTensor(t.shape, t.dtype), out)
+        outputs = map_structure(symbolic_like, out)
         for i, t in enumerate(flatten(outputs)):
             t.name = f"{self.name}_{len(self._inbound_nodes)}_{i}" if i else self.name
         Node(self, inputs, outputs, {"extra_args": list(extra), **kwargs})

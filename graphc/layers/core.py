@@ -19,6 +19,7 @@ def reject_unsupported(layer, **options):
 @register("layers")
 class Dense(Layer):
     """``activation(inputs @ kernel + bias)`` on the last axis; kernel is (input_dim, units)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -66,6 +67,7 @@ class Dense(Layer):
 
 @register("layers")
 class Activation(Layer):
+    _supports_masking = True  # passes its input's mask on, as in Keras
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -80,6 +82,7 @@ class Activation(Layer):
 @register("layers")
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training (scaling the rest); the identity at inference."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -115,6 +118,32 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+@register("layers")
+class Masking(Layer):
+    """Marks the timesteps whose features all equal ``mask_value`` as padding: they become zeros, and the
+    output carries a (batch, steps) mask that the recurrent layers, GlobalAveragePooling1D and the losses
+    honour (they skip or leave out those steps), as in Keras."""
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+
+    def _keep(self, inputs, keepdims):
+        return ops.any(ops.not_equal(inputs, self.mask_value), axis=-1, keepdims=keepdims)
+
+    def call(self, inputs):
+        if inputs.ndim < 2:
+            raise ValueError(f"Masking '{self.name}' expects inputs of shape (batch, steps, ...features), received "
+                             f"shape {tuple(inputs.shape)}")
+        return inputs * ops.cast(self._keep(inputs, True), inputs.dtype)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return self._keep(inputs, False)
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
 
 
 def drop(inputs, rate, seed, noise_shape=None):

@@ -13,7 +13,9 @@ from .core import reject_unsupported
 @register("layers")
 class Embedding(Layer):
     """``embeddings[ids]``: inputs of any rank (ints, or floats that are truncated to ints as Keras does)
-    give outputs of shape ``inputs.shape + (output_dim,)``."""
+    give outputs of shape ``inputs.shape + (output_dim,)``. With ``mask_zero=True`` id 0 is padding: the
+    output carries a mask (``ids != 0``) that the recurrent layers, GlobalAveragePooling1D and the losses
+    honour, as in Keras."""
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, weights=None, lora_rank=None, lora_alpha=None,
@@ -25,15 +27,11 @@ class Embedding(Layer):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Embedding '{self.name}': {arg} must be a positive integer, "
                                  f"received {arg}={value!r}")
-        if mask_zero:
-            raise ValueError(f"Embedding '{self.name}': mask_zero=True is not supported: graphc has no masking "
-                             "yet, so padded positions would silently take part in later layers. Remove "
-                             "mask_zero or handle the padding explicitly.")
         reject_unsupported(self, embeddings_constraint=embeddings_constraint, activity_regularizer=activity_regularizer,
                            lora_rank=lora_rank, lora_alpha=lora_alpha)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.input_dim, self.output_dim = input_dim, output_dim
-        self.mask_zero = False
+        self.mask_zero = bool(mask_zero)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         if weights is not None:  # Keras 2 style: Embedding(..., weights=[matrix]) sets the table at once
             self.build()
@@ -50,6 +48,10 @@ class Embedding(Layer):
         if inputs.dtype not in ("int32", "int64"):
             inputs = ops.cast(inputs, "int32")
         return emit("gather", self.embeddings, inputs, axis=0)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """With ``mask_zero``: true where the id is not 0 (the padding id), for the layers after it."""
+        return ops.not_equal(inputs, 0) if self.mask_zero else None
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,

@@ -55,6 +55,7 @@ class SpatialDropout3D(SpatialDropout2D):
 class _Noise(Layer):
     """A layer that draws standard normal noise of its input's shape while training (Box-Muller on two of
     graphc's counter-based uniform streams, seeded as Dropout is)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -32,6 +32,7 @@ def _check_axis(layer, axis, input_shape):
 class BatchNormalization(Layer):
     """Normalizes each channel of ``axis``: with the batch's statistics when ``training`` (and trainable),
     else with the moving statistics. Weights: gamma, beta (trainable), moving_mean, moving_variance."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -100,6 +101,7 @@ class BatchNormalization(Layer):
 @register("layers")
 class LayerNormalization(Layer):
     """Normalizes each sample over ``axis`` (an int or a list); gamma and beta span those axes."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None,

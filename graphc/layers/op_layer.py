@@ -91,7 +91,7 @@ class OpLayer(Layer):
 
 # functions whose positional arguments are all call arguments of Keras's operation
 _ALL_CALL_ARGS = {"add", "subtract", "multiply", "divide", "true_divide", "maximum", "minimum", "power", "greater",
-                  "less", "equal", "greater_equal", "less_equal", "matmul", "where", "getitem", "concatenate", "stack"}
+                  "less", "equal", "greater_equal", "less_equal", "not_equal", "logical_and", "logical_or", "matmul", "where", "getitem", "concatenate", "stack"}
 # graphc.ops names whose Keras operation class is not the CamelCase of the name, or not in keras.src.ops.numpy
 _KERAS_CLASS = {"abs": "Absolute", "getitem": "GetItem", "true_divide": "TrueDivide"}
 _KERAS_NN = {"relu", "relu6", "sigmoid", "softmax", "log_softmax", "gelu", "silu", "elu", "selu", "leaky_relu",

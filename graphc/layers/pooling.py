@@ -72,6 +72,20 @@ class BaseGlobalPooling(Layer):
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
+class _GlobalAveragePooling1D(BaseGlobalPooling):
+    """The one global pooling that honours a mask (as in Keras): the mean over the unmasked steps."""
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return super().call(inputs)
+        keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+        total = ops.sum(ops.where(keep, inputs, 0.0), axis=1, keepdims=self.keepdims)
+        return total / ops.sum(ops.cast(keep, inputs.dtype), axis=1, keepdims=self.keepdims)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # (the steps are gone)
+
+
 def _define(base, name, aliases, doc, **attrs):
     cls = type(name, (base,), {"__doc__": doc, "__module__": __name__, **attrs})
     register("layers")(cls)
@@ -99,7 +113,7 @@ GlobalMaxPooling2D = _define(BaseGlobalPooling, "GlobalMaxPooling2D", ["GlobalMa
                              "Max over both spatial axes.", rank=2, reduce="max")
 GlobalMaxPooling3D = _define(BaseGlobalPooling, "GlobalMaxPooling3D", ["GlobalMaxPool3D"],
                              "Max over the three spatial axes.", rank=3, reduce="max")
-GlobalAveragePooling1D = _define(BaseGlobalPooling, "GlobalAveragePooling1D", ["GlobalAvgPool1D"],
+GlobalAveragePooling1D = _define(_GlobalAveragePooling1D, "GlobalAveragePooling1D", ["GlobalAvgPool1D"],
                                  "Mean over the steps axis.", rank=1, reduce="mean")
 GlobalAveragePooling2D = _define(BaseGlobalPooling, "GlobalAveragePooling2D", ["GlobalAvgPool2D"],
                                  "Mean over both spatial axes.", rank=2, reduce="mean")

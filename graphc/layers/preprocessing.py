@@ -17,6 +17,7 @@ class Normalization(Layer):
 
     ``mean``/``variance``: the statistics (scalars or arrays broadcast to the kept axes); else call
     ``adapt(data)``, which computes them over every other axis of ``data`` (a NumPy array)."""
+    _supports_masking = True  # passes its input's mask on, as in Keras
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, initializers, regularizers
+from .. import activations, initializers, ops, regularizers
 from ..ir import format_shape
 from ..ir.ops.elementwise import UNARY
 from ..ir.ops.rnn import CELLS
@@ -18,6 +18,7 @@ from ..tracing import emit
 from .base import Layer
 from .core import drop, reject_unsupported
 from .input_spec import InputSpec
+from .node import flatten
 
 # Keras activation name -> elementwise op name, where they differ.
 _OP_NAME = {"linear": "identity", "exponential": "exp", "swish": "silu"}
@@ -139,9 +140,9 @@ class BaseRNN(Layer):
     # --- calling ---------------------------------------------------------------------------------------
     def call(self, inputs, training=None, mask=None):
         kind = type(self).__name__
-        if mask is not None:
-            raise ValueError(f"{kind} '{self.name}': masking is not supported by graphc yet")
         sequence, states = self._split(inputs)
+        if isinstance(mask, (list, tuple)):  # the inputs' own masks: Keras applies none with initial states
+            mask = mask[0] if not states else None
         if self.unroll and sequence.shape[1] is None:
             raise ValueError(f"{kind} '{self.name}': cannot unroll an RNN whose number of timesteps is unknown "
                              f"(input shape {format_shape(sequence.shape)}); give the Input a fixed length")
@@ -159,8 +160,29 @@ class BaseRNN(Layer):
                 sequence, self.dropout, int(self.seed if self.seed is not None else self._drawn_seed),
                 (sequence.shape[0], 1, sequence.shape[2]))
         op_kind = f"{self.op_kind}_train" if training else self.op_kind
-        outputs = emit(op_kind, sequence, *params, *states, **self._op_attrs())[:1 + CELLS[self.op_kind][1]]
-        return list(outputs) if self.return_state else outputs[0]
+        attrs, extra = self._op_attrs(), []
+        if mask is not None:  # masked steps keep the states (and repeat the output): the op's mask input
+            if states:
+                raise ValueError(f"{kind} '{self.name}': graphc does not combine a mask with initial_state (Keras "
+                                 "applies no mask to a layer given initial_state)")
+            if tuple(mask.shape) != tuple(sequence.shape[:2]) and not (
+                    len(mask.shape) == 2 and all(a is None or b is None or a == b
+                                                 for a, b in zip(mask.shape, sequence.shape[:2]))):
+                raise ValueError(f"{kind} '{self.name}': the mask must have shape (batch, timesteps) = "
+                                 f"{format_shape(sequence.shape[:2])}, received {format_shape(mask.shape)}")
+            attrs["masked"], extra = True, [ops.cast(mask, sequence.dtype)]
+        outputs = list(emit(op_kind, sequence, *params, *states, *extra, **attrs)[:1 + CELLS[self.op_kind][1]])
+        if mask is not None and self.zero_output_for_mask:  # zeros, not the repeated state, at masked steps
+            keep = ops.cast(mask, sequence.dtype)
+            keep = ops.flip(keep, axis=1) if self.go_backwards else keep  # (the output is in processing order)
+            outputs[0] = outputs[0] * (ops.expand_dims(keep, -1) if self.return_sequences else keep[:, -1:])
+        return outputs if self.return_state else outputs[0]
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output's mask: the input's, for the sequence output (none for the last step or the states)."""
+        mask = flatten(previous_mask)[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
+        out = mask if self.return_sequences else None
+        return [out] + [None] * CELLS[self.op_kind][1] if self.return_state else out
 
     def _check_states(self, sequence, states):
         kind, n = type(self).__name__, CELLS[self.op_kind][1]

@@ -184,9 +184,14 @@ class Model(Trainer, Layer):
         raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in layers]}")
 
     # --- tracing ---------------------------------------------------------------------------------------
-    def call(self, inputs, training=None):
-        """Replay the recorded layer calls on ``inputs`` (Tensors inside a trace)."""
+    def call(self, inputs, training=None, mask=None):
+        """Replay the recorded layer calls on ``inputs`` (Tensors inside a trace); ``mask``: the inputs' masks
+        (as a structure like them), which the layers that take masks then see."""
         flat_in = self._flatten_call_inputs(inputs)
+        if mask is not None:
+            for t, m in zip(flat_in, flatten(mask)):
+                if m is not None:
+                    t._keras_mask = m
         env = {id(kt): t for kt, t in zip(self.inputs, flat_in)}
         for node in self._nodes:
             if all(id(t) in env for t in node.output_tensors):

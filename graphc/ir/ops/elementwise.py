@@ -68,6 +68,9 @@ COMPARE = {
     "equal": np.equal,
     "greater_equal": np.greater_equal,
     "less_equal": np.less_equal,
+    "not_equal": np.not_equal,
+    "logical_and": np.logical_and,  # (on bools: masks)
+    "logical_or": np.logical_or,
 }
 
 
@@ -176,6 +179,9 @@ C_EXPR = {
     "equal": lambda a: f"({a[0]} == {a[1]})",
     "greater_equal": lambda a: f"({a[0]} >= {a[1]})",
     "less_equal": lambda a: f"({a[0]} <= {a[1]})",
+    "not_equal": lambda a: f"({a[0]} != {a[1]})",
+    "logical_and": lambda a: f"({a[0]} && {a[1]})",
+    "logical_or": lambda a: f"({a[0]} || {a[1]})",
     "erf": lambda a: f"erff({a[0]})",
     "cos": lambda a: f"cosf({a[0]})",
     "sin": lambda a: f"sinf({a[0]})",

@@ -8,6 +8,9 @@ bias (only when ``use_bias``), then the initial states (all of them, or none for
 Outputs: (output, h_last) for simple_rnn and gru, (output, h_last, c_last) for lstm; output is
 (N, T, u) with ``return_sequences`` (in processing order, so reversed in time with
 ``go_backwards``, as Keras returns it), else (N, u).
+With ``masked`` the last input is a (N, T) float mask (1: a step, 0: padding, in time order): at a masked
+step the states carry over unchanged and the output repeats the state, as Keras's recurrent layers do with
+a mask (and zero initial states, the only ones graphc combines with a mask).
 Weight layouts and gate order follow Keras 3: LSTM gates i, f, c, o; GRU gates z, r, h, and
 with ``reset_after`` the GRU bias is (2, 3u): the input bias, then the recurrent bias.
 Activations are names of rows of the elementwise UNARY table.
@@ -44,15 +47,22 @@ def split_inputs(kind: str, arrays, use_bias: bool):
     return x, kernel, recurrent, bias, arrays[fixed:]
 
 
+def split_mask(arrays, masked):
+    """(the inputs without the mask, the mask or None): with ``masked`` the last input is the mask."""
+    arrays = list(arrays)
+    return (arrays[:-1], arrays[-1]) if masked else (arrays, None)
+
+
 def _check_activation(kind, attr, name):
     if name not in UNARY:
         raise ShapeError(f"{kind}: {attr}={name!r} is not an elementwise op; expected one of {sorted(UNARY)}")
 
 
-def _infer(kind, types, *, units, use_bias, return_sequences, reset_after=False, **activations):
+def _infer(kind, types, *, units, use_bias, return_sequences, reset_after=False, masked=False, **activations):
     for attr, name in activations.items():
         _check_activation(kind, attr, name)
     k = CELLS[kind][0]
+    types, mask = split_mask(types, masked)
     x, kernel, recurrent, bias, states = split_inputs(kind, types, use_bias)
     if x.rank != 3:
         raise ShapeError(f"{kind} expects x of shape (batch, timesteps, features), received {x.shape}")
@@ -62,6 +72,10 @@ def _infer(kind, types, *, units, use_bias, return_sequences, reset_after=False,
     if bias is not None:
         expected.append(("bias", bias, bias_shape(kind, units, reset_after)))
     expected += [(f"initial state {i}", s, (x.shape[0], units)) for i, s in enumerate(states)]
+    if mask is not None:
+        if states:
+            raise ShapeError(f"{kind}: a mask with initial states is not supported (Keras applies no mask then)")
+        expected.append(("mask", mask, (x.shape[0], x.shape[1])))
     for what, t, shape in expected:
         if t.rank != len(shape) or not all(dims_compatible(a, b) for a, b in zip(t.shape, shape)):
             raise ShapeError(f"{kind}: {what} must have shape {shape}, received {t.shape}")
@@ -81,8 +95,10 @@ def _activation(name):
     return lambda v: np.asarray(fn(v), dtype=v.dtype)
 
 
-def _run(kind, arrays, units, use_bias, return_sequences, go_backwards, step):
-    """Shared loop: project all timesteps at once, then apply ``step`` per timestep."""
+def _run(kind, arrays, units, use_bias, return_sequences, go_backwards, step, masked=False):
+    """Shared loop: project all timesteps at once, then apply ``step`` per timestep (keeping the states of the
+    masked samples)."""
+    arrays, mask = split_mask(arrays, masked)
     x, kernel, recurrent, bias, states = split_inputs(kind, arrays, use_bias)
     n, t_len = x.shape[0], x.shape[1]
     if not states:
@@ -93,8 +109,10 @@ def _run(kind, arrays, units, use_bias, return_sequences, go_backwards, step):
         projected += bias if bias.ndim == 1 else bias[0]
     sequence = np.empty((n, t_len, units), x.dtype) if return_sequences else None
     states = [np.array(s, dtype=x.dtype) for s in states]
+    keep = None if mask is None else (mask[:, ::-1] if go_backwards else mask) > 0  # (N, T), processing order
     for t in range(t_len):
-        states = step(projected[t], states)
+        new = step(projected[t], states)
+        states = new if keep is None else [np.where(keep[:, t:t + 1], a, b) for a, b in zip(new, states)]
         if sequence is not None:
             sequence[:, t] = states[0]
     output = sequence if return_sequences else states[0]
@@ -102,18 +120,18 @@ def _run(kind, arrays, units, use_bias, return_sequences, go_backwards, step):
 
 
 def _simple_rnn_ref(*arrays, units, activation="tanh", use_bias=True, return_sequences=False,
-                    go_backwards=False):
+                    go_backwards=False, masked=False):
     recurrent = arrays[2]
     act = _activation(activation)
 
     def step(xw, states):
         return [act(xw + states[0] @ recurrent)]
 
-    return _run("simple_rnn", arrays, units, use_bias, return_sequences, go_backwards, step)
+    return _run("simple_rnn", arrays, units, use_bias, return_sequences, go_backwards, step, masked)
 
 
 def _lstm_ref(*arrays, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-              return_sequences=False, go_backwards=False):
+              return_sequences=False, go_backwards=False, masked=False):
     recurrent, u = arrays[2], units
     act, ract = _activation(activation), _activation(recurrent_activation)
 
@@ -124,11 +142,11 @@ def _lstm_ref(*arrays, units, activation="tanh", recurrent_activation="sigmoid",
         c = f * c + i * act(z[:, 2 * u:3 * u])
         return [o * act(c), c]
 
-    return _run("lstm", arrays, units, use_bias, return_sequences, go_backwards, step)
+    return _run("lstm", arrays, units, use_bias, return_sequences, go_backwards, step, masked)
 
 
 def _gru_ref(*arrays, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-             return_sequences=False, go_backwards=False, reset_after=True):
+             return_sequences=False, go_backwards=False, reset_after=True, masked=False):
     recurrent, u = arrays[2], units
     recurrent_bias = arrays[3][1] if use_bias and reset_after else 0
     act, ract = _activation(activation), _activation(recurrent_activation)
@@ -147,23 +165,24 @@ def _gru_ref(*arrays, units, activation="tanh", recurrent_activation="sigmoid", 
             candidate = act(xw[:, 2 * u:] + (r * h) @ recurrent[:, 2 * u:])
         return [z * h + (1 - z) * candidate]
 
-    return _run("gru", arrays, units, use_bias, return_sequences, go_backwards, step)
+    return _run("gru", arrays, units, use_bias, return_sequences, go_backwards, step, masked)
 
 
-def _simple_rnn_type(*types, units, activation="tanh", use_bias=True, return_sequences=False, go_backwards=False):
+def _simple_rnn_type(*types, units, activation="tanh", use_bias=True, return_sequences=False, go_backwards=False,
+                     masked=False):
     return _infer("simple_rnn", types, units=units, use_bias=use_bias, return_sequences=return_sequences,
-                  activation=activation)
+                  masked=masked, activation=activation)
 
 
 def _lstm_type(*types, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-               return_sequences=False, go_backwards=False):
-    return _infer("lstm", types, units=units, use_bias=use_bias, return_sequences=return_sequences,
+               return_sequences=False, go_backwards=False, masked=False):
+    return _infer("lstm", types, units=units, use_bias=use_bias, return_sequences=return_sequences, masked=masked,
                   activation=activation, recurrent_activation=recurrent_activation)
 
 
 def _gru_type(*types, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-              return_sequences=False, go_backwards=False, reset_after=True):
-    return _infer("gru", types, units=units, use_bias=use_bias, return_sequences=return_sequences,
+              return_sequences=False, go_backwards=False, reset_after=True, masked=False):
+    return _infer("gru", types, units=units, use_bias=use_bias, return_sequences=return_sequences, masked=masked,
                   reset_after=reset_after, activation=activation, recurrent_activation=recurrent_activation)
 
 
@@ -202,7 +221,8 @@ def _c_activation(kind, attr, name):
 def _rnn_c(ctx, op):
     kind, attrs = op.kind, op.attrs
     units, use_bias = attrs["units"], attrs.get("use_bias", True)
-    x, kernel, recurrent, bias, states = split_inputs(kind, op.inputs, use_bias)
+    inputs, mask = split_mask(op.inputs, attrs.get("masked", False))
+    x, kernel, recurrent, bias, states = split_inputs(kind, inputs, use_bias)
     if x.dtype != "float32":
         raise ValueError(f"{kind}: the C kernel computes in float32, the sequence is {x.dtype}")
     need = _scratch_floats(kind, units, attrs.get("reset_after", True))
@@ -231,7 +251,7 @@ def _rnn_c(ctx, op):
                                 f"graphc_rnn_pack_recurrent({units}, {gates}, {{src}}, {{dst}});",
                                 f"{op.scope or kind}: recurrent kernel, packed for the per-step products")
     args = [*sizes, *acts, *flags, ctx.ptr(x), ctx.ptr(kernel), ctx.ptr(recurrent), packed, ptr(bias), *h0, *c0,
-            *results, scratch]
+            ptr(mask), *results, scratch]
     lines = [f"if (graphc_{kind}({', '.join(args)}) != 0) return -1;"]
     if seq == "NULL":  # output 0 is the last state too
         lines.append(f"memcpy({ctx.ptr(out)}, {ctx.ptr(last)}, (size_t)({ctx.numel(last)}) * sizeof(float));")

@@ -26,12 +26,12 @@ import numpy as np
 from ..registry import OPS, defop
 from ..types import ShapeError, TensorType
 from .elementwise import SELU_ALPHA, SELU_SCALE, _erf, _sigmoid
-from .rnn import C_ACTIVATIONS, CELLS, _activation, _c_activation, split_inputs
+from .rnn import C_ACTIVATIONS, CELLS, _activation, _c_activation, split_inputs, split_mask
 
 # kind -> names of the saved tensors (outputs of <kind>_train after <kind>'s own outputs)
 SAVED = {"simple_rnn": ("hp", "zs"), "lstm": ("hp", "cs", "zs"), "gru": ("hp", "zs", "aux")}
 DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "return_sequences": False,
-            "go_backwards": False, "reset_after": True}
+            "go_backwards": False, "reset_after": True, "masked": False}
 
 
 def num_outputs(kind: str) -> int:
@@ -110,7 +110,8 @@ def _grad_type(kind):
         scratch = [TensorType((x.shape[0], x.shape[1], CELLS[kind][0] * attrs["units"]), x.dtype)]
         if kind == "gru" and _attrs(attrs)["reset_after"]:
             scratch.append(TensorType((x.shape[0], x.shape[1], attrs["units"]), x.dtype))
-        return tuple(TensorType(t.shape, t.dtype) for t in fwd) + tuple(scratch)
+        differentiable = split_mask(fwd, _attrs(attrs)["masked"])[0]  # (the mask has no gradient)
+        return tuple(TensorType(t.shape, t.dtype) for t in differentiable) + tuple(scratch)
     return infer
 
 
@@ -129,6 +130,7 @@ def keeps_gates(kind, attrs):
 def _train_ref(kind):
     def ref(*arrays, units, **attrs):
         a = _attrs(attrs)
+        arrays, mask = split_mask(arrays, a["masked"])
         x, kernel, recurrent, bias, states = split_inputs(kind, arrays, a["use_bias"])
         n, t_len, u, dt = x.shape[0], x.shape[1], units, x.dtype
         act, ract = _activation(a["activation"]), _activation(a["recurrent_activation"])
@@ -140,7 +142,8 @@ def _train_ref(kind):
         hp, cs, aux = (np.zeros((n, t_len, u), dt) for _ in range(3))
         seq = np.zeros((n, t_len, u), dt)
         for s, t in enumerate(_timesteps(t_len, a["go_backwards"])):
-            hp[:, t] = h
+            hp[:, t] = h_in = h
+            c_in = c
             z = zs[:, t]  # a view: the pre-activations are completed in place
             if kind == "simple_rnn":
                 z += h @ recurrent
@@ -149,7 +152,6 @@ def _train_ref(kind):
                 z += h @ recurrent
                 i, f, g, o = ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:3 * u]), ract(z[:, 3 * u:])
                 c = f * c + i * g
-                cs[:, t] = c
                 h = o * act(c)
                 if keeps_gates(kind, a):
                     z[:] = np.concatenate([i, f, g, o], 1)
@@ -165,6 +167,12 @@ def _train_ref(kind):
                     z[:, 2 * u:] += aux[:, t] @ recurrent[:, 2 * u:]
                 gz = ract(z[:, :u])
                 h = gz * h + (1 - gz) * act(z[:, 2 * u:])
+            if mask is not None:  # masked samples keep their states
+                keep = mask[:, t:t + 1] > 0
+                h = np.where(keep, h, h_in)
+                c = np.where(keep, c, c_in) if c is not None else None
+            if kind == "lstm":
+                cs[:, t] = c
             seq[:, s] = h
         out = seq if a["return_sequences"] else h
         last = (h, c) if kind == "lstm" else (h,)
@@ -177,6 +185,7 @@ def _grad_ref(kind):
     def ref(*arrays, units, **attrs):
         a = _attrs(attrs)
         fwd, saved, grads = split_grad_inputs(kind, arrays)
+        fwd, mask = split_mask(fwd, a["masked"])
         x, kernel, recurrent, bias, states = split_inputs(kind, fwd, a["use_bias"])
         saved = dict(zip(SAVED[kind], saved))
         hp, zs, cs, aux = saved["hp"], saved["zs"], saved.get("cs"), saved.get("aux")
@@ -193,6 +202,7 @@ def _grad_ref(kind):
             t = steps[s]
             if a["return_sequences"]:
                 dh = dh + dout[:, s]
+            dh_in, dc_in = dh, dc
             z = zs[:, t]
             if kind == "simple_rnn":
                 dzs[:, t] = dact(dh, z, act(z))
@@ -225,6 +235,12 @@ def _grad_ref(kind):
                     dr = dract(drh * h_prev, z[:, u:2 * u], r)
                     dh = direct + drh * r + np.concatenate([dgz, dr], 1) @ recurrent[:, :2 * u].T
                 dzs[:, t] = np.concatenate([dgz, dr, dcand], 1)
+            if mask is not None:  # a masked step passed the states on unchanged: so do their gradients
+                keep = mask[:, t:t + 1] > 0
+                dzs[:, t] *= keep
+                daux[:, t] *= keep
+                dh = np.where(keep, dh, dh_in)
+                dc = np.where(keep, dc, dc_in) if dc is not None else None
         rows = lambda v: v.reshape(-1, v.shape[-1])  # noqa: E731
         dx = dzs @ kernel.T
         dkernel = rows(x).T @ rows(dzs)
@@ -289,6 +305,9 @@ def _ptrs(ctx, values):
 def _train_c(ctx, op):
     kind = op.kind[:-len("_train")]
     a = _attrs(op.attrs)
+    if op.attrs.get("masked"):
+        from ...codegen import CodegenError
+        raise CodegenError(f"{op.kind}: no C kernel for a masked recurrence yet")
     x, kernel, recurrent, bias, states = split_inputs(kind, op.inputs, a["use_bias"])
     n_out = num_outputs(kind)
     saved = dict(zip(SAVED[kind], op.outputs[n_out:]))
@@ -312,6 +331,9 @@ def _read(ctx, v):
 def _grad_c(ctx, op):
     kind = op.kind[:-len("_grad")]
     a = _attrs(op.attrs)
+    if op.attrs.get("masked"):
+        from ...codegen import CodegenError
+        raise CodegenError(f"{op.kind}: no C kernel for a masked recurrence yet")
     fwd, saved, grads = split_grad_inputs(kind, op.inputs)
     x, kernel, recurrent, bias, states = split_inputs(kind, fwd, a["use_bias"])
     saved = dict(zip(SAVED[kind], saved))
