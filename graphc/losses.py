@@ -346,11 +346,16 @@ class Loss:
 
     @graph_function
     def __call__(self, y_true, y_pred, sample_weight=None):
+        keras_mask = getattr(y_pred, "_keras_mask", None)  # a masked output's padding is left out, as in Keras
         y_pred = _float(y_pred)
         if self.target_dtype == "float32":
             y_true = _float(y_true)
         values = self.call(y_true, y_pred)
-        return reduce_weighted_values(values, sample_weight, self.mask(y_true, y_pred), self.reduction)
+        mask = self.mask(y_true, y_pred)
+        if keras_mask is not None:
+            keras_mask = ops.cast(keras_mask, "float32")
+            mask = keras_mask if mask is None else mask * keras_mask
+        return reduce_weighted_values(values, sample_weight, mask, self.reduction)
 
     def mask(self, y_true, y_pred):
         """A float {0, 1} mask over the per-sample values (entries to leave out), or None."""

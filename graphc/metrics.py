@@ -190,7 +190,15 @@ class MeanMetricWrapper(Mean):
 
     @graph_function
     def graph_sums(self, y_true, y_pred, sample_weight=None):
-        return weighted_sums(self.values(y_true, y_pred), sample_weight)
+        mask = getattr(y_pred, "_keras_mask", None)  # a masked output's padding is not counted, as in Keras
+        values = self.values(y_true, y_pred)
+        if mask is not None:
+            mask = ops.cast(mask, "float32")
+            if sample_weight is not None:
+                mask, sample_weight = squeeze_or_expand_to_same_rank(mask, sample_weight)
+                mask = mask * sample_weight
+            sample_weight = mask
+        return weighted_sums(values, sample_weight)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         self.accumulate(*self.graph_sums(y_true, y_pred, sample_weight))

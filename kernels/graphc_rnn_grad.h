@@ -21,9 +21,10 @@ extern "C" {
  *                             for an LSTM with tanh and sigmoid (Keras's default) the gates' activations;
  *   aux (batch, steps, units) GRU: with reset_after h_prev @ U_h + b_rh, else r * h_prev (NULL otherwise).
  * graphc_rnn_train computes what graphc_simple_rnn / graphc_lstm / graphc_gru compute (seq, h, c; seq may
- * be NULL) and fills the saved tensors.
+ * be NULL; mask as there) and fills the saved tensors.
  *
- * graphc_rnn_grad takes the saved tensors, c0 (LSTM initial cell state or NULL for zeros) and the
+ * graphc_rnn_grad takes the saved tensors, c0 (LSTM initial cell state or NULL for zeros), the forward's mask
+ * (or NULL; at a masked step dh and dc pass through and dzs is zero) and the
  * gradients of the outputs: dout (batch, steps, units) with return_sequences (processing order) else
  * (batch, units), dh (batch, units), dc (LSTM, batch x units); and writes dx, dkernel, drecurrent, dbias
  * (NULL without bias; (2, G) for a GRU with reset_after), dh0 / dc0 (dx, dh0, dc0 may be NULL: not
@@ -34,7 +35,7 @@ extern "C" {
  *
  * Scratch is the caller's (graphc_kernels.h), graphc_rnn_train_scratch_floats / graphc_rnn_grad_scratch_floats
  * floats per thread for the same sizes: per-block buffers of at most GRAPHC_RNN_GRAD_SCRATCH_FLOATS floats (a
- * block of samples; one sample needs G + 4 * units floats of it), the recurrent kernel packed once per call
+ * block of samples; one sample needs G + 6 * units floats of it), the recurrent kernel packed once per call
  * (graphc_rnn_product, graphc_rnn.h; at most GRAPHC_RNN_PACK_FLOATS) and the GEMMs' scratch. Both kernels
  * return 0, or -1 (nothing computed) when one sample does not fit GRAPHC_RNN_GRAD_SCRATCH_FLOATS.
  */
@@ -50,12 +51,12 @@ size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, in
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                     const float *h0, const float *c0, float *seq, float *h, float *c,
+                     const float *h0, const float *c0, const float *mask, float *seq, float *h, float *c,
                      float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch);
 
 int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
-                    const float *x, const float *kernel, const float *recurrent, const float *c0,
+                    const float *x, const float *kernel, const float *recurrent, const float *c0, const float *mask,
                     const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,

@@ -50,6 +50,7 @@ typedef struct {
     int cell, features, units, gates, act, ract, backwards, reset_after, sequences;
     int64_t batch, steps;
     const float *x, *kernel, *recurrent, *bias, *h0, *c0;
+    const float *mask; /* (batch, steps) in time order or NULL: a sample's step with 0 keeps its states */
     /* the forward's results and saved tensors (written by the forward, read by the backward) */
     float *seq, *h, *c, *hp, *cs, *zs, *aux;
     const float *dout, *dh, *dc;
@@ -58,7 +59,15 @@ typedef struct {
     grad_plan plan;
 } problem;
 
-static int per_sample(const problem *p) { return (p->gates + 4) * p->units; }
+/* a block's buffers per sample: the gates' activations, then dh, dc, two work vectors and (with a mask) the
+ * masked samples' dh and dc kept through a step */
+static int per_sample(const problem *p) { return (p->gates + 6) * p->units; }
+
+/* Whether sample n's timestep t is masked (its states pass through it unchanged). */
+static int masked(const problem *p, int64_t n, int64_t t)
+{
+    return p->mask != NULL && p->mask[n * p->steps + t] == 0.0f;
+}
 
 /* What thread `part` of a team of `parts` uses: its region of the scratch, and the scratch its GEMMs get (all
  * of it for a team of one: they may start threads themselves). */
@@ -235,6 +244,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
             if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
                 if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
                 for (i = 0; i < m; i++) {
+                    if (masked(p, n0 + i, t)) continue;
                     memcpy(h + (size_t)i * u, z + (size_t)i * ldz, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, h + (size_t)i * u, u);
                 }
@@ -243,6 +253,10 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                 for (i = 0; i < m; i++) {
                     float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
                     float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
+                    if (masked(p, n0 + i, t)) { /* (zs keeps the pre-activations: the backward zeroes dz here) */
+                        memcpy(csi, ci, (size_t)u * sizeof(float));
+                        continue;
+                    }
                     if (standard_lstm(p)) {
                         graphc_lstm_cell_standard_train(p->act, p->ract, z + (size_t)i * ldz, u, u, hi, ci);
                         memcpy(csi, ci, (size_t)u * sizeof(float));
@@ -271,7 +285,8 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     for (j = 0; j < u; j++) zi[2 * u + j] += wi[u + j] * auxi[j];
                     memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, wi + 2 * u, u);
-                    for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
+                    if (!masked(p, n0 + i, t))
+                        for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
             } else { /* candidate = act(x_h + (r * h) @ U_h) */
                 if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
@@ -287,7 +302,8 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *hi = h + (size_t)i * u;
                     memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, wi + 2 * u, u);
-                    for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
+                    if (!masked(p, n0 + i, t))
+                        for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
             }
             if (p->seq != NULL)
@@ -317,6 +333,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
         float *a = region + p->plan.gemm, *dh = a + (size_t)m * G, *dc = dh + (size_t)m * u;
         float *w1 = dc + (size_t)m * u, *w2 = w1 + (size_t)m * u;
+        float *kept_dh = w2 + (size_t)m * u, *kept_dc = kept_dh + (size_t)m * u; /* the masked samples' */
         memcpy(dh, p->dh + (size_t)n0 * u, (size_t)m * u * sizeof(float));
         if (!p->sequences)
             for (j = 0; j < m * u; j++) dh[j] += p->dout[(size_t)n0 * u + j];
@@ -334,6 +351,13 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     const float *g = p->dout + ((size_t)(n0 + i) * T + s) * u;
                     for (j = 0; j < u; j++) dh[(size_t)i * u + j] += g[j];
                 }
+            if (p->mask != NULL) /* a masked step passes dh and dc on unchanged: keep them through the step */
+                for (i = 0; i < m; i++)
+                    if (masked(p, n0 + i, t)) {
+                        memcpy(kept_dh + (size_t)i * u, dh + (size_t)i * u, (size_t)u * sizeof(float));
+                        if (p->cell == GRAPHC_RNN_CELL_LSTM)
+                            memcpy(kept_dc + (size_t)i * u, dc + (size_t)i * u, (size_t)u * sizeof(float));
+                    }
             if (!standard_lstm(p)) /* (the standard cell recomputes them in its one pass) */
                 for (i = 0; i < m; i++) activate_gates(p, z + (size_t)i * ldz, a + (size_t)i * G);
 
@@ -417,6 +441,15 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                 }
                 for (j = 0; j < m * u; j++) dh[j] += w1[j];
             }
+            if (p->mask != NULL) /* ... and what the cell computed for them is dropped: no gradient flows there */
+                for (i = 0; i < m; i++)
+                    if (masked(p, n0 + i, t)) {
+                        memset(dz + (size_t)i * ldz, 0, (size_t)G * sizeof(float));
+                        if (p->daux != NULL) memset(p->daux + (row + (size_t)i * T) * u, 0, (size_t)u * sizeof(float));
+                        memcpy(dh + (size_t)i * u, kept_dh + (size_t)i * u, (size_t)u * sizeof(float));
+                        if (p->cell == GRAPHC_RNN_CELL_LSTM)
+                            memcpy(dc + (size_t)i * u, kept_dc + (size_t)i * u, (size_t)u * sizeof(float));
+                    }
             if (bsum != NULL) add_column_sums(m, G, dz, ldz, bsum);
         }
         if (p->dh0 != NULL) memcpy(p->dh0 + (size_t)n0 * u, dh, (size_t)m * u * sizeof(float));
@@ -697,14 +730,14 @@ size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, in
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                     const float *h0, const float *c0, float *seq, float *h, float *c,
+                     const float *h0, const float *c0, const float *mask, float *seq, float *h, float *c,
                      float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch)
 {
     problem p;
     if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
               reset_after, return_sequences) != 0)
         return -1;
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0, p.mask = mask;
     p.seq = seq, p.h = h, p.c = c, p.hp = hp, p.cs = cs, p.zs = zs, p.aux = aux;
     p.scratch = scratch, p.plan = plan_call(&p, 0);
     if (batch > 0) run_team(&p, train_part);
@@ -713,7 +746,7 @@ int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int u
 
 int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
-                    const float *x, const float *kernel, const float *recurrent, const float *c0,
+                    const float *x, const float *kernel, const float *recurrent, const float *c0, const float *mask,
                     const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
@@ -724,7 +757,7 @@ int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int un
               reset_after, return_sequences) != 0)
         return -1;
     /* the saved tensors are only read here: the const casts let one struct serve both directions */
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.c0 = c0;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.c0 = c0, p.mask = mask;
     p.hp = (float *)hp, p.cs = (float *)cs, p.zs = (float *)zs, p.aux = (float *)aux;
     p.dout = dout, p.dh = dh, p.dc = dc, p.dh0 = dh0, p.dc0 = dc0, p.dzs = dzs, p.daux = daux;
     p.dx = dx, p.dkernel = dkernel, p.drecurrent = drecurrent, p.dbias = dbias;

@@ -407,6 +407,33 @@ def case_multi_head_attention_mask(k):
     return k.Model([q, mask], [fused, out, scores])
 
 
+@feeds(ids((7,), 4))
+def case_masking_embedding_rnns(k):
+    """Embedding(mask_zero=True): id 0 is padding, anywhere in the sequence; the recurrent layers skip it
+    (repeating the state, or zeros with zero_output_for_mask), GlobalAveragePooling1D leaves it out, Dense
+    passes the mask on."""
+    x = k.Input(shape=(7,), dtype="int32")
+    e = k.layers.Embedding(4, 3, mask_zero=True)(x)
+    seq = k.layers.LSTM(5, return_sequences=True)(e)
+    last = k.layers.GRU(4)(k.layers.Dense(4, activation="tanh")(seq))
+    back = k.layers.SimpleRNN(3, go_backwards=True, return_sequences=True)(e)
+    pooled = k.layers.GlobalAveragePooling1D()(back)
+    zeros = k.layers.GRU(2, reset_after=False, return_sequences=True, zero_output_for_mask=True)(e)
+    return k.Model(x, [seq, last, pooled, zeros])
+
+
+@feeds(Feed((8, 2), "float32", -1, 2, integers=True), seed=1)
+def case_masking_layer(k):
+    """Masking: steps whose features are all 0 (one in nine here) are padding, through Bidirectional,
+    Concatenate, MultiHeadAttention (its query, key and value masks) and a last LSTM."""
+    x = k.Input(shape=(8, 2))
+    m = k.layers.Masking(0.0)(x)
+    h = k.layers.Bidirectional(k.layers.LSTM(3, return_sequences=True))(m)
+    joined = k.layers.Concatenate()([h, m])
+    attended = k.layers.MultiHeadAttention(2, 3)(joined, joined)
+    return k.Model(x, [h, k.layers.LSTM(2)(attended), k.layers.GlobalAveragePooling1D()(joined)])
+
+
 @feeds(Feed((6, 3)))
 def case_bidirectional(k):
     x = k.Input(shape=(6, 3))

@@ -92,8 +92,9 @@ class MultiHeadAttention(Layer):
             raise TypeError(f"MultiHeadAttention '{self.name}' needs a query and a value: mha(query, value)")
         for mask in ("query_mask", "value_mask", "key_mask"):
             if kwargs.get(mask) is not None:
-                raise ValueError(f"MultiHeadAttention '{self.name}': {mask} is not supported by graphc yet "
-                                 "(graphc has no masking; attention_mask and use_causal_mask are supported)")
+                raise ValueError(f"MultiHeadAttention '{self.name}': {mask}= is not supported by graphc yet; the "
+                                 "masks the inputs carry (Embedding(mask_zero=True), Masking), attention_mask and "
+                                 "use_causal_mask are")
             kwargs.pop(mask, None)
         tensors = [query, value, value if key is None else key]
         return super().__call__(tensors + ([] if attention_mask is None else [attention_mask]), **kwargs)
@@ -130,6 +131,14 @@ class MultiHeadAttention(Layer):
                 raise ValueError(f"MultiHeadAttention '{self.name}': attention_mask must have shape (batch, "
                                  f"{query.shape[1]}, {key.shape[1]}), received {tuple(mask.shape)}")
             allowed = ops.expand_dims(ops.cast(mask, "float32"), 1)  # (B, 1, Tq, Tk): the same for every head
+        padding = None  # the masks the inputs carry (Keras's query, value and key masks): (B, Tq, Tk)
+        for t, axis in ((query, -1), (value, 1), (key, 1)):
+            if getattr(t, "_keras_mask", None) is not None:
+                m = ops.expand_dims(ops.cast(t._keras_mask, "float32"), axis)
+                padding = m if padding is None else padding * m
+        if padding is not None:
+            padding = ops.expand_dims(padding, 1)
+            allowed = padding if allowed is None else allowed * padding
         if use_causal_mask:  # query step i sees key steps <= i (Keras's causal mask)
             causal = np.tril(np.ones((query.shape[1], key.shape[1]), dtype="float32"))
             allowed = causal if allowed is None else allowed * causal
@@ -143,6 +152,10 @@ class MultiHeadAttention(Layer):
         heads = ops.matmul(self._dropout_layer(attention, training=training), ops.transpose(v, (0, 2, 1, 3)))
         output = self.output_dense(ops.transpose(heads, (0, 2, 1, 3)))  # (B, Tq, H, V) -> (B, Tq, D)
         return [output, attention] if return_attention_scores else output
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output keeps the query's mask (as Keras)."""
+        return previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,

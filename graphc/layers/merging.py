@@ -40,6 +40,14 @@ class Merge(Layer):
         self._check_inputs(inputs)
         return self._merge(list(inputs))
 
+    def compute_mask(self, inputs, previous_mask=None):
+        """As Keras's elementwise merges: a step is kept where any input keeps it, when every input has a
+        mask; else no mask."""
+        masks = list(previous_mask) if isinstance(previous_mask, (list, tuple)) else []
+        if not masks or any(m is None for m in masks):
+            return None
+        return reduce(ops.logical_or, masks)
+
 
 def _elementwise(name, fn, doc):
     cls = type(name, (Merge,), {"_merge": lambda self, xs: fn(xs), "__doc__": doc})
@@ -89,6 +97,21 @@ class Concatenate(Merge):
 
     def _merge(self, xs):
         return ops.concatenate(xs, axis=self.axis)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """As Keras: the inputs' masks (all-true for an unmasked input) joined like the inputs, a step kept where
+        any of its joined entries is."""
+        masks = list(previous_mask) if isinstance(previous_mask, (list, tuple)) else []
+        if not masks or all(m is None for m in masks):
+            return None
+        full = []
+        for x, m in zip(inputs, masks):
+            if m is None:
+                m = ops.greater(ops.abs(x), -1.0)  # (all true, of x's shape)
+            elif len(m.shape) < len(x.shape):
+                m = ops.logical_or(ops.expand_dims(m, -1), ops.less(ops.abs(x), -1.0))  # (broadcast to x's shape)
+            full.append(ops.cast(m, "float32"))
+        return ops.any(ops.concatenate(full, axis=self.axis), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}

@@ -12,7 +12,10 @@ from .node import KerasTensor
 @register("layers")
 class TimeDistributed(Layer):
     """(N, T, ...) -> (N, T, ...'): the wrapped layer sees (N, ...) per timestep and shares its weights
-    across timesteps. Its weights (and parameter count) are those of the wrapped layer."""
+    across timesteps. Its weights (and parameter count) are those of the wrapped layer. A (N, T) mask passes
+    through to its output."""
+
+    _supports_masking = True
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
@@ -95,6 +98,8 @@ class Bidirectional(Layer):
                              "return_state as the forward layer")
         self.merge_mode = merge_mode
         self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
+        for inner in (self.forward_layer, self.backward_layer):  # (Keras: zeros at masked steps of sequences)
+            inner.zero_output_for_mask = self.return_sequences
         if weights is not None:
             raise ValueError(f"Bidirectional '{self.name}': weights= is not supported; call set_weights after "
                              "building it")
@@ -113,6 +118,15 @@ class Bidirectional(Layer):
                   "sum": lambda: forward + backward, "mul": lambda: forward * backward,
                   "ave": lambda: (forward + backward) * 0.5}[self.merge_mode]()
         return [merged] + states if states else merged
+
+    def compute_mask(self, inputs, previous_mask):
+        """The sequence outputs keep the input's mask; a last step and the states have none (as Keras)."""
+        mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
+        out = mask if self.return_sequences else None
+        outs = [out, out] if self.merge_mode is None else [out]
+        if self.return_state:
+            return outs + [None] * (2 * len(self.forward_layer.state_size))
+        return outs if self.merge_mode is None else out
 
     def get_config(self):
         return {**super().get_config(), "merge_mode": self.merge_mode, "layer": serialize_object(self.forward_layer),

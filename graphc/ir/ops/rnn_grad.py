@@ -275,8 +275,8 @@ C_SCRATCH_FLOATS = 131072
 
 
 def scratch_floats(kind, units):
-    """Scratch one sample needs: the gate activations (k * units) and four vectors of units."""
-    return CELLS[kind][0] * units + 4 * units
+    """Scratch one sample needs: the gate activations (k * units) and six vectors of units."""
+    return CELLS[kind][0] * units + 6 * units
 
 
 def _common_args(ctx, op, kind, x):
@@ -305,16 +305,14 @@ def _ptrs(ctx, values):
 def _train_c(ctx, op):
     kind = op.kind[:-len("_train")]
     a = _attrs(op.attrs)
-    if op.attrs.get("masked"):
-        from ...codegen import CodegenError
-        raise CodegenError(f"{op.kind}: no C kernel for a masked recurrence yet")
-    x, kernel, recurrent, bias, states = split_inputs(kind, op.inputs, a["use_bias"])
+    inputs, mask = split_mask(op.inputs, a["masked"])
+    x, kernel, recurrent, bias, states = split_inputs(kind, inputs, a["use_bias"])
     n_out = num_outputs(kind)
     saved = dict(zip(SAVED[kind], op.outputs[n_out:]))
     out, h, c = op.outputs[0], op.outputs[1], (op.outputs[2] if kind == "lstm" else None)
     h0, c0 = (states + [None, None])[:2]
     args = _common_args(ctx, op, kind, x) + _ptrs(ctx, [
-        x, kernel, recurrent, bias, h0, c0, out if a["return_sequences"] else None, h, c,
+        x, kernel, recurrent, bias, h0, c0, mask, out if a["return_sequences"] else None, h, c,
         saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux")])
     args.append(_scratch(ctx, args, "train"))
     lines = [f"if (graphc_rnn_train({', '.join(args)}) != 0) return -1;"]
@@ -331,10 +329,8 @@ def _read(ctx, v):
 def _grad_c(ctx, op):
     kind = op.kind[:-len("_grad")]
     a = _attrs(op.attrs)
-    if op.attrs.get("masked"):
-        from ...codegen import CodegenError
-        raise CodegenError(f"{op.kind}: no C kernel for a masked recurrence yet")
     fwd, saved, grads = split_grad_inputs(kind, op.inputs)
+    fwd, mask = split_mask(fwd, a["masked"])
     x, kernel, recurrent, bias, states = split_inputs(kind, fwd, a["use_bias"])
     saved = dict(zip(SAVED[kind], saved))
     outs = list(op.outputs)
@@ -346,7 +342,7 @@ def _grad_c(ctx, op):
     scratch = outs[n_fwd:] + [None]
     c0 = states[1] if states and kind == "lstm" else None
     args = _common_args(ctx, op, kind, x) + _ptrs(ctx, [
-        x, kernel, recurrent, c0, saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux"),
+        x, kernel, recurrent, c0, mask, saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux"),
         grads[0], grads[1], grads[2] if kind == "lstm" else None,
         d["dx"], d["dkernel"], d["drecurrent"], d["dbias"], *(d_states + [None, None])[:2], scratch[0], scratch[1]])
     args.append(_scratch(ctx, args, "grad"))
