@@ -63,6 +63,24 @@ def multi_io(k):  # seed 001/002 style: two inputs, two named outputs with their
     return k.Model([a, b], [score, cls])
 
 
+def masked(k):  # padding (all-zero steps, at either end) left out of the recurrences, the pooling, a per-step loss
+    # and its metric. (Masking, not Embedding(mask_zero=True): Keras on TensorFlow updates an embedding table with
+    # Adam from per-occurrence gradients, so repeated ids get other second moments than the dense update's.)
+    x = k.Input(shape=(7, 3), name="steps")
+    m = k.layers.Masking(0.0)(x)
+    tags = k.layers.Dense(3, activation="softmax", name="tags")(k.layers.LSTM(6, return_sequences=True)(m))
+    pooled = k.layers.GlobalAveragePooling1D()(k.layers.GRU(4, return_sequences=True)(m))
+    return k.Model(x, [tags, k.layers.Dense(1, name="score")(pooled)])
+
+
+def _padded(rng, n, steps, features):
+    """Steps in [-1, 1) with zeros (padding) after a random length, and at the first step of every fifth row."""
+    x = rng.uniform(-1, 1, (n, steps, features))
+    x[np.arange(steps) >= rng.integers(2, steps + 1, n)[:, None]] = 0
+    x[::5, 0] = 0
+    return x.astype(np.float32)
+
+
 CASES = {
     "mlp": (mlp, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 20)).astype(np.float32), _onehot(rng, N_SAMPLES, 4)),
             dict(loss="categorical_crossentropy", metrics=["accuracy"])),
@@ -83,6 +101,10 @@ CASES = {
                                          "cls": _onehot(rng, N_SAMPLES, 3)}),
                  dict(loss={"score": "mse", "cls": "categorical_crossentropy"}, loss_weights={"score": 0.5, "cls": 2.0},
                       metrics={"cls": ["accuracy"]})),
+    "masked": (masked, lambda rng: (_padded(rng, N_SAMPLES, 7, 3),
+                                    {"tags": rng.integers(0, 3, (N_SAMPLES, 7)).astype(np.int32),
+                                     "score": rng.uniform(-1, 1, (N_SAMPLES, 1)).astype(np.float32)}),
+               dict(loss={"tags": "sparse_categorical_crossentropy", "score": "mse"}, metrics={"tags": ["accuracy"]})),
 }
 
 OPTIMIZERS = {"sgd": ("SGD", dict(learning_rate=0.1, momentum=0.9)), "adam": ("Adam", dict(learning_rate=0.01))}
