@@ -173,8 +173,30 @@ def test_missing_lowering_is_reported():
 def test_every_pointwise_entry_has_a_reference():
     for name in C_EXPR:
         assert name in UNARY or name in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
-                                         "greater", "less", "equal", "greater_equal", "less_equal", "where",
-                                         "broadcast_like")
+                                         "greater", "less", "equal", "greater_equal", "less_equal", "not_equal",
+                                         "logical_and", "logical_or", "where", "broadcast_like")
+
+
+def test_comparisons_and_logic_compiled(rng):
+    # what masks are made of: C against the reference (NumPy) on ties, NaN and broadcasting
+    from graphc import ops
+    from graphc.tracing import Tensor, tracing
+    b = GraphBuilder()
+    with tracing(b):
+        x, y = Tensor(b.input("x", TensorType((None, 4)))), Tensor(b.input("y", TensorType((1, 4))))
+        ne, gt = ops.not_equal(x, y), ops.greater(x, y)
+        outs = [ne, ops.logical_and(ne, gt), ops.logical_or(gt, ops.less(x, y)), ops.logical_not(gt),
+                ops.any(ne, axis=-1), ops.all(ne, axis=-1), ops.cast(ops.logical_or(ne, gt), "float32")]
+        g = b.finish([t.value for t in outs])
+    xv = rng.integers(-1, 2, (5, 4)).astype("float32")
+    xv[0, 0] = np.nan
+    yv = np.array([[0, 1, -1, 0]], "float32")
+    want = reference.run(g, {v.id: a for v, a in zip(g.inputs, [xv, yv])}, {})
+    got = compile_graph(g, name="logic").run([xv, yv], [])
+    np.testing.assert_array_equal(want[0], xv != yv)
+    np.testing.assert_array_equal(want[4], (xv != yv).any(-1))
+    for w, c in zip(want, got):
+        np.testing.assert_array_equal(np.asarray(c), np.asarray(w))
 
 
 # --- random small DAGs ---------------------------------------------------------------------------------------

@@ -171,6 +171,9 @@ class Dot(Merge):
             out = ops.squeeze(out, 1)
         return ops.squeeze(out, -1) if len(xs[1].shape) == 2 else out
 
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # (as Keras: the product has no steps of the inputs)
+
     def get_config(self):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
