@@ -230,3 +230,21 @@ def test_multi_head_attention_matches_its_formula_and_refuses_explicit_masks(rng
     np.testing.assert_allclose(got, np.einsum("bqhv,hvd->bqd", want, wo) + bo, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="query_mask= is not supported by graphc yet"):
         layers.MultiHeadAttention(2, 3)(q_in, q_in, query_mask=np.ones((1, 4), bool))
+
+
+def test_add_loss_is_in_the_loss_evaluate_reports(rng):
+    # Keras: a layer's add_loss(...) in call joins the compiled loss (fit minimizes it, evaluate reports it);
+    # tests/train_cases.py's added_losses checks a training epoch against Keras
+    class Penalty(layers.Layer):
+        def call(self, x):
+            self.add_loss(0.5 * ops.mean(ops.square(x)))
+            return x
+
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layers.Dense(1)(Penalty()(inp)))
+    model.compile("sgd", "mse")
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 1)).astype("float32")
+    mse = np.mean((model.predict(x, verbose=0) - y) ** 2)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), mse + 0.5 * np.mean(x ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"Layer 'penalty\w*': add_loss\(\) can only be called from inside call\(\)"):
+        Penalty().add_loss(1.0)

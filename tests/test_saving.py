@@ -389,8 +389,9 @@ def test_custom_layer_config_as_keras_writes_it_builds_the_layer():
     assert layer.name == "blk" and layer.dtype == "float64" and layer.autocast
     assert layer(np.ones((1, 2), "float32")).dtype == np.float64  # (the dtype policy was read as float32)
     assert not layers.Layer(autocast=False).autocast
-    with pytest.raises(ValueError, match="activity_regularizer='l2' is not supported"):
-        layers.Layer(activity_regularizer="l2")
+    reg = layers.Layer(activity_regularizer="l2")  # (a penalty on the outputs: tests/train_cases.py's added_losses)
+    assert reg.get_config()["activity_regularizer"]["class_name"] == "L2"
+    assert type(Scale.from_config(reg.get_config()).activity_regularizer).__name__ == "L2"
 
 
 class CellHeld(layers.Layer):

@@ -63,6 +63,17 @@ def multi_io(k):  # seed 001/002 style: two inputs, two named outputs with their
     return k.Model([a, b], [score, cls])
 
 
+def added_losses(k):  # add_loss in a custom layer and activity regularizers: Keras adds both to the loss
+    class Penalty(k.layers.Layer):
+        def call(self, x):
+            self.add_loss(0.1 * k.ops.mean(k.ops.square(x)))
+            return x
+
+    x = k.Input(shape=(7,))
+    h = k.layers.Dense(6, activation="tanh", activity_regularizer=k.regularizers.L2(0.05))(x)
+    return k.Model(x, k.layers.Dense(3, activation="softmax", activity_regularizer="l1")(Penalty()(h)))
+
+
 def masked(k):  # padding (all-zero steps, at either end) left out of the recurrences, the pooling, a per-step loss
     # and its metric. (Masking, not Embedding(mask_zero=True): Keras on TensorFlow updates an embedding table with
     # Adam from per-occurrence gradients, so repeated ids get other second moments than the dense update's.)
@@ -101,6 +112,9 @@ CASES = {
                                          "cls": _onehot(rng, N_SAMPLES, 3)}),
                  dict(loss={"score": "mse", "cls": "categorical_crossentropy"}, loss_weights={"score": 0.5, "cls": 2.0},
                       metrics={"cls": ["accuracy"]})),
+    "added_losses": (added_losses, lambda rng: (rng.uniform(-1, 1, (N_SAMPLES, 7)).astype(np.float32),
+                                                _onehot(rng, N_SAMPLES, 3)),
+                     dict(loss="categorical_crossentropy", metrics=["accuracy"])),
     "masked": (masked, lambda rng: (_padded(rng, N_SAMPLES, 7, 3),
                                     {"tags": rng.integers(0, 3, (N_SAMPLES, 7)).astype(np.int32),
                                      "score": rng.uniform(-1, 1, (N_SAMPLES, 1)).astype(np.float32)}),

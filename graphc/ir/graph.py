@@ -87,6 +87,7 @@ class GraphBuilder:
         self.scope: str = ""
         self.updates: list = []       # (variable, Value): state a training step writes back (BN statistics)
         self.rng_counter = None       # int32 scalar input: the training step's random stream (Dropout)
+        self.added_losses = []        # scalar Tensors that layers gave add_loss() during the trace
 
     def input(self, name: str, type: TensorType) -> Value:
         v = Value(type, "input", name)

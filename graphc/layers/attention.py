@@ -53,8 +53,8 @@ class MultiHeadAttention(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, seed=None,
                  use_gate=False, sliding_window=None, **kwargs):
-        super().__init__(**kwargs)
-        reject_unsupported(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        reject_unsupported(self, kernel_constraint=kernel_constraint,
                            bias_constraint=bias_constraint, sliding_window=sliding_window,
                            use_gate=use_gate or None)
         for arg, value in (("num_heads", num_heads), ("key_dim", key_dim), ("value_dim", value_dim or key_dim)):
@@ -164,5 +164,6 @@ class MultiHeadAttention(Layer):
                 "kernel_initializer": serialize_object(self.kernel_initializer),
                 "bias_initializer": serialize_object(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "activity_regularizer": None,
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": None, "bias_constraint": None, "seed": self.seed}

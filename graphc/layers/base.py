@@ -79,6 +79,14 @@ def clear_session() -> None:
     _name_counts.clear()
 
 
+def _batch_size(t):
+    """The size of tensor t's first axis, as a float32 tensor (known only when the graph runs)."""
+    from .. import ops
+    from ..tracing import emit
+    ones = emit("broadcast_like", 1.0, t)
+    return ops.sum(ops.mean(ones, axis=tuple(range(1, len(t.shape)))) if len(t.shape) > 1 else ones)
+
+
 def input_mask(t):
     """The Keras mask attached to a tensor (traced or functional), or None."""
     return getattr(t, "_keras_mask", None)
@@ -107,9 +115,6 @@ class Layer:
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None, input_dim=None,
                  batch_input_shape=None, batch_size=None, autocast=True, activity_regularizer=None, **kwargs):
-        if activity_regularizer is not None:  # (Keras writes None into every layer's config)
-            raise ValueError(f"{type(self).__name__} '{name}': activity_regularizer={activity_regularizer!r} is not "
-                             "supported by graphc yet")
         if kwargs:
             raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
@@ -121,6 +126,8 @@ class Layer:
             dtype = (dtype.get("config") or {}).get("name")
         self.dtype = normalize_dtype(dtype) if dtype is not None else "float32"
         self.autocast = bool(autocast)
+        from .. import regularizers  # (regularizers imports layers' helpers)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.built = False
         self.input_spec = None
         self._inbound_nodes: list = []
@@ -267,6 +274,16 @@ class Layer:
         """The output's mask (called only where ``supports_masking``): by default the input's, unchanged."""
         return previous_mask
 
+    def add_loss(self, loss):
+        """Add a scalar ``loss`` (a tensor computed in ``call``) to the loss that fit, evaluate, train_on_batch and
+        test_on_batch minimize and report, as Keras's ``add_loss``."""
+        builder = current_builder()
+        if builder is None or not isinstance(loss, Tensor):
+            raise ValueError(f"Layer '{self.name}': add_loss() can only be called from inside call(), on a tensor "
+                             f"computed there. Received {type(loss).__name__}")
+        from .. import ops
+        builder.added_losses.append(ops.sum(ops.cast(loss, "float32")))
+
     def _call_takes_mask(self):
         try:
             return "mask" in inspect.signature(self.call).parameters
@@ -281,6 +298,11 @@ class Layer:
             kwargs["mask"] = masks
         previous = kwargs["mask"] if kwargs.get("mask") is not None else masks
         out = self.call(inputs, *args, **kwargs)
+        if self.activity_regularizer is not None:  # (Keras: the penalty of each output over the batch size)
+            for t in flatten(out):
+                if isinstance(t, Tensor):
+                    penalty = self.activity_regularizer(t)
+                    self.add_loss(penalty / _batch_size(t) if len(t.shape) else penalty)
         if self.supports_masking:
             flat_out = [t for t in flatten(out) if isinstance(t, Tensor)]
             if not all(input_mask(t) is not None for t in flat_out):
@@ -421,6 +443,9 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
+        if self.activity_regularizer is not None:
+            from .. import regularizers
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

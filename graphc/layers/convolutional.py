@@ -106,7 +106,8 @@ class _ConvBase(Layer):
                 "kernel_initializer": serialize_object(self.kernel_initializer),
                 "bias_initializer": serialize_object(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "activity_regularizer": None,
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": None, "bias_constraint": None}
 
 
@@ -117,10 +118,10 @@ class BaseConv(_ConvBase):
                  groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._init_common(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
                           kernel_initializer, bias_initializer, allow_causal=self.rank == 1, unsupported=dict(
-                              activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                              kernel_constraint=kernel_constraint,
                               bias_constraint=bias_constraint, lora_rank=lora_rank))
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -165,10 +166,10 @@ class BaseConvTranspose(_ConvBase):
                  dilation_rate=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._init_common(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
                           kernel_initializer, bias_initializer, allow_causal=False, unsupported=dict(
-                              activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                              kernel_constraint=kernel_constraint,
                               bias_constraint=bias_constraint))
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)

@@ -20,14 +20,14 @@ class Embedding(Layer):
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, weights=None, lora_rank=None, lora_alpha=None,
                  activity_regularizer=None, input_length=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if input_length is not None:
             warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Embedding '{self.name}': {arg} must be a positive integer, "
                                  f"received {arg}={value!r}")
-        reject_unsupported(self, embeddings_constraint=embeddings_constraint, activity_regularizer=activity_regularizer,
+        reject_unsupported(self, embeddings_constraint=embeddings_constraint,
                            lora_rank=lora_rank, lora_alpha=lora_alpha)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.input_dim, self.output_dim = input_dim, output_dim
@@ -57,5 +57,5 @@ class Embedding(Layer):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": serialize_object(self.embeddings_initializer),
                 "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
-                "activity_regularizer": None, "embeddings_constraint": None,
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer), "embeddings_constraint": None,
                 "mask_zero": self.mask_zero}

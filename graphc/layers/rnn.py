@@ -38,12 +38,12 @@ class BaseRNN(Layer):
                  bias_regularizer, activity_regularizer, kernel_constraint, recurrent_constraint,
                  bias_constraint, dropout, recurrent_dropout, seed, return_sequences, return_state,
                  go_backwards, stateful, unroll, zero_output_for_mask=False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         kind = type(self).__name__
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{kind} '{self.name}': units must be a positive integer, received units={units!r}")
-        reject_unsupported(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                           recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+        reject_unsupported(self, kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+                           bias_constraint=bias_constraint)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
@@ -226,7 +226,8 @@ class BaseRNN(Layer):
         config.update({"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                        "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
                        "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                       "activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
+                       "activity_regularizer": regularizers.serialize(self.activity_regularizer), "kernel_constraint": None,
+                       "recurrent_constraint": None,
                        "bias_constraint": None, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
                        "seed": self.seed})
         return config

@@ -27,8 +27,8 @@ class _Depthwise(Layer):
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, filters=None,
                  pointwise_initializer="glorot_uniform", pointwise_regularizer=None, pointwise_constraint=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        reject_unsupported(self, activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        reject_unsupported(self, depthwise_constraint=depthwise_constraint,
                            bias_constraint=bias_constraint, pointwise_constraint=pointwise_constraint)
         _check_channels_last(self, data_format)
         kind = type(self).__name__
@@ -94,7 +94,8 @@ class _Depthwise(Layer):
                   "bias_initializer": serialize_object(self.bias_initializer),
                   "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
                   "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                  "activity_regularizer": None, "depthwise_constraint": None, "bias_constraint": None}
+                  "activity_regularizer": regularizers.serialize(self.activity_regularizer), "depthwise_constraint": None,
+                  "bias_constraint": None}
         if self.pointwise:
             config.update({"filters": self.filters,
                            "pointwise_initializer": serialize_object(self.pointwise_initializer),

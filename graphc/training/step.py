@@ -85,6 +85,8 @@ def build_step(model, spec, train: bool, input_shapes, target_shapes, weighted) 
                 sums.extend(metric.graph_sums(y, out, None))
         if total is None:
             raise ValueError(f"Model '{model.name}': no output has a loss; give compile() a loss")
+        for added in b.added_losses:  # the layers' add_loss (and activity regularizers), as Keras adds model.losses
+            total = total + added
         for v in model.trainable_weights:  # the regularizers' penalties, in the loss as Keras adds model.losses
             if v.regularizer is not None:
                 total = total + v.regularizer(Tensor(to_value(v)))
