@@ -15,7 +15,7 @@ import numpy as np
 
 from . import ops
 from .ir import format_shape
-from .layers.base import to_snake_case, unique_name
+from .layers.base import input_mask, to_snake_case, unique_name
 from .serialization import get_from_registry, register, serialize_object
 from .tracing import Tensor, current_builder, eager
 
@@ -346,7 +346,7 @@ class Loss:
 
     @graph_function
     def __call__(self, y_true, y_pred, sample_weight=None):
-        keras_mask = getattr(y_pred, "_keras_mask", None)  # a masked output's padding is left out, as in Keras
+        keras_mask = input_mask(y_pred)  # a masked output's padding is left out, as in Keras
         y_pred = _float(y_pred)
         if self.target_dtype == "float32":
             y_true = _float(y_true)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import losses, ops
-from .layers.base import to_snake_case, unique_name
+from .layers.base import input_mask, to_snake_case, unique_name
 from .losses import _check_dtype, _float, _one_hot, graph_function, squeeze_or_expand_to_same_rank
 from .serialization import get_from_registry, register, serialize_object
 
@@ -190,7 +190,7 @@ class MeanMetricWrapper(Mean):
 
     @graph_function
     def graph_sums(self, y_true, y_pred, sample_weight=None):
-        mask = getattr(y_pred, "_keras_mask", None)  # a masked output's padding is not counted, as in Keras
+        mask = input_mask(y_pred)  # a masked output's padding is not counted, as in Keras
         values = self.values(y_true, y_pred)
         if mask is not None:
             mask = ops.cast(mask, "float32")

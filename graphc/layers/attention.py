@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import initializers, ops, regularizers
 from ..serialization import register, serialize_object
-from .base import Layer
+from .base import Layer, input_mask
 from .core import Dropout, reject_unsupported
 
 
@@ -133,8 +133,8 @@ class MultiHeadAttention(Layer):
             allowed = ops.expand_dims(ops.cast(mask, "float32"), 1)  # (B, 1, Tq, Tk): the same for every head
         padding = None  # the masks the inputs carry (Keras's query, value and key masks): (B, Tq, Tk)
         for t, axis in ((query, -1), (value, 1), (key, 1)):
-            if getattr(t, "_keras_mask", None) is not None:
-                m = ops.expand_dims(ops.cast(t._keras_mask, "float32"), axis)
+            if input_mask(t) is not None:
+                m = ops.expand_dims(ops.cast(input_mask(t), "float32"), axis)
                 padding = m if padding is None else padding * m
         if padding is not None:
             padding = ops.expand_dims(padding, 1)

@@ -284,17 +284,12 @@ class Layer:
         from .. import ops
         builder.added_losses.append(ops.sum(ops.cast(loss, "float32")))
 
-    def _call_takes_mask(self):
-        try:
-            return "mask" in inspect.signature(self.call).parameters
-        except (TypeError, ValueError):
-            return False
-
     def _call_with_masks(self, inputs, args, kwargs):
         """``call`` with Keras's mask protocol: a ``mask`` argument is filled from the inputs' masks when not
         given, and the outputs get the masks ``compute_mask`` returns (where they have none yet)."""
         masks = map_structure(input_mask, inputs)
-        if kwargs.get("mask") is None and self._call_takes_mask() and any(m is not None for m in flatten(masks)):
+        if any(m is not None for m in flatten(masks)) and kwargs.get("mask") is None and \
+                self._call_accepts("mask", by_name=True):  # (the signature is read only when there are masks)
             kwargs["mask"] = masks
         previous = kwargs["mask"] if kwargs.get("mask") is not None else masks
         out = self.call(inputs, *args, **kwargs)
@@ -340,12 +335,14 @@ class Layer:
         return (f"Layer '{self.name}' ({type(self).__name__}) cannot accept its input: {err}. "
                 f"Received input shape: {received}")
 
-    def _call_accepts(self, kw):
+    def _call_accepts(self, kw, by_name=False):
+        """Whether ``call`` takes keyword ``kw``: as a named parameter, or (unless ``by_name``, as Keras asks of
+        ``mask``) through ``**kwargs``."""
         try:
             params = inspect.signature(self.call).parameters
         except (TypeError, ValueError):
             return False
-        return kw in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        return kw in params or (not by_name and any(p.kind is p.VAR_KEYWORD for p in params.values()))
 
     def _traced_call(self, inputs, *args, training=None, **kwargs):
         """Run ``call`` inside the current trace, attributing shape errors to this layer."""
@@ -371,7 +368,7 @@ class Layer:
         self._maybe_build(inputs)
         builder = GraphBuilder()
         masked = [t for t in flatten(inputs) if input_mask(t) is not None]
-        if masked and not self.supports_masking and not self._call_takes_mask():
+        if masked and not self.supports_masking and not self._call_accepts("mask", by_name=True):
             warnings.warn(f"Layer '{self.name}' ({type(self).__name__}) was passed an input with a mask, but it "
                           "does not support masking: the layers after it will not see the mask", stacklevel=3)
 
