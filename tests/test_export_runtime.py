@@ -145,3 +145,9 @@ def test_clean_under_valgrind_and_allocation_count_does_not_grow(tmp_path):
         allocs[repeat] = int(re.search(r"total heap usage: ([\d,]+) allocs", result.stderr).group(1).replace(",", ""))
     # five more predict calls, not one more allocation
     assert allocs[1] == allocs[6], allocs
+    # the example's error exits free what it allocated too: a program built from it copies its pattern
+    (tmp_path / "bad.weights").write_bytes(b"hello" * 40)
+    for args in (["--batch", "5", inputs], ["--weights", tmp_path / "bad.weights", inputs]):
+        result = run([valgrind, "--leak-check=full", exe, *args], check=False)
+        assert result.returncode == 1, result.stderr[-4000:]
+        assert "All heap blocks were freed" in result.stderr, (args, result.stderr[-4000:])

@@ -118,17 +118,18 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One exit for every path: what was allocated is freed (main's pointers start NULL). */
 int main(int argc, char **argv)
 {
     const char *path = NULL, *weights_path = @WEIGHTS_DEFAULT@;
-    int text = 0, batch = 0, repeat = 1, i, rc = 0;
+    int text = 0, batch = 0, repeat = 1, i, rc = 0, status = 1;
     size_t size = 0, per_sample = 0, ws_bytes, offset;
-    unsigned char *data, *in_data;
+    unsigned char *data = NULL, *in_data = NULL;
     const void *inputs[@UNAME@_NUM_INPUTS + 1];
     void *outputs[@UNAME@_NUM_OUTPUTS + 1];
-    void *ws_raw = NULL, *w_raw = NULL, *p_raw = NULL, *out_raw[@UNAME@_NUM_OUTPUTS + 1];
+    void *ws_raw = NULL, *w_raw = NULL, *p_raw = NULL, *out_raw[@UNAME@_NUM_OUTPUTS + 1] = {NULL};
     void *workspace, *weights = NULL, *prepared = NULL;
-    double *times;
+    double *times = NULL;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--text") == 0) text = 1;
@@ -148,9 +149,14 @@ int main(int argc, char **argv)
         per_sample += @NAME@_input_sample_elements(i) * (text ? 1 : dtype_size(@NAME@_input_dtype(i)));
     {
         size_t have = text ? count_numbers((const char *)data) : size;
-        if (per_sample == 0 || have % per_sample != 0 || have == 0)
-            return fail("the input file does not hold a whole number of samples", path);
-        if (batch && (size_t)batch != have / per_sample) return fail("--batch does not match the input file", path);
+        if (per_sample == 0 || have % per_sample != 0 || have == 0) {
+            fail("the input file does not hold a whole number of samples", path);
+            goto done;
+        }
+        if (batch && (size_t)batch != have / per_sample) {
+            fail("--batch does not match the input file", path);
+            goto done;
+        }
         batch = (int)(have / per_sample);
     }
     if (text) { /* parse into binary, input by input */
@@ -160,7 +166,7 @@ int main(int argc, char **argv)
         for (i = 0; i < @UNAME@_NUM_INPUTS; i++)
             bytes += (size_t)batch * @NAME@_input_sample_elements(i) * dtype_size(@NAME@_input_dtype(i));
         in_data = (unsigned char *)malloc(bytes + 1);
-        if (!in_data) return fail("out of memory", NULL);
+        if (!in_data) { fail("out of memory", NULL); goto done; }
         dst = in_data;
         for (i = 0; i < @UNAME@_NUM_INPUTS; i++) {
             size_t k, n = (size_t)batch * @NAME@_input_sample_elements(i), s = dtype_size(@NAME@_input_dtype(i));
@@ -170,6 +176,7 @@ int main(int argc, char **argv)
     } else {
         in_data = data;
     }
+    data = NULL; /* (in_data owns it now, or it was freed) */
     for (i = 0, offset = 0; i < @UNAME@_NUM_INPUTS; i++) {
         inputs[i] = in_data + offset;
         offset += (size_t)batch * @NAME@_input_sample_elements(i) * dtype_size(@NAME@_input_dtype(i));
@@ -177,30 +184,30 @@ int main(int argc, char **argv)
     for (i = 0; i < @UNAME@_NUM_OUTPUTS; i++) {
         outputs[i] = aligned_buffer((size_t)batch * @NAME@_output_sample_elements(i) *
                                     dtype_size(@NAME@_output_dtype(i)), &out_raw[i]);
-        if (!outputs[i]) return fail("out of memory", NULL);
+        if (!outputs[i]) { fail("out of memory", NULL); goto done; }
     }
     if (weights_path) {
         weights = aligned_buffer(@NAME@_weights_size(), &w_raw);
-        if (!weights) return fail("out of memory", NULL);
+        if (!weights) { fail("out of memory", NULL); goto done; }
         rc = @NAME@_load_weights(weights_path, weights, @NAME@_weights_size());
-        if (rc != @UNAME@_OK) return fail(@NAME@_status_message(rc), weights_path);
+        if (rc != @UNAME@_OK) { fail(@NAME@_status_message(rc), weights_path); goto done; }
     }
     if (@NAME@_prepared_size() > 0) { /* the weights' prepared copies: made once, read by every call */
         prepared = aligned_buffer(@NAME@_prepared_size(), &p_raw);
-        if (!prepared) return fail("out of memory", NULL);
+        if (!prepared) { fail("out of memory", NULL); goto done; }
         rc = @NAME@_prepare(weights, prepared, @NAME@_prepared_size());
-        if (rc != @UNAME@_OK) return fail("prepare failed", @NAME@_status_message(rc));
+        if (rc != @UNAME@_OK) { fail("prepare failed", @NAME@_status_message(rc)); goto done; }
     }
     ws_bytes = @NAME@_workspace_size(batch);
     workspace = aligned_buffer(ws_bytes, &ws_raw);
     times = (double *)malloc((size_t)repeat * sizeof(double));
-    if (!workspace || !times) return fail("out of memory", NULL);
+    if (!workspace || !times) { fail("out of memory", NULL); goto done; }
 
     for (i = 0; i < repeat; i++) {
         double t0 = now_ms();
         rc = @NAME@_predict_prepared(weights, prepared, batch, inputs, outputs, workspace, ws_bytes);
         times[i] = now_ms() - t0;
-        if (rc != @UNAME@_OK) return fail("predict failed", @NAME@_status_message(rc));
+        if (rc != @UNAME@_OK) { fail("predict failed", @NAME@_status_message(rc)); goto done; }
     }
     if (repeat > 1) {
         qsort(times, (size_t)repeat, sizeof(double), compare_doubles);
@@ -218,12 +225,15 @@ int main(int argc, char **argv)
             }
             putchar('\n');
         }
-        free(out_raw[i]);
     }
+    status = 0;
+done:
+    for (i = 0; i < @UNAME@_NUM_OUTPUTS; i++) free(out_raw[i]);
     free(times);
     free(ws_raw);
     free(w_raw);
     free(p_raw);
     free(in_data);
-    return 0;
+    free(data);
+    return status;
 }
