@@ -93,9 +93,9 @@ int main(int argc, char **argv)
 }
 """
 
-# bytes one thread streams: within L1, a core's half of an LSTM(128)'s recurrent kernel (128 KB), a core's
-# half of the MLP's weights (about 1.1 MB), and far beyond L2
-LEVELS = {"L1": 16 << 10, "lstm share": 128 << 10, "mlp share": 1088 << 10, "beyond L2": 8 << 20}
+# bytes one thread streams: within L1; in L2, a core's half of an LSTM(128)'s recurrent kernel (128 KB); a
+# core's half of the MLP's weights (about 1.1 MB, L2's size); far beyond L2
+LEVELS = {"L1": 16 << 10, "L2": 128 << 10, "MLP share": 1088 << 10, "beyond L2": 8 << 20}
 
 
 def cache_bytes(index: int, default: int) -> int:
@@ -120,7 +120,7 @@ def build(directory: Path) -> Path:
 
 def read_rate(exe: Path, nbytes: int, threads: int, rounds: int) -> float:
     """Bytes per second one thread reads (slowest thread), best of `rounds` runs of about 0.2 s each."""
-    reps = max(50, int(0.2 * 50e9 / nbytes))
+    reps = max(50, int(0.2 * 50e9 / nbytes))  # about 0.2 s at 50 GB/s
     best = 0.0
     for _ in range(rounds):
         out = subprocess.run([str(exe), str(nbytes), str(reps), str(threads)], capture_output=True, text=True,
@@ -200,12 +200,12 @@ def main(argv=None):
         per_step, steps = streamed_bytes(key)
         share = per_step / R.THREADS
         if key == "mlp":  # each call streams the core's share: from L2, and what L2 cannot hold from beyond
-            stream = share / rates["mlp share"]
+            stream = share / rates["MLP share"]
             strict = (max(0.0, share - l2) / rates["beyond L2"] +
-                      max(0.0, min(share, l2) - l1) / rates["lstm share"])
+                      max(0.0, min(share, l2) - l1) / rates["L2"])
         else:  # every step streams the core's share through L1, which holds only l1 bytes of it
-            stream = share / rates["lstm share"]
-            strict = max(0.0, share - l1) / rates["lstm share"]
+            stream = share / rates["L2"]
+            strict = max(0.0, share - l1) / rates["L2"]
         stream, strict = stream * steps * 1e3, strict * steps * 1e3
         e = eager.get(key)
         budget = e / 5 if e else None
