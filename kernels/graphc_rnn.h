@@ -88,12 +88,12 @@ void graphc_rnn_activate(int activation, float *v, int64_t n);
 
 /* Internal, shared by kernels/rnn.c and kernels/rnn_grad.c: Keras's default LSTM cell (sigmoid gates, tanh)
  * for n units of one sample in one pass, z its pre-activations (gate g at z + g * zs). The forward updates c
- * and writes h; the training forward (_train) also replaces z by the gates' activations, which the backward
- * (graphc_lstm_cell_standard_grad, formulas in rnn.c) reads as a, with this step's c, the previous one cp
- * (NULL: zeros) and dh; it writes dz (as z) and updates dc. All return 0, doing nothing, for other
- * activations. */
+ * and writes h; the training forward (_train) also writes the gates' activations to a (laid out as z; a may
+ * be z), which the backward (graphc_lstm_cell_standard_grad, formulas in rnn.c) reads as a, with this step's
+ * c, the previous one cp (NULL: zeros) and dh; it writes dz (as z) and updates dc. All return 0, doing
+ * nothing, for other activations. */
 int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c);
-int graphc_lstm_cell_standard_train(int act, int ract, float *z, int zs, int n, float *h, float *c);
+int graphc_lstm_cell_standard_train(int act, int ract, const float *z, int zs, int n, float *h, float *c, float *a);
 int graphc_lstm_cell_standard_grad(int act, int ract, const float *a, int zs, const float *c, const float *cp, int n,
                                    const float *dh, float *dc, float *dz);
 

@@ -406,10 +406,13 @@ static void simple_cell(const problem *p, float *z, int n, float *h)
 
 /* Keras's default cell (sigmoid gates, tanh candidate and output) in one pass: eight units at a time stay in
  * registers from their four pre-activations to their new c and h; with keep (training), the four gates'
- * activations replace the pre-activations in z, for the backward. Returns 0 for other activations. */
-static inline int lstm_cell_standard(int act, int ract, float *z, int zs, int n, float *h, float *c, const int keep)
+ * activations go there (gate g at keep + g * zs, as in z; may be z itself), for the backward. Returns 0 for
+ * other activations. */
+static inline int lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c,
+                                     float *keep)
 {
-    float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
+    float *ki = keep, *kf = keep + zs, *kc = keep + 2 * (size_t)zs, *ko = keep + 3 * (size_t)zs;
     int j = 0;
     if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
 #if RNN_AVX2
@@ -419,11 +422,11 @@ static inline int lstm_cell_standard(int act, int ract, float *z, int zs, int n,
         const __m256 cj = _mm256_fmadd_ps(f, _mm256_loadu_ps(c + j), _mm256_mul_ps(i, g));
         _mm256_storeu_ps(c + j, cj);
         _mm256_storeu_ps(h + j, _mm256_mul_ps(o, tanh8(cj)));
-        if (keep) {
-            _mm256_storeu_ps(gi + j, i);
-            _mm256_storeu_ps(gf + j, f);
-            _mm256_storeu_ps(gc + j, g);
-            _mm256_storeu_ps(go + j, o);
+        if (keep != NULL) {
+            _mm256_storeu_ps(ki + j, i);
+            _mm256_storeu_ps(kf + j, f);
+            _mm256_storeu_ps(kc + j, g);
+            _mm256_storeu_ps(ko + j, o);
         }
     }
 #endif
@@ -432,19 +435,19 @@ static inline int lstm_cell_standard(int act, int ract, float *z, int zs, int n,
         const float o = sigmoid_approx(go[j]);
         c[j] = f * c[j] + i * g;
         h[j] = o * tanh_approx(c[j]);
-        if (keep) gi[j] = i, gf[j] = f, gc[j] = g, go[j] = o;
+        if (keep != NULL) ki[j] = i, kf[j] = f, kc[j] = g, ko[j] = o;
     }
     return 1;
 }
 
 int graphc_lstm_cell_standard(int act, int ract, const float *z, int zs, int n, float *h, float *c)
 {
-    return lstm_cell_standard(act, ract, (float *)z, zs, n, h, c, 0); /* (z only read) */
+    return lstm_cell_standard(act, ract, z, zs, n, h, c, NULL);
 }
 
-int graphc_lstm_cell_standard_train(int act, int ract, float *z, int zs, int n, float *h, float *c)
+int graphc_lstm_cell_standard_train(int act, int ract, const float *z, int zs, int n, float *h, float *c, float *a)
 {
-    return lstm_cell_standard(act, ract, z, zs, n, h, c, 1);
+    return lstm_cell_standard(act, ract, z, zs, n, h, c, a);
 }
 
 /* Its backward in one pass (for kernels/rnn_grad.c): from a, the gates' activations i, f, g, o as the training
