@@ -56,6 +56,18 @@ def test_fused_chain_is_one_loop(rng):
     assert program.generated.source.count("for (int64_t i = 0;") == 1
 
 
+def test_a_chain_of_thousands_of_elementwise_ops_is_one_loop(rng):
+    """A chain longer than Python's recursion limit (an unrolled recurrence's gates can make one) compiles
+    into one loop: the fusion walks it without recursion."""
+    def build(b, x, p):
+        h = x[0]
+        for k in range(1500):
+            h = b.emit("add", [b.emit("multiply", [h, b.constant(np.float32(0.999))]), b.constant(np.float32(0.001))])
+        return b.emit("tanh", [h])
+    program = check(build, [(6,)], rng)
+    assert program.generated.source.count("for (int64_t i = 0;") == 1
+
+
 def test_a_value_read_twice_in_one_loop_is_computed_once_there(rng):
     def build(b, x, p):
         h = b.emit("tanh", [x[0]])

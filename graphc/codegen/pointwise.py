@@ -129,28 +129,39 @@ def emit_pointwise(ctx, root, inlined, graph, stored=(), loop_of=None) -> list:
     steps, temps, kept = [], {}, []
     leaves = {}
 
+    def fused_producer(v):
+        p = producer.get(v.id)
+        return p if p is not None and id(p) in inlined and (loop_of is None or loop_of[id(p)] is root) else None
+
     def operand(v):
         if v.id in temps:
             return temps[v.id]
-        p = producer.get(v.id)
-        if p is not None and id(p) in inlined and (loop_of is None or loop_of[id(p)] is root):
-            return visit(p)
         if v.id not in leaves:
             leaves[v.id] = f"{ctx.ptr(v)}[{_index(ctx, v, out)}]"
         return leaves[v.id]
 
-    def visit(op):
-        args = [operand(v) for v in op.inputs]
-        expr = get_op(op.kind).c_expr(args, **op.attrs)
+    def emit(op):
+        expr = get_op(op.kind).c_expr([operand(v) for v in op.inputs], **op.attrs)
         name = f"t{len(temps)}"
         temps[op.outputs[0].id] = name
         steps.append(f"const {ctx.ctype(op.outputs[0])} {name} = {expr};  /* {op.kind} */")
         if op is not root and op.outputs[0].id in stored:
             steps.append(f"{ctx.ptr(op.outputs[0])}[i] = {name};  /* kept for later readers */")
             kept.append(name)
-        return name
 
-    result = visit(root)
+    # Operands before the ops that read them, depth first and left to right, with a stack of its own: a fused
+    # chain can be thousands of ops long (a recurrence unrolled in elementwise ops), past Python's recursion.
+    stack = [(root, False)]
+    while stack:
+        op, operands_done = stack.pop()
+        if op.outputs[0].id in temps:
+            continue
+        if operands_done:
+            emit(op)
+            continue
+        stack.append((op, True))
+        stack.extend((p, False) for p in map(fused_producer, reversed(op.inputs)) if p is not None)
+    result = temps[out.id]
     n = ctx.numel(out)
     body = [f"    {s}" for s in _live_steps(steps, result)] + [f"    {ctx.ptr(out)}[i] = {result};"]
     # The threshold scales with the arrays the loop streams: Adam's update (4 read, 3 written) pays for a second
