@@ -211,6 +211,27 @@ static size_t products(const problem *p, int transb, graphc_rnn_product *rp, flo
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* The initial states of samples [n0, n0 + m) into h and c (c NULL: no cell state): h0 and c0, or zeros. */
+static void start_states(const problem *p, int64_t n0, int m, float *h, float *c)
+{
+    const size_t n = (size_t)m * p->units * sizeof(float), at = (size_t)n0 * p->units;
+    if (p->h0 != NULL) memcpy(h, p->h0 + at, n);
+    else memset(h, 0, n);
+    if (c != NULL && p->c0 != NULL) memcpy(c, p->c0 + at, n);
+    else if (c != NULL) memset(c, 0, n);
+}
+
+/* With return_sequences, h of samples [n0, n0 + m) after processing step s into seq. */
+static void store_sequence(const problem *p, int64_t n0, int m, int64_t s, const float *h)
+{
+    const int u = p->units;
+    int i;
+    if (p->seq != NULL)
+        for (i = 0; i < m; i++)
+            memcpy(p->seq + ((size_t)(n0 + i) * p->steps + (size_t)s) * u, h + (size_t)i * u,
+                   (size_t)u * sizeof(float));
+}
+
 /* Forward for samples [r0, r1): zs already holds x @ kernel + bias. */
 
 static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, const graphc_scratch *gs)
@@ -229,12 +250,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
         float *h = p->h + (size_t)n0 * u, *c = p->c != NULL ? p->c + (size_t)n0 * u : NULL;
-        if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-        else memset(h, 0, (size_t)m * u * sizeof(float));
-        if (c != NULL) {
-            if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-            else memset(c, 0, (size_t)m * u * sizeof(float));
-        }
+        start_states(p, n0, m, h, c);
         for (s = 0; s < T; s++) {
             const int64_t t = p->backwards ? T - 1 - s : s;
             float *z = p->zs + ((size_t)n0 * T + t) * G, *hp = p->hp + ((size_t)n0 * T + t) * u;
@@ -308,10 +324,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                         for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
             }
-            if (p->seq != NULL)
-                for (i = 0; i < m; i++)
-                    memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)s) * u, h + (size_t)i * u,
-                           (size_t)u * sizeof(float));
+            store_sequence(p, n0, m, s, h);
         }
     }
 }
@@ -323,8 +336,9 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
 static int fused_fits(const problem *p)
 {
     const int G = p->gates * p->units;
-    return p->cell == GRAPHC_RNN_CELL_LSTM && graphc_sgemm_packed_b_size(p->features + p->units, G) +
-                                                      graphc_sgemm_packed_b_size(p->features, G) <= GRAPHC_RNN_PACK_FLOATS;
+    const size_t both = graphc_sgemm_packed_b_size(p->features + p->units, G);
+    const size_t kernel_only = graphc_sgemm_packed_b_size(p->features, G);
+    return p->cell == GRAPHC_RNN_CELL_LSTM && both + kernel_only <= GRAPHC_RNN_PACK_FLOATS;
 }
 
 static int fused_forward(const problem *p) { return standard_lstm(p) && fused_fits(p); }
@@ -349,10 +363,7 @@ static void train_rows_fused(const problem *p, int64_t r0, int64_t r1, float *re
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
         float *h = p->h + (size_t)n0 * u, *c = p->c + (size_t)n0 * u;
-        if (p->h0 != NULL) memcpy(h, p->h0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-        else memset(h, 0, (size_t)m * u * sizeof(float));
-        if (p->c0 != NULL) memcpy(c, p->c0 + (size_t)n0 * u, (size_t)m * u * sizeof(float));
-        else memset(c, 0, (size_t)m * u * sizeof(float));
+        start_states(p, n0, m, h, c);
         for (s = 0; s < T; s++) {
             const int64_t t = p->backwards ? T - 1 - s : s;
             const size_t row = (size_t)n0 * T + t; /* sample n0 + i's is row + i * T */
@@ -376,10 +387,7 @@ static void train_rows_fused(const problem *p, int64_t r0, int64_t r1, float *re
                     graphc_lstm_cell_standard_train(p->act, p->ract, zi, u, u, h + (size_t)i * u, ci, saved);
                 memcpy(p->cs + (row + (size_t)i * T) * u, ci, (size_t)u * sizeof(float));
             }
-            if (p->seq != NULL)
-                for (i = 0; i < m; i++)
-                    memcpy(p->seq + ((size_t)(n0 + i) * T + (size_t)s) * u, h + (size_t)i * u,
-                           (size_t)u * sizeof(float));
+            store_sequence(p, n0, m, s, h);
         }
     }
 }
