@@ -412,7 +412,8 @@ static inline int lstm_cell_standard(int act, int ract, const float *z, int zs, 
                                      float *keep)
 {
     const float *gi = z, *gf = z + zs, *gc = z + 2 * (size_t)zs, *go = z + 3 * (size_t)zs;
-    float *ki = keep, *kf = keep + zs, *kc = keep + 2 * (size_t)zs, *ko = keep + 3 * (size_t)zs;
+    /* (no arithmetic on a NULL keep: even a zero offset from it is undefined) */
+    float *ki = keep, *kf = keep ? keep + zs : NULL, *kc = keep ? kf + zs : NULL, *ko = keep ? kc + zs : NULL;
     int j = 0;
     if (act != GRAPHC_RNN_ACT_TANH || ract != GRAPHC_RNN_ACT_SIGMOID) return 0;
 #if RNN_AVX2
