@@ -329,23 +329,27 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
     }
 }
 
+/* The pack buffer's floats for train_rows_fused: [kernel; recurrent] and the kernel alone, packed. */
+static size_t fused_pack_floats(const problem *p)
+{
+    const int G = p->gates * p->units;
+    return graphc_sgemm_packed_b_size(p->features + p->units, G) + graphc_sgemm_packed_b_size(p->features, G);
+}
+
 /* Whether the forward of Keras's default LSTM multiplies [x_t | h] by [kernel; recurrent] at each step
  * (train_rows_fused) instead of projecting all timesteps first: the stacked kernel and the kernel alone (for a
  * zero initial state) must fit the pack buffer. The scratch is sized for it whatever the activations (the
  * sizing functions do not take them). */
 static int fused_fits(const problem *p)
 {
-    const int G = p->gates * p->units;
-    const size_t both = graphc_sgemm_packed_b_size(p->features + p->units, G);
-    const size_t kernel_only = graphc_sgemm_packed_b_size(p->features, G);
-    return p->cell == GRAPHC_RNN_CELL_LSTM && both + kernel_only <= GRAPHC_RNN_PACK_FLOATS;
+    return p->cell == GRAPHC_RNN_CELL_LSTM && fused_pack_floats(p) <= GRAPHC_RNN_PACK_FLOATS;
 }
 
 static int fused_forward(const problem *p) { return standard_lstm(p) && fused_fits(p); }
 
 /* The forward of samples [r0, r1) with the input projection in each step's product: z = [x_t | h] @ [kernel;
  * recurrent] + bias into a buffer that stays in cache, the cell from there, and the gates' activations
- * written once to zs. Projected first, zs (7 KB per sample and timestep for 512 gate columns) went out to
+ * written once to zs. Projected first, zs (2 KB per sample and timestep for 512 gate columns) went out to
  * memory and came back twice, for the step's product and for the cell (LSTM-28 at batch 64, 2 threads, harness:
  * the forward's best 1.62 -> 1.54 ms, its median 1.94-1.97 -> 1.82 ms). */
 static void train_rows_fused(const problem *p, int64_t r0, int64_t r1, float *region, const graphc_scratch *gs)
@@ -779,8 +783,7 @@ static grad_plan plan_call(const problem *p, int backward)
                           max_size(graphc_sgemm_scratch_floats(F, G, rows), graphc_sgemm_scratch_floats(u, G, rows)));
     if (!backward && fused_fits(p)) { /* or [x_t | h] and z per block; [kernel; recurrent] and kernel packed */
         c.buf = max_size(c.buf, graphc_scratch_round((size_t)(m * (F + u))) + graphc_scratch_round((size_t)(m * G)));
-        c.pack = max_size(c.pack, graphc_scratch_round(graphc_sgemm_packed_b_size((int)(F + u), (int)G) +
-                                                       graphc_sgemm_packed_b_size((int)F, (int)G)));
+        c.pack = max_size(c.pack, graphc_scratch_round(fused_pack_floats(p)));
         c.gemm = max_size(c.gemm, graphc_sgemm_scratch_floats(m, G, F + u));
     }
     c.wgrad = 0;

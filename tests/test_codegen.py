@@ -61,7 +61,7 @@ def test_a_chain_of_thousands_of_elementwise_ops_is_one_loop(rng):
     into one loop: the fusion walks it without recursion."""
     def build(b, x, p):
         h = x[0]
-        for k in range(1500):
+        for _ in range(1500):
             h = b.emit("add", [b.emit("multiply", [h, b.constant(np.float32(0.999))]), b.constant(np.float32(0.001))])
         return b.emit("tanh", [h])
     program = check(build, [(6,)], rng)
