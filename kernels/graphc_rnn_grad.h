@@ -21,10 +21,12 @@ extern "C" {
  *                             for an LSTM with tanh and sigmoid (Keras's default) the gates' activations;
  *   aux (batch, steps, units) GRU: with reset_after h_prev @ U_h + b_rh, else r * h_prev (NULL otherwise).
  * graphc_rnn_train computes what graphc_simple_rnn / graphc_lstm / graphc_gru compute (seq, h, c; seq may
- * be NULL; mask as there) and fills the saved tensors.
+ * be NULL; mask as there) and fills the saved tensors. rdrop (batch, k, units), or NULL, is recurrent dropout
+ * as Keras's implementation 1 applies it: gate g's product with the recurrent kernel takes h times the sample's
+ * mask g (a GRU's candidate without reset_after: r times the masked h; the state update reads h itself).
  *
  * graphc_rnn_grad takes the saved tensors, c0 (LSTM initial cell state or NULL for zeros), the forward's mask
- * (or NULL; at a masked step dh and dc pass through and dzs is zero) and the
+ * (or NULL; at a masked step dh and dc pass through and dzs is zero), its rdrop and the
  * gradients of the outputs: dout (batch, steps, units) with return_sequences (processing order) else
  * (batch, units), dh (batch, units), dc (LSTM, batch x units); and writes dx, dkernel, drecurrent, dbias
  * (NULL without bias; (2, G) for a GRU with reset_after), dh0 / dc0 (dx, dh0, dc0 may be NULL: not
@@ -51,13 +53,13 @@ size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, in
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                     const float *h0, const float *c0, const float *mask, float *seq, float *h, float *c,
-                     float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch);
+                     const float *h0, const float *c0, const float *mask, const float *rdrop, float *seq, float *h,
+                     float *c, float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch);
 
 int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                     const float *x, const float *kernel, const float *recurrent, const float *c0, const float *mask,
-                    const float *hp, const float *cs, const float *zs, const float *aux,
+                    const float *rdrop, const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
                     float *dzs, float *daux, const graphc_scratch *scratch);

@@ -52,6 +52,7 @@ typedef struct {
     int64_t batch, steps;
     const float *x, *kernel, *recurrent, *bias, *h0, *c0;
     const float *mask; /* (batch, steps) in time order or NULL: a sample's step with 0 keeps its states */
+    const float *rdrop; /* (batch, gates, units) or NULL: recurrent dropout, each gate's mask of the state */
     /* the forward's results and saved tensors (written by the forward, read by the backward) */
     float *seq, *h, *c, *hp, *cs, *zs, *aux;
     const float *dout, *dh, *dc;
@@ -68,6 +69,12 @@ static int per_sample(const problem *p) { return (p->gates + 6) * p->units; }
 static int masked(const problem *p, int64_t n, int64_t t)
 {
     return p->mask != NULL && p->mask[n * p->steps + t] == 0.0f;
+}
+
+/* Gate g's recurrent dropout mask of sample n (units floats). */
+static const float *rdrop_of(const problem *p, int64_t n, int g)
+{
+    return p->rdrop + ((size_t)n * p->gates + (size_t)g) * p->units;
 }
 
 /* What thread `part` of a team of `parts` uses: its region of the scratch, and the scratch its GEMMs get (all
@@ -191,13 +198,18 @@ static void activate_gates(const problem *p, const float *z, float *a)
 
 /* The per-step products with the recurrent kernel R (units x G), packed once per call into the thread's
  * pack buffer while `left` allows (pack NULL: only counted; see graphc_rnn.h): rp[0] is R, or R's z and r
- * columns for a GRU; rp[1] a GRU's h columns. The forward multiplies by them (transb 0), the backward by
- * their transposes. Returns the floats left. */
+ * columns for a GRU; rp[1] a GRU's h columns. With recurrent dropout each gate's state is masked apart, so
+ * rp[g] is gate g's columns of R. The forward multiplies by them (transb 0), the backward by their
+ * transposes. Returns the floats left. */
 static size_t products(const problem *p, int transb, graphc_rnn_product *rp, float *pack, size_t left,
                        const graphc_scratch *gs)
 {
     const int u = p->units, G = p->gates * u;
-    if (p->cell != GRAPHC_RNN_CELL_GRU) {
+    int g;
+    if (p->rdrop != NULL) {
+        for (g = 0; g < p->gates; g++)
+            graphc_rnn_product_init(rp + g, transb, u, u, p->recurrent + (size_t)g * u, G, &pack, &left, gs);
+    } else if (p->cell != GRAPHC_RNN_CELL_GRU) {
         graphc_rnn_product_init(rp, transb, transb ? G : u, transb ? u : G, p->recurrent, G, &pack, &left, gs);
     } else if (!transb) {
         /* with reset_after the forward takes all G columns in one product */
@@ -208,6 +220,49 @@ static size_t products(const problem *p, int transb, graphc_rnn_product *rp, flo
         graphc_rnn_product_init(rp + 1, 1, u, u, p->recurrent + 2 * u, G, &pack, &left, gs);
     }
     return left;
+}
+
+/* The forward's products of h (samples [n0, n0 + m), m x units) with gates [g0, g1) of R, into those gates'
+ * columns of C (beta 1: added): rp[0] for all of them, or with recurrent dropout rp[g] for gate g, times h
+ * masked by gate g's mask (into hm, m x units). */
+static void state_products(const problem *p, const graphc_rnn_product *rp, int g0, int g1, int64_t n0, int m,
+                           const float *h, float beta, float *C, int ldc, float *hm)
+{
+    const int u = p->units;
+    int g, i, j;
+    if (p->rdrop == NULL) {
+        graphc_rnn_product_run(rp, m, h, u, beta, C, ldc);
+        return;
+    }
+    for (g = g0; g < g1; g++) {
+        for (i = 0; i < m; i++) {
+            const float *hi = h + (size_t)i * u, *keep = rdrop_of(p, n0 + i, g);
+            for (j = 0; j < u; j++) hm[(size_t)i * u + j] = hi[j] * keep[j];
+        }
+        graphc_rnn_product_run(rp + g, m, hm, u, beta, C + (size_t)(g - g0) * u, ldc);
+    }
+}
+
+/* The backward's: dh (beta 1: +=) the gradient reaching h through gates [g0, g1), D @ R^T with D those gates'
+ * gradients (ldd); with recurrent dropout, per gate, times the gate's mask (through tmp, m x units). */
+static void state_grads(const problem *p, const graphc_rnn_product *rp, int g0, int g1, int64_t n0, int m,
+                        const float *D, int ldd, float beta, float *dh, float *tmp)
+{
+    const int u = p->units;
+    int g, i, j;
+    if (p->rdrop == NULL) {
+        graphc_rnn_product_run(rp, m, D, ldd, beta, dh, u);
+        return;
+    }
+    for (g = g0; g < g1; g++) {
+        const int add = g > g0 || beta != 0.0f;
+        graphc_rnn_product_run(rp + g, m, D + (size_t)(g - g0) * u, ldd, 0.0f, tmp, u);
+        for (i = 0; i < m; i++) {
+            const float *ti = tmp + (size_t)i * u, *keep = rdrop_of(p, n0 + i, g);
+            float *dhi = dh + (size_t)i * u;
+            for (j = 0; j < u; j++) dhi[j] = (add ? dhi[j] : 0.0f) + ti[j] * keep[j];
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -242,10 +297,13 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
     const float *rb = p->cell == GRAPHC_RNN_CELL_GRU && p->reset_after && p->bias != NULL ? p->bias + G : NULL;
     const int64_t block = p->plan.block;
     float *a = region + p->plan.gemm; /* (m, G): activations, or a GRU's recurrent projection */
-    graphc_rnn_product rp[2];
+    float *hm = a + graphc_scratch_round((size_t)((p->batch < block ? p->batch : block) * G)); /* (m, u) */
+    const graphc_rnn_product *cand; /* a GRU's candidate product (without reset_after) */
+    graphc_rnn_product rp[4];
     int64_t n0, s;
     int i, j;
     products(p, 0, rp, a + p->plan.buf, p->plan.pack, gs);
+    cand = rp + (p->rdrop != NULL ? 2 : 1);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -259,14 +317,14 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
             const int zero_h = p->h0 == NULL && s == 0;
             for (i = 0; i < m; i++) memcpy(hp + (size_t)i * ldh, h + (size_t)i * u, (size_t)u * sizeof(float));
             if (p->cell == GRAPHC_RNN_CELL_SIMPLE) {
-                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+                if (!zero_h) state_products(p, rp, 0, 1, n0, m, h, 1.0f, z, ldz, hm);
                 for (i = 0; i < m; i++) {
                     if (masked(p, n0 + i, t)) continue;
                     memcpy(h + (size_t)i * u, z + (size_t)i * ldz, (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->act, h + (size_t)i * u, u);
                 }
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
-                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+                if (!zero_h) state_products(p, rp, 0, 4, n0, m, h, 1.0f, z, ldz, hm);
                 for (i = 0; i < m; i++) {
                     float *ai = a + (size_t)i * G, *hi = h + (size_t)i * u, *ci = c + (size_t)i * u;
                     float *csi = p->cs + ((size_t)(n0 + i) * T + t) * u;
@@ -290,7 +348,7 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                 }
             } else if (p->reset_after) { /* candidate = act(x_h + r * (h @ U_h + b_rh)) */
                 if (zero_h) memset(a, 0, (size_t)m * G * sizeof(float));
-                else graphc_rnn_product_run(rp, m, h, u, 0.0f, a, G);
+                else state_products(p, rp, 0, 3, n0, m, h, 0.0f, a, G, hm);
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     float *hi = h + (size_t)i * u;
@@ -306,16 +364,18 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
                     if (!masked(p, n0 + i, t))
                         for (j = 0; j < u; j++) hi[j] = wi[j] * hi[j] + (1.0f - wi[j]) * wi[2 * u + j];
                 }
-            } else { /* candidate = act(x_h + (r * h) @ U_h) */
-                if (!zero_h) graphc_rnn_product_run(rp, m, h, u, 1.0f, z, ldz);
+            } else { /* candidate = act(x_h + (r * h) @ U_h), h masked by the candidate's recurrent dropout */
+                if (!zero_h) state_products(p, rp, 0, 2, n0, m, h, 1.0f, z, ldz, hm);
                 for (i = 0; i < m; i++) {
                     float *wi = a + (size_t)i * G, *auxi = aux + (size_t)i * ldh;
                     const float *hi = h + (size_t)i * u;
                     memcpy(wi, z + (size_t)i * ldz, 2 * (size_t)u * sizeof(float));
                     graphc_rnn_activate(p->ract, wi, 2 * (int64_t)u);
                     for (j = 0; j < u; j++) auxi[j] = wi[u + j] * hi[j];
+                    if (p->rdrop != NULL)
+                        for (j = 0; j < u; j++) auxi[j] *= rdrop_of(p, n0 + i, 2)[j];
                 }
-                if (!zero_h) graphc_rnn_product_run(rp + 1, m, aux, ldh, 1.0f, z + 2 * u, ldz); /* (r * 0 = 0) */
+                if (!zero_h) graphc_rnn_product_run(cand, m, aux, ldh, 1.0f, z + 2 * u, ldz); /* (r * 0 = 0) */
                 for (i = 0; i < m; i++) {
                     float *zi = z + (size_t)i * ldz, *wi = a + (size_t)i * G, *hi = h + (size_t)i * u;
                     memcpy(wi + 2 * u, zi + 2 * u, (size_t)u * sizeof(float));
@@ -345,7 +405,7 @@ static int fused_fits(const problem *p)
     return p->cell == GRAPHC_RNN_CELL_LSTM && fused_pack_floats(p) <= GRAPHC_RNN_PACK_FLOATS;
 }
 
-static int fused_forward(const problem *p) { return standard_lstm(p) && fused_fits(p); }
+static int fused_forward(const problem *p) { return standard_lstm(p) && fused_fits(p) && p->rdrop == NULL; }
 
 /* The forward of samples [r0, r1) with the input projection in each step's product: z = [x_t | h] @ [kernel;
  * recurrent] + bias into a buffer that stays in cache, the cell from there, and the gates' activations
@@ -406,10 +466,12 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
     const int64_t block = p->plan.block;
-    graphc_rnn_product rp[2];
+    const graphc_rnn_product *cand; /* a GRU's candidate product (without reset_after) */
+    graphc_rnn_product rp[4];
     int64_t n0, s;
     int i, j;
     products(p, 1, rp, region + p->plan.gemm + p->plan.buf, p->plan.pack, gs);
+    cand = rp + (p->rdrop != NULL ? 2 : 1);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -449,7 +511,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     memcpy(dzi, dh + (size_t)i * u, (size_t)u * sizeof(float));
                     graphc_rnn_activate_grad(p->act, z + (size_t)i * ldz, a + (size_t)i * G, dzi, u);
                 }
-                if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                if (!dh_unused) state_grads(p, rp, 0, 1, n0, m, dz, ldz, 0.0f, dh, a);
             } else if (p->cell == GRAPHC_RNN_CELL_LSTM) {
                 for (i = 0; i < m; i++) {
                     const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
@@ -478,7 +540,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                     graphc_rnn_activate_grad(p->act, zi + 2 * u, ai + 2 * u, dzi + 2 * u, u);
                     graphc_rnn_activate_grad(p->ract, zi + 3 * u, ai + 3 * u, dzi + 3 * u, u);
                 }
-                if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                if (!dh_unused) state_grads(p, rp, 0, 4, n0, m, dz, ldz, 0.0f, dh, a);
             } else {
                 const float *aux = p->aux + row * u;
                 float *daux = p->daux != NULL ? p->daux + row * u : NULL;
@@ -504,22 +566,24 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                 }
                 if (p->reset_after) { /* dh = [dz, dr] @ [U_z U_r]^T + daux @ U_h^T */
                     if (!dh_unused) {
-                        graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
-                        graphc_rnn_product_run(rp + 1, m, daux, ldh, 1.0f, dh, u);
+                        state_grads(p, rp, 0, 2, n0, m, dz, ldz, 0.0f, dh, a);
+                        state_grads(p, p->rdrop != NULL ? rp : rp + 1, 2, 3, n0, m, daux, ldh, 1.0f, dh, a);
                     }
                 } else { /* d(r * h) = dcandidate @ U_h^T, then through r and h */
-                    graphc_rnn_product_run(rp + 1, m, dz + 2 * u, ldz, 0.0f, w2, u);
+                    graphc_rnn_product_run(cand, m, dz + 2 * u, ldz, 0.0f, w2, u);
                     for (i = 0; i < m; i++) {
                         const float *zi = z + (size_t)i * ldz, *ai = a + (size_t)i * G;
-                        const float *hpi = hp + (size_t)i * ldh, *drh = w2 + (size_t)i * u;
-                        float *dzi = dz + (size_t)i * ldz, *direct = w1 + (size_t)i * u;
+                        const float *hpi = hp + (size_t)i * ldh;
+                        float *dzi = dz + (size_t)i * ldz, *direct = w1 + (size_t)i * u, *drh = w2 + (size_t)i * u;
+                        if (p->rdrop != NULL) /* r multiplied the masked state */
+                            for (j = 0; j < u; j++) drh[j] *= rdrop_of(p, n0 + i, 2)[j];
                         for (j = 0; j < u; j++) {
                             dzi[u + j] = drh[j] * hpi[j];
                             direct[j] += drh[j] * ai[u + j];
                         }
                         graphc_rnn_activate_grad(p->ract, zi + u, ai + u, dzi + u, u);
                     }
-                    if (!dh_unused) graphc_rnn_product_run(rp, m, dz, ldz, 0.0f, dh, u);
+                        if (!dh_unused) state_grads(p, rp, 0, 2, n0, m, dz, ldz, 0.0f, dh, a);
                 }
                 for (j = 0; j < m * u; j++) dh[j] += w1[j];
             }
@@ -591,10 +655,49 @@ static void pack_xh(const void *ctx, int i0, int rows, int k0, int kc, int mr, f
 }
 
 /* Whether dkernel and drecurrent are one product: not for a GRU (its candidate's columns take other operands),
- * nor for wide inputs, whose products are large enough alone. */
+ * nor with recurrent dropout (each gate's columns take its own masked state), nor for wide inputs, whose
+ * products are large enough alone. */
 static int joint_grads(const problem *p)
 {
-    return p->cell != GRAPHC_RNN_CELL_GRU && p->features + p->units <= JOINT_MAX;
+    return p->cell != GRAPHC_RNN_CELL_GRU && p->rdrop == NULL && p->features + p->units <= JOINT_MAX;
+}
+
+/* With recurrent dropout, the left operand of gate g's columns of drecurrent: (hp * mask_g)^T. */
+typedef struct { const problem *p; int g; } dropped_state;
+
+/* graphc_pack_a_fn of op(A) = (hp * mask_g)^T (units x rows): row k of hp times its sample's mask of gate g. */
+static void pack_dropped_state(const void *ctx, int i0, int rows, int k0, int kc, int mr, float *Ap)
+{
+    const dropped_state *c = (const dropped_state *)ctx;
+    const problem *p = c->p;
+    const int u = p->units;
+    int q, i, k;
+    for (q = 0; q < rows; q += mr, Ap += (size_t)mr * kc)
+        for (k = 0; k < kc; k++) {
+            const int64_t r = (int64_t)k0 + k;
+            const float *h = p->hp + (size_t)r * u + i0 + q, *keep = rdrop_of(p, r / p->steps, c->g) + i0 + q;
+            for (i = 0; i < mr; i++) Ap[(size_t)k * mr + i] = q + i < rows ? h[i] * keep[i] : 0.0f;
+        }
+}
+
+/* drecurrent's columns [j0, j1) = hp^T @ D, D (rows x (j1 - j0), ldd) those columns' gradients; with recurrent
+ * dropout, each gate's part with hp masked by the gate's mask. */
+static void state_weight_grads(const problem *p, int64_t j0, int64_t j1, const float *D, int ldd,
+                               const graphc_scratch *gs)
+{
+    const int u = p->units, G = p->gates * u, rows = (int)(p->batch * p->steps);
+    int64_t a, b;
+    if (j1 <= j0) return;
+    if (p->rdrop == NULL) {
+        graphc_sgemm_ex(1, 0, u, (int)(j1 - j0), rows, 1.0f, p->hp, u, D, ldd, 0.0f, p->drecurrent + j0, G, gs);
+        return;
+    }
+    for (a = j0; a < j1; a = b) { /* [a, b): the part of one gate */
+        const dropped_state ctx = {p, (int)(a / u)};
+        b = (a / u + 1) * u < j1 ? (a / u + 1) * u : j1;
+        graphc_sgemm_implicit(u, (int)(b - a), rows, pack_dropped_state, &ctx, D + (a - j0), ldd, NULL, 0.0f, NULL,
+                              GRAPHC_ACT_NONE, p->drecurrent + a, G, gs);
+    }
 }
 
 /* dkernel and drecurrent by the joint product, JOINT_COLS columns at a time. A team splits the product's
@@ -647,7 +750,7 @@ static void weight_grads(const problem *p, int part, int parts, const graphc_scr
 {
     const int u = p->units, G = p->gates * u, F = p->features;
     const int rows = (int)(p->batch * p->steps);
-    const float *hp = p->hp, *dzs = p->dzs;
+    const float *dzs = p->dzs;
     int64_t j0, j1, r0, r1, j;
     int t;
     share(G, 16, part, parts, &j0, &j1);
@@ -668,19 +771,16 @@ static void weight_grads(const problem *p, int part, int parts, const graphc_scr
     if (j1 <= j0) return;
     graphc_sgemm_ex(1, 0, F, (int)(j1 - j0), rows, 1.0f, p->x, F, dzs + j0, G, 0.0f, p->dkernel + j0, G, gs);
     if (p->cell != GRAPHC_RNN_CELL_GRU) {
-        graphc_sgemm_ex(1, 0, u, (int)(j1 - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G, gs);
+        state_weight_grads(p, j0, j1, dzs + j0, G, gs);
         return;
     }
     { /* GRU: the z and r columns as above; the candidate's from r * dcandidate (reset_after), or with
        * (r * h_prev) as the product's input */
         const int64_t split = j1 < 2 * u ? j1 : j0 > 2 * u ? j0 : 2 * u;
-        if (split > j0)
-            graphc_sgemm_ex(1, 0, u, (int)(split - j0), rows, 1.0f, hp, u, dzs + j0, G, 0.0f, p->drecurrent + j0, G,
-                            gs);
+        state_weight_grads(p, j0, split, dzs + j0, G, gs);
         if (j1 > split && p->reset_after)
-            graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, hp, u, p->daux + (split - 2 * u), u, 0.0f,
-                            p->drecurrent + split, G, gs);
-        else if (j1 > split)
+            state_weight_grads(p, split, j1, p->daux + (split - 2 * u), u, gs);
+        else if (j1 > split) /* (aux is r times the masked state already) */
             graphc_sgemm_ex(1, 0, u, (int)(j1 - split), rows, 1.0f, p->aux, u, dzs + split, G, 0.0f,
                             p->drecurrent + split, G, gs);
         if (p->dbias != NULL && p->reset_after) { /* (2, G): the recurrent bias's row */
@@ -768,19 +868,23 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 static grad_plan plan_call(const problem *p, int backward)
 {
     const int64_t u = p->units, G = p->gates * u, F = p->features, rows = p->batch * p->steps;
-    graphc_rnn_product rp[2];
+    graphc_rnn_product rp[4];
     grad_plan c;
     int64_t m;
     c.block = per_sample(p) > 0 ? SCRATCH / per_sample(p) : 1;
     m = p->batch < c.block ? p->batch : c.block;
-    c.buf = graphc_scratch_round((size_t)(m * (backward ? per_sample(p) : G)));
+    /* (the forward's: the activations, then h masked by a gate's recurrent dropout) */
+    c.buf = backward ? graphc_scratch_round((size_t)(m * per_sample(p)))
+                     : graphc_scratch_round((size_t)(m * G)) + graphc_scratch_round((size_t)(m * u));
     c.pack = graphc_scratch_round(GRAPHC_RNN_PACK_FLOATS - products(p, backward, rp, NULL, GRAPHC_RNN_PACK_FLOATS,
                                                                     NULL));
     if (!backward) /* the input projection, then the per-step products */
         c.gemm = max_size(graphc_sgemm_scratch_floats(rows, G, F), graphc_sgemm_scratch_floats(m, G, u));
-    else /* the per-step products, then dx, dkernel and drecurrent over all rows */
-        c.gemm = max_size(max_size(graphc_sgemm_scratch_floats(m, u, G), graphc_sgemm_scratch_floats(rows, F, G)),
-                          max_size(graphc_sgemm_scratch_floats(F, G, rows), graphc_sgemm_scratch_floats(u, G, rows)));
+    else /* the per-step products, then dx, dkernel and drecurrent over all rows (by gate, with recurrent
+          * dropout: the sizing functions do not know whether it is on) */
+        c.gemm = max_size(max_size(max_size(graphc_sgemm_scratch_floats(m, u, G), graphc_sgemm_scratch_floats(rows, F, G)),
+                                   max_size(graphc_sgemm_scratch_floats(F, G, rows), graphc_sgemm_scratch_floats(u, G, rows))),
+                          graphc_sgemm_implicit_scratch_floats(u, u, rows));
     if (!backward && fused_fits(p)) { /* or [x_t | h] and z per block; [kernel; recurrent] and kernel packed */
         c.buf = max_size(c.buf, graphc_scratch_round((size_t)(m * (F + u))) + graphc_scratch_round((size_t)(m * G)));
         c.pack = max_size(c.pack, graphc_scratch_round(fused_pack_floats(p)));
@@ -821,15 +925,15 @@ size_t graphc_rnn_grad_scratch_floats(int cell, int64_t batch, int64_t steps, in
 int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                      int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                      const float *x, const float *kernel, const float *recurrent, const float *bias,
-                     const float *h0, const float *c0, const float *mask, float *seq, float *h, float *c,
-                     float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch)
+                     const float *h0, const float *c0, const float *mask, const float *rdrop, float *seq, float *h,
+                     float *c, float *hp, float *cs, float *zs, float *aux, const graphc_scratch *scratch)
 {
     problem p;
     if (setup(&p, cell, batch, steps, features, units, activation, recurrent_activation, go_backwards,
               reset_after, return_sequences) != 0)
         return -1;
     p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.bias = bias, p.h0 = h0, p.c0 = c0, p.mask = mask;
-    p.seq = seq, p.h = h, p.c = c, p.hp = hp, p.cs = cs, p.zs = zs, p.aux = aux;
+    p.rdrop = rdrop, p.seq = seq, p.h = h, p.c = c, p.hp = hp, p.cs = cs, p.zs = zs, p.aux = aux;
     p.scratch = scratch, p.plan = plan_call(&p, 0);
     if (batch > 0) run_team(&p, train_part);
     return 0;
@@ -838,7 +942,7 @@ int graphc_rnn_train(int cell, int64_t batch, int64_t steps, int features, int u
 int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int units, int activation,
                     int recurrent_activation, int go_backwards, int reset_after, int return_sequences,
                     const float *x, const float *kernel, const float *recurrent, const float *c0, const float *mask,
-                    const float *hp, const float *cs, const float *zs, const float *aux,
+                    const float *rdrop, const float *hp, const float *cs, const float *zs, const float *aux,
                     const float *dout, const float *dh, const float *dc,
                     float *dx, float *dkernel, float *drecurrent, float *dbias, float *dh0, float *dc0,
                     float *dzs, float *daux, const graphc_scratch *scratch)
@@ -848,7 +952,7 @@ int graphc_rnn_grad(int cell, int64_t batch, int64_t steps, int features, int un
               reset_after, return_sequences) != 0)
         return -1;
     /* the saved tensors are only read here: the const casts let one struct serve both directions */
-    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.c0 = c0, p.mask = mask;
+    p.x = x, p.kernel = kernel, p.recurrent = recurrent, p.c0 = c0, p.mask = mask, p.rdrop = rdrop;
     p.hp = (float *)hp, p.cs = (float *)cs, p.zs = (float *)zs, p.aux = (float *)aux;
     p.dout = dout, p.dh = dh, p.dc = dc, p.dh0 = dh0, p.dc0 = dc0, p.dzs = dzs, p.daux = daux;
     p.dx = dx, p.dkernel = dkernel, p.drecurrent = drecurrent, p.dbias = dbias;

@@ -426,7 +426,3 @@ def test_input_dropout_in_training_is_one_mask_per_sample_and_feature(cls, rng):
     plain.get_layer("rnn").dropout = 0.0  # (without the mask the step differs: the mask is applied)
     plain.set_weights(a.get_weights())
     assert not np.isclose(plain.train_on_batch(x, y), a.train_on_batch(x, y))
-    with pytest.raises(ValueError, match="recurrent_dropout=0.2 is not supported"):
-        m = graphc.Sequential([graphc.Input((5, 3)), cls(2, recurrent_dropout=0.2)])
-        m.compile(optimizer="sgd", loss="mse")
-        m.train_on_batch(x, np.zeros((8, 2), "float32"))

@@ -322,14 +322,6 @@ def test_dropout_training_is_reproducible_and_c_equals_reference(rng, monkeypatc
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_recurrent_dropout_in_training_is_refused_clearly(rng):
-    model = graphc.Sequential([graphc.Input((4, 3)), layers.LSTM(5, recurrent_dropout=0.2), layers.Dense(2)])
-    model.compile(optimizer="sgd", loss="mse")
-    model.predict(np.zeros((1, 4, 3), "float32"), verbose=0)  # inference ignores dropout, as Keras
-    with pytest.raises(ValueError, match=r"LSTM 'lstm\w*': training with recurrent_dropout=0.2"):
-        model.fit(np.zeros((2, 4, 3), "float32"), np.zeros((2, 2), "float32"), verbose=0)
-
-
 def test_per_timestep_sample_weight_of_a_sequence_output_follows_keras(rng):
     # Keras weighs each loss value of a (samples, steps, features) output by a (samples, steps) sample_weight,
     # then divides by the number of values.

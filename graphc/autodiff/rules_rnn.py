@@ -21,8 +21,9 @@ def _backward(kind, attrs, x, outputs, saved, dy):
     """Gradients of a <kind> op's inputs; ``outputs`` are its outputs, ``dy`` theirs (None: unused)."""
     grads = [g if g is not None else _zeros_like(y) for y, g in zip(outputs, dy)]
     dx = emit(f"{kind}_grad", *x, *saved, *grads, **attrs)
-    masked = attrs.get("masked", False)  # (the mask, the last input, has no gradient)
-    return list(dx[:len(x) - masked]) + [None] * masked
+    # (the masks, the last inputs, have no gradient)
+    masks = int(attrs.get("masked", False)) + int(attrs.get("recurrent_masked", False))
+    return list(dx[:len(x) - masks]) + [None] * masks
 
 
 def _train_rule(op, x, y, dy):

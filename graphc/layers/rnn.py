@@ -19,6 +19,7 @@ from .base import Layer
 from .core import drop, reject_unsupported
 from .input_spec import InputSpec
 from .node import flatten
+from .rnn_dropout import dropout_operands
 
 # Keras activation name -> elementwise op name, where they differ.
 _OP_NAME = {"linear": "identity", "exponential": "exp", "swish": "silu"}
@@ -65,7 +66,8 @@ class BaseRNN(Layer):
         self.dropout = min(1.0, max(0.0, float(dropout)))
         self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
         self.seed = seed
-        if seed is None and 0 < self.dropout < 1:  # (drawn now, as Dropout's: set_random_seed fixes it)
+        # a seed for the masks, drawn now as Dropout's (set_random_seed fixes it)
+        if seed is None and (0 < self.dropout < 1 or 0 < self.recurrent_dropout < 1):
             from ..utils.random import global_rng
             self._drawn_seed = int(global_rng().integers(0, 2**31 - 1))
         self.return_sequences = bool(return_sequences)
@@ -151,16 +153,14 @@ class BaseRNN(Layer):
         params = [self.kernel, self.recurrent_kernel] + ([self.bias] if self.use_bias else [])
         # Training emits the op's training form, which also returns the per-step tensors that backprop
         # through time reads (graphc/ir/ops/rnn_grad.py), so the backward does not rerun the recurrence.
-        if training and self.recurrent_dropout:
-            raise ValueError(f"{type(self).__name__} '{self.name}': training with recurrent_dropout="
-                             f"{self.recurrent_dropout} is not supported by graphc yet; set it to 0 (dropout= on "
-                             "the inputs is supported)")
-        if training and self.dropout:  # one mask per sample and input feature, shared by every step (Keras's)
-            sequence = emit("broadcast_like", 0.0, sequence) if self.dropout >= 1 else drop(
-                sequence, self.dropout, int(self.seed if self.seed is not None else self._drawn_seed),
-                (sequence.shape[0], 1, sequence.shape[2]))
-        op_kind = f"{self.op_kind}_train" if training else self.op_kind
+        seed = int(self.seed if self.seed is not None else getattr(self, "_drawn_seed", 0))
         attrs, extra = self._op_attrs(), []
+        if training and 0 < self.recurrent_dropout < 1:  # per-gate masks (graphc/layers/rnn_dropout.py)
+            sequence, params[0], rdrop = dropout_operands(self, sequence, params[0], seed)
+            attrs["recurrent_masked"] = True
+        elif training and 0 < self.dropout < 1:  # one mask per sample and input feature for every step (Keras's)
+            sequence = drop(sequence, self.dropout, seed, (sequence.shape[0], 1, sequence.shape[2]))
+        op_kind = f"{self.op_kind}_train" if training else self.op_kind
         if mask is not None:  # masked steps keep the states (and repeat the output): the op's mask input
             if states:
                 raise ValueError(f"{kind} '{self.name}': graphc does not combine a mask with initial_state (Keras "
@@ -171,6 +171,8 @@ class BaseRNN(Layer):
                 raise ValueError(f"{kind} '{self.name}': the mask must have shape (batch, timesteps) = "
                                  f"{format_shape(sequence.shape[:2])}, received {format_shape(mask.shape)}")
             attrs["masked"], extra = True, [ops.cast(mask, sequence.dtype)]
+        if attrs.get("recurrent_masked"):
+            extra.append(rdrop)
         outputs = list(emit(op_kind, sequence, *params, *states, *extra, **attrs)[:1 + CELLS[self.op_kind][1]])
         if mask is not None and self.zero_output_for_mask:  # zeros, not the repeated state, at masked steps
             keep = ops.cast(mask, sequence.dtype)

@@ -31,7 +31,40 @@ from .rnn import C_ACTIVATIONS, CELLS, _activation, _c_activation, split_inputs,
 # kind -> names of the saved tensors (outputs of <kind>_train after <kind>'s own outputs)
 SAVED = {"simple_rnn": ("hp", "zs"), "lstm": ("hp", "cs", "zs"), "gru": ("hp", "zs", "aux")}
 DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "return_sequences": False,
-            "go_backwards": False, "reset_after": True, "masked": False}
+            "go_backwards": False, "reset_after": True, "masked": False, "recurrent_masked": False}
+
+
+def split_rdrop(arrays, recurrent_masked):
+    """(the other inputs, the recurrent dropout masks or None): with ``recurrent_masked`` the last input of a
+    _train or _grad op's forward inputs is rdrop (N, k, u), gate g's product with the recurrent kernel taking
+    h * rdrop[:, g] (Keras's implementation 1; a GRU's candidate without reset_after r * (h * rdrop[:, 2]))."""
+    arrays = list(arrays)
+    return (arrays[:-1], arrays[-1]) if recurrent_masked else (arrays, None)
+
+
+def state_products(h, recurrent, rdrop, g0, g1, units):
+    """h @ the columns of gates [g0, g1) of the recurrent kernel, each gate's with h masked by its rdrop."""
+    cols = recurrent[:, g0 * units:g1 * units]
+    if rdrop is None:
+        return h @ cols
+    return np.concatenate([(h * rdrop[:, g]) @ recurrent[:, g * units:(g + 1) * units] for g in range(g0, g1)], 1)
+
+
+def state_grads(d, recurrent, rdrop, g0, g1, units):
+    """The gradient reaching h through state_products, d being those gates' gradients."""
+    if rdrop is None:
+        return d @ recurrent[:, g0 * units:g1 * units].T
+    return sum((d[:, (g - g0) * units:(g - g0 + 1) * units] @ recurrent[:, g * units:(g + 1) * units].T) * rdrop[:, g]
+               for g in range(g0, g1))
+
+
+def state_weight_grads(hp, d, rdrop, g0, g1, units):
+    """The recurrent kernel's gradient of gates [g0, g1) over all rows: hp^T @ d, per gate with hp masked."""
+    rows = lambda v: v.reshape(-1, v.shape[-1])  # noqa: E731
+    if rdrop is None:
+        return rows(hp).T @ rows(d)
+    return np.concatenate([rows(hp * rdrop[:, None, g]).T @ rows(d)[:, (g - g0) * units:(g - g0 + 1) * units]
+                           for g in range(g0, g1)], 1)
 
 
 def num_outputs(kind: str) -> int:
@@ -75,8 +108,16 @@ def _act_pair(name):
 # --- shape rules ---------------------------------------------------------------------------------------------------
 def _train_type(kind):
     def infer(*types, **attrs):
+        attrs = dict(attrs)
+        types, rdrop = split_rdrop(types, attrs.pop("recurrent_masked", False))
         outs = OPS[kind].infer(*types, **attrs)
         x = types[0]
+        if rdrop is not None:
+            want = (x.shape[0], CELLS[kind][0], attrs["units"])
+            if rdrop.rank != 3 or not all(a is None or b is None or a == b for a, b in zip(rdrop.shape, want)) \
+                    or rdrop.dtype != x.dtype:
+                raise ShapeError(f"{kind}_train: the recurrent dropout masks must be {x.dtype} of shape {want}, "
+                                 f"received {rdrop.dtype} {rdrop.shape}")
         g = CELLS[kind][0] * attrs["units"]
         seq = lambda width: TensorType((outs[1].shape[0], x.shape[1], width), x.dtype)  # noqa: E731
         saved = {"hp": seq(attrs["units"]), "cs": seq(attrs["units"]), "zs": seq(g), "aux": seq(attrs["units"])}
@@ -110,7 +151,8 @@ def _grad_type(kind):
         scratch = [TensorType((x.shape[0], x.shape[1], CELLS[kind][0] * attrs["units"]), x.dtype)]
         if kind == "gru" and _attrs(attrs)["reset_after"]:
             scratch.append(TensorType((x.shape[0], x.shape[1], attrs["units"]), x.dtype))
-        differentiable = split_mask(fwd, _attrs(attrs)["masked"])[0]  # (the mask has no gradient)
+        differentiable = split_mask(split_rdrop(fwd, _attrs(attrs)["recurrent_masked"])[0],
+                                    _attrs(attrs)["masked"])[0]  # (the masks have no gradient)
         return tuple(TensorType(t.shape, t.dtype) for t in differentiable) + tuple(scratch)
     return infer
 
@@ -130,6 +172,7 @@ def keeps_gates(kind, attrs):
 def _train_ref(kind):
     def ref(*arrays, units, **attrs):
         a = _attrs(attrs)
+        arrays, rdrop = split_rdrop(arrays, a["recurrent_masked"])
         arrays, mask = split_mask(arrays, a["masked"])
         x, kernel, recurrent, bias, states = split_inputs(kind, arrays, a["use_bias"])
         n, t_len, u, dt = x.shape[0], x.shape[1], units, x.dtype
@@ -146,10 +189,10 @@ def _train_ref(kind):
             c_in = c
             z = zs[:, t]  # a view: the pre-activations are completed in place
             if kind == "simple_rnn":
-                z += h @ recurrent
+                z += state_products(h, recurrent, rdrop, 0, 1, u)
                 h = act(z)
             elif kind == "lstm":
-                z += h @ recurrent
+                z += state_products(h, recurrent, rdrop, 0, 4, u)
                 i, f, g, o = ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:3 * u]), ract(z[:, 3 * u:])
                 c = f * c + i * g
                 h = o * act(c)
@@ -157,13 +200,13 @@ def _train_ref(kind):
                     z[:] = np.concatenate([i, f, g, o], 1)
             else:
                 if a["reset_after"]:
-                    hw = h @ recurrent + (bias[1] if bias is not None else 0)
+                    hw = state_products(h, recurrent, rdrop, 0, 3, u) + (bias[1] if bias is not None else 0)
                     z[:, :2 * u] += hw[:, :2 * u]
                     aux[:, t] = hw[:, 2 * u:]
                     z[:, 2 * u:] += ract(z[:, u:2 * u]) * aux[:, t]
                 else:
-                    z[:, :2 * u] += h @ recurrent[:, :2 * u]
-                    aux[:, t] = ract(z[:, u:2 * u]) * h
+                    z[:, :2 * u] += state_products(h, recurrent, rdrop, 0, 2, u)
+                    aux[:, t] = ract(z[:, u:2 * u]) * (h if rdrop is None else h * rdrop[:, 2])
                     z[:, 2 * u:] += aux[:, t] @ recurrent[:, 2 * u:]
                 gz = ract(z[:, :u])
                 h = gz * h + (1 - gz) * act(z[:, 2 * u:])
@@ -185,6 +228,7 @@ def _grad_ref(kind):
     def ref(*arrays, units, **attrs):
         a = _attrs(attrs)
         fwd, saved, grads = split_grad_inputs(kind, arrays)
+        fwd, rdrop = split_rdrop(fwd, a["recurrent_masked"])
         fwd, mask = split_mask(fwd, a["masked"])
         x, kernel, recurrent, bias, states = split_inputs(kind, fwd, a["use_bias"])
         saved = dict(zip(SAVED[kind], saved))
@@ -206,7 +250,7 @@ def _grad_ref(kind):
             z = zs[:, t]
             if kind == "simple_rnn":
                 dzs[:, t] = dact(dh, z, act(z))
-                dh = dzs[:, t] @ recurrent.T
+                dh = state_grads(dzs[:, t], recurrent, rdrop, 0, 1, u)
             elif kind == "lstm":
                 c = cs[:, t]
                 c_prev = cs[:, steps[s - 1]] if s > 0 else (states[1] if states else np.zeros_like(c))
@@ -219,7 +263,7 @@ def _grad_ref(kind):
                 dzs[:, t] = np.concatenate([dract(dc * g, z[:, :u], i), dract(dc * c_prev, z[:, u:2 * u], f),
                                             dact(dc * i, z[:, 2 * u:3 * u], g), dract(dh * ac, z[:, 3 * u:], o)], 1)
                 dc = dc * f
-                dh = dzs[:, t] @ recurrent.T
+                dh = state_grads(dzs[:, t], recurrent, rdrop, 0, 4, u)
             else:
                 h_prev = hp[:, t]
                 gz, r, cand = ract(z[:, :u]), ract(z[:, u:2 * u]), act(z[:, 2 * u:])
@@ -229,11 +273,12 @@ def _grad_ref(kind):
                 if a["reset_after"]:
                     dr = dract(dcand * aux[:, t], z[:, u:2 * u], r)
                     daux[:, t] = dcand * r
-                    dh = direct + np.concatenate([dgz, dr, daux[:, t]], 1) @ recurrent.T
+                    dh = direct + state_grads(np.concatenate([dgz, dr, daux[:, t]], 1), recurrent, rdrop, 0, 3, u)
                 else:
-                    drh = dcand @ recurrent[:, 2 * u:].T
+                    drh = dcand @ recurrent[:, 2 * u:].T  # (d of r * h, h masked for the candidate)
+                    drh = drh if rdrop is None else drh * rdrop[:, 2]
                     dr = dract(drh * h_prev, z[:, u:2 * u], r)
-                    dh = direct + drh * r + np.concatenate([dgz, dr], 1) @ recurrent[:, :2 * u].T
+                    dh = direct + drh * r + state_grads(np.concatenate([dgz, dr], 1), recurrent, rdrop, 0, 2, u)
                 dzs[:, t] = np.concatenate([dgz, dr, dcand], 1)
             if mask is not None:  # a masked step passed the states on unchanged: so do their gradients
                 keep = mask[:, t:t + 1] > 0
@@ -245,11 +290,12 @@ def _grad_ref(kind):
         dx = dzs @ kernel.T
         dkernel = rows(x).T @ rows(dzs)
         if kind != "gru":
-            drec = rows(hp).T @ rows(dzs)
+            drec = state_weight_grads(hp, dzs, rdrop, 0, CELLS[kind][0], u)
         elif a["reset_after"]:
-            drec = rows(hp).T @ np.concatenate([rows(dzs)[:, :2 * u], rows(daux)], 1)
+            drec = state_weight_grads(hp, np.concatenate([dzs[..., :2 * u], daux], -1), rdrop, 0, 3, u)
         else:
-            drec = np.concatenate([rows(hp).T @ rows(dzs)[:, :2 * u], rows(aux).T @ rows(dzs)[:, 2 * u:]], 1)
+            drec = np.concatenate([state_weight_grads(hp, dzs[..., :2 * u], rdrop, 0, 2, u),
+                                   rows(aux).T @ rows(dzs)[:, 2 * u:]], 1)
         out = [dx, dkernel, drec]
         if bias is not None:
             db = rows(dzs).sum(0)
@@ -305,14 +351,15 @@ def _ptrs(ctx, values):
 def _train_c(ctx, op):
     kind = op.kind[:-len("_train")]
     a = _attrs(op.attrs)
-    inputs, mask = split_mask(op.inputs, a["masked"])
+    inputs, rdrop = split_rdrop(op.inputs, a["recurrent_masked"])
+    inputs, mask = split_mask(inputs, a["masked"])
     x, kernel, recurrent, bias, states = split_inputs(kind, inputs, a["use_bias"])
     n_out = num_outputs(kind)
     saved = dict(zip(SAVED[kind], op.outputs[n_out:]))
     out, h, c = op.outputs[0], op.outputs[1], (op.outputs[2] if kind == "lstm" else None)
     h0, c0 = (states + [None, None])[:2]
     args = _common_args(ctx, op, kind, x) + _ptrs(ctx, [
-        x, kernel, recurrent, bias, h0, c0, mask, out if a["return_sequences"] else None, h, c,
+        x, kernel, recurrent, bias, h0, c0, mask, rdrop, out if a["return_sequences"] else None, h, c,
         saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux")])
     args.append(_scratch(ctx, args, "train"))
     lines = [f"if (graphc_rnn_train({', '.join(args)}) != 0) return -1;"]
@@ -330,6 +377,7 @@ def _grad_c(ctx, op):
     kind = op.kind[:-len("_grad")]
     a = _attrs(op.attrs)
     fwd, saved, grads = split_grad_inputs(kind, op.inputs)
+    fwd, rdrop = split_rdrop(fwd, a["recurrent_masked"])
     fwd, mask = split_mask(fwd, a["masked"])
     x, kernel, recurrent, bias, states = split_inputs(kind, fwd, a["use_bias"])
     saved = dict(zip(SAVED[kind], saved))
@@ -342,7 +390,7 @@ def _grad_c(ctx, op):
     scratch = outs[n_fwd:] + [None]
     c0 = states[1] if states and kind == "lstm" else None
     args = _common_args(ctx, op, kind, x) + _ptrs(ctx, [
-        x, kernel, recurrent, c0, mask, saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux"),
+        x, kernel, recurrent, c0, mask, rdrop, saved["hp"], saved.get("cs"), saved["zs"], saved.get("aux"),
         grads[0], grads[1], grads[2] if kind == "lstm" else None,
         d["dx"], d["dkernel"], d["drecurrent"], d["dbias"], *(d_states + [None, None])[:2], scratch[0], scratch[1]])
     args.append(_scratch(ctx, args, "grad"))
