@@ -17,7 +17,7 @@ from graphc.tracing import Tensor, emit, tracing
 from grad_check import check_gradients
 from rnn_dropout_cases import CASES, gates
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "goldens_grad", "rnn_dropout.npz")
+GOLDEN = os.path.join(os.path.dirname(__file__), "goldens_train", "rnn_dropout.npz")
 
 
 def _case_fn(case):

@@ -1,4 +1,4 @@
-"""Write tests/goldens_grad/rnn_dropout.npz: Keras 3's recurrent layers (TensorFlow backend) in training with
+"""Write tests/goldens_train/rnn_dropout.npz: Keras 3's recurrent layers (TensorFlow backend) in training with
 dropout and recurrent_dropout, their dropout masks fixed, for tests/test_rnn_dropout.py.
 
 Run from the repository root with the Keras virtualenv:
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from rnn_dropout_cases import BATCH, CASES, FEATURES, STEPS, gates  # noqa: E402
 
-OUT = os.path.join(ROOT, "tests", "goldens_grad", "rnn_dropout.npz")
+OUT = os.path.join(ROOT, "tests", "goldens_train", "rnn_dropout.npz")
 
 
 def mask(rng, shape, rate):
