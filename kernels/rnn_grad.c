@@ -9,6 +9,8 @@
  * with the batch and time folded into the inner dimension: dx = dzs @ kernel^T, dkernel = x^T @ dzs,
  * drecurrent = hp^T @ dzs (hp is time-aligned with dzs, so no shifting; for narrow layers the two are one
  * product, [x | hp]^T @ dzs), dbias = column sums of dzs.
+ * With recurrent dropout (rdrop), every product with the recurrent kernel is one per gate, on the state times
+ * that gate's mask, and the joint weight-gradient product and the fused forward are not used.
  * Activation values are recomputed from the saved pre-activations with the forward kernel's own code, except
  * in Keras's default LSTM, whose zs keeps the gates' activations (graphc_rnn_grad.h).
  * Each region of the caller's scratch holds the GEMMs' scratch, then the per-block buffers, then the packed

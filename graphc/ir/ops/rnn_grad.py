@@ -11,6 +11,9 @@ its outputs followed by what the backward pass reads, so the backward never reru
 The saved tensors are indexed by timestep in time order (not processing order), so with go_backwards the
 input projection and the weight gradients stay single GEMMs over contiguous rows.
 
+With ``recurrent_masked`` (recurrent_dropout in training) both ops take one more input after the others,
+rdrop (N, k, u): each gate's dropout mask of the state entering its recurrent product (split_rdrop).
+
 ``<kind>_grad`` takes ``<kind>``'s inputs, the saved tensors and the gradients of ``<kind>``'s outputs, and
 returns one gradient per ``<kind>`` input (x, kernel, recurrent_kernel, [bias], [initial states]),
 then scratch the C kernel writes: dzs (N, T, k*u), the gradients of the pre-activations (for a GRU the
@@ -44,9 +47,8 @@ def split_rdrop(arrays, recurrent_masked):
 
 def state_products(h, recurrent, rdrop, g0, g1, units):
     """h @ the columns of gates [g0, g1) of the recurrent kernel, each gate's with h masked by its rdrop."""
-    cols = recurrent[:, g0 * units:g1 * units]
     if rdrop is None:
-        return h @ cols
+        return h @ recurrent[:, g0 * units:g1 * units]
     return np.concatenate([(h * rdrop[:, g]) @ recurrent[:, g * units:(g + 1) * units] for g in range(g0, g1)], 1)
 
 
