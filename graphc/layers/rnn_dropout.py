@@ -14,16 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..ir.ops.rnn import CELLS
 from ..tracing import Tensor, emit, to_value
 from .core import drop
-
-GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 
 def draw_masks(like, gates, rate, seed):
     """Dropout masks (N, gates, n) for a (N, n) tensor `like`: 0 or 1 / (1 - rate), one per sample, gate and unit."""
-    ones = ops.expand_dims(emit("broadcast_like", 1.0, like), 1)
-    ones = ops.concatenate([ones] * gates, axis=1) if gates > 1 else ones
+    ones = ops.stack([emit("broadcast_like", 1.0, like)] * gates, axis=1)
     return drop(ones, rate, seed, (like.shape[0], gates, like.shape[1]))
 
 
@@ -32,17 +30,18 @@ def per_gate_inputs(sequence, kernel, in_masks, units):
     block-diagonal kernel (k * F, k * u) whose row block g keeps gate g's columns of the kernel."""
     gates = in_masks.shape[1]
     sequence = ops.concatenate([sequence * ops.expand_dims(in_masks[:, g], 1) for g in range(gates)], axis=-1)
-    keep = np.zeros((gates, 1, gates * units))  # row block g: gate g's columns
-    for g in range(gates):
-        keep[g, :, g * units:(g + 1) * units] = 1.0
-    keep = [Tensor(to_value(keep[g], str(kernel.dtype))) for g in range(gates)]  # (in the kernel's dtype)
-    blocks = [ops.multiply(kernel, keep[g]) for g in range(gates)]  # (a Variable: no operators of its own)
+    blocks = []
+    for g in range(gates):  # row block g: the kernel with gate g's columns only
+        keep = np.zeros((1, gates * units))
+        keep[:, g * units:(g + 1) * units] = 1.0
+        # (a Variable has no operators of its own; the constant in the kernel's dtype)
+        blocks.append(ops.multiply(kernel, Tensor(to_value(keep, str(kernel.dtype)))))
     return sequence, ops.concatenate(blocks, axis=0)
 
 
 def dropout_operands(layer, sequence, kernel, seed):
     """(sequence, kernel, rdrop) of a recurrent layer's training op with 0 < recurrent_dropout < 1."""
-    gates, units = GATES[layer.op_kind], layer.units
+    gates, units = CELLS[layer.op_kind][0], layer.units
     first = sequence[:, 0, :]
     state_like = ops.repeat(first[:, :1], units, axis=1)
     rdrop = draw_masks(state_like, gates, layer.recurrent_dropout, seed)
