@@ -224,9 +224,15 @@ static size_t products(const problem *p, int transb, graphc_rnn_product *rp, flo
     return left;
 }
 
+/* A GRU's product with its candidate's columns of R (h's, rp[1]; with recurrent dropout rp[2]). */
+static const graphc_rnn_product *candidate(const problem *p, const graphc_rnn_product *rp)
+{
+    return rp + (p->rdrop != NULL ? 2 : 1);
+}
+
 /* The forward's products of h (samples [n0, n0 + m), m x units) with gates [g0, g1) of R, into those gates'
- * columns of C (beta 1: added): rp[0] for all of them, or with recurrent dropout rp[g] for gate g, times h
- * masked by gate g's mask (into hm, m x units). */
+ * columns of C (beta 1: added): rp[0] for all of them, or with recurrent dropout rp[g - g0] for gate g, times
+ * h masked by gate g's mask (into hm, m x units). */
 static void state_products(const problem *p, const graphc_rnn_product *rp, int g0, int g1, int64_t n0, int m,
                            const float *h, float beta, float *C, int ldc, float *hm)
 {
@@ -241,12 +247,12 @@ static void state_products(const problem *p, const graphc_rnn_product *rp, int g
             const float *hi = h + (size_t)i * u, *keep = rdrop_of(p, n0 + i, g);
             for (j = 0; j < u; j++) hm[(size_t)i * u + j] = hi[j] * keep[j];
         }
-        graphc_rnn_product_run(rp + g, m, hm, u, beta, C + (size_t)(g - g0) * u, ldc);
+        graphc_rnn_product_run(rp + (g - g0), m, hm, u, beta, C + (size_t)(g - g0) * u, ldc);
     }
 }
 
 /* The backward's: dh (beta 1: +=) the gradient reaching h through gates [g0, g1), D @ R^T with D those gates'
- * gradients (ldd); with recurrent dropout, per gate, times the gate's mask (through tmp, m x units). */
+ * gradients (ldd); with recurrent dropout, per gate (rp[g - g0]), times the gate's mask (through tmp, m x units). */
 static void state_grads(const problem *p, const graphc_rnn_product *rp, int g0, int g1, int64_t n0, int m,
                         const float *D, int ldd, float beta, float *dh, float *tmp)
 {
@@ -258,7 +264,7 @@ static void state_grads(const problem *p, const graphc_rnn_product *rp, int g0, 
     }
     for (g = g0; g < g1; g++) {
         const int add = g > g0 || beta != 0.0f;
-        graphc_rnn_product_run(rp + g, m, D + (size_t)(g - g0) * u, ldd, 0.0f, tmp, u);
+        graphc_rnn_product_run(rp + (g - g0), m, D + (size_t)(g - g0) * u, ldd, 0.0f, tmp, u);
         for (i = 0; i < m; i++) {
             const float *ti = tmp + (size_t)i * u, *keep = rdrop_of(p, n0 + i, g);
             float *dhi = dh + (size_t)i * u;
@@ -300,12 +306,11 @@ static void train_rows(const problem *p, int64_t r0, int64_t r1, float *region, 
     const int64_t block = p->plan.block;
     float *a = region + p->plan.gemm; /* (m, G): activations, or a GRU's recurrent projection */
     float *hm = a + graphc_scratch_round((size_t)((p->batch < block ? p->batch : block) * G)); /* (m, u) */
-    const graphc_rnn_product *cand; /* a GRU's candidate product (without reset_after) */
     graphc_rnn_product rp[4];
+    const graphc_rnn_product *cand = candidate(p, rp);
     int64_t n0, s;
     int i, j;
     products(p, 0, rp, a + p->plan.buf, p->plan.pack, gs);
-    cand = rp + (p->rdrop != NULL ? 2 : 1);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -468,12 +473,11 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
     const int64_t T = p->steps;
     const int ldz = (int)(T * G), ldh = (int)(T * u);
     const int64_t block = p->plan.block;
-    const graphc_rnn_product *cand; /* a GRU's candidate product (without reset_after) */
     graphc_rnn_product rp[4];
+    const graphc_rnn_product *cand = candidate(p, rp);
     int64_t n0, s;
     int i, j;
     products(p, 1, rp, region + p->plan.gemm + p->plan.buf, p->plan.pack, gs);
-    cand = rp + (p->rdrop != NULL ? 2 : 1);
 
     for (n0 = r0; n0 < r1; n0 += block) {
         const int m = (int)(r1 - n0 < block ? r1 - n0 : block);
@@ -569,7 +573,7 @@ static void grad_rows(const problem *p, int64_t r0, int64_t r1, float *region, c
                 if (p->reset_after) { /* dh = [dz, dr] @ [U_z U_r]^T + daux @ U_h^T */
                     if (!dh_unused) {
                         state_grads(p, rp, 0, 2, n0, m, dz, ldz, 0.0f, dh, a);
-                        state_grads(p, p->rdrop != NULL ? rp : rp + 1, 2, 3, n0, m, daux, ldh, 1.0f, dh, a);
+                        state_grads(p, cand, 2, 3, n0, m, daux, ldh, 1.0f, dh, a);
                     }
                 } else { /* d(r * h) = dcandidate @ U_h^T, then through r and h */
                     graphc_rnn_product_run(cand, m, dz + 2 * u, ldz, 0.0f, w2, u);
@@ -882,11 +886,13 @@ static grad_plan plan_call(const problem *p, int backward)
                                                                     NULL));
     if (!backward) /* the input projection, then the per-step products */
         c.gemm = max_size(graphc_sgemm_scratch_floats(rows, G, F), graphc_sgemm_scratch_floats(m, G, u));
-    else /* the per-step products, then dx, dkernel and drecurrent over all rows (by gate, with recurrent
-          * dropout: the sizing functions do not know whether it is on) */
-        c.gemm = max_size(max_size(max_size(graphc_sgemm_scratch_floats(m, u, G), graphc_sgemm_scratch_floats(rows, F, G)),
-                                   max_size(graphc_sgemm_scratch_floats(F, G, rows), graphc_sgemm_scratch_floats(u, G, rows))),
-                          graphc_sgemm_implicit_scratch_floats(u, u, rows));
+    else { /* the per-step products, then dx, dkernel and drecurrent over all rows (by gate, with recurrent
+            * dropout: the sizing functions do not know whether it is on) */
+        c.gemm = max_size(graphc_sgemm_scratch_floats(m, u, G), graphc_sgemm_scratch_floats(rows, F, G));
+        c.gemm = max_size(c.gemm, max_size(graphc_sgemm_scratch_floats(F, G, rows),
+                                           graphc_sgemm_scratch_floats(u, G, rows)));
+        c.gemm = max_size(c.gemm, graphc_sgemm_implicit_scratch_floats(u, u, rows));
+    }
     if (!backward && fused_fits(p)) { /* or [x_t | h] and z per block; [kernel; recurrent] and kernel packed */
         c.buf = max_size(c.buf, graphc_scratch_round((size_t)(m * (F + u))) + graphc_scratch_round((size_t)(m * G)));
         c.pack = max_size(c.pack, graphc_scratch_round(fused_pack_floats(p)));
