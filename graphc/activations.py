@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import ops
+from .serialization import function_from_config, serialize_function
 
 
 def linear(x):
@@ -42,22 +43,20 @@ ALL["swish"] = silu
 
 
 def get(identifier):
-    """'relu' / None / a callable -> the activation function (None is linear, as in Keras)."""
+    """'relu' / None / a callable / a saved config -> the activation function (None is linear, as in Keras).
+    A name that is not built in is looked up among the custom objects (registered or in scope)."""
     if identifier is None:
         return linear
-    if isinstance(identifier, str):
-        if identifier not in ALL:
-            raise ValueError(f"Unknown activation {identifier!r}. Known: {sorted(ALL)}")
-        return ALL[identifier]
-    if isinstance(identifier, dict):  # Keras 3 may serialize activations as objects
-        return get(identifier.get("config", identifier.get("class_name")))
+    if isinstance(identifier, (str, dict)):
+        if isinstance(identifier, dict) and identifier.get("class_name") != "function":
+            identifier = identifier.get("config", identifier.get("class_name"))  # (Keras 3's object form)
+        return function_from_config(identifier, ALL, "activation")
     if callable(identifier):
         return identifier
     raise TypeError(f"Could not interpret activation {identifier!r}: expected a name or a callable")
 
 
 def serialize(fn):
-    for name, f in ALL.items():
-        if f is fn:
-            return name
-    return getattr(fn, "__name__", str(fn))
+    """A built-in activation by name, as Keras writes it; a user function as Keras's function config."""
+    name = getattr(fn, "__name__", None)
+    return name if ALL.get(name) is fn else serialize_function(fn)

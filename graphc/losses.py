@@ -16,7 +16,8 @@ import numpy as np
 from . import ops
 from .ir import format_shape
 from .layers.base import input_mask, to_snake_case, unique_name
-from .serialization import get_from_registry, register, serialize_object
+from .serialization import (function_from_config, get_from_registry, register, serialize_function,
+                            serialize_object, visible_custom_objects)
 from .tracing import Tensor, current_builder, eager
 
 EPSILON = 1e-7  # keras.backend.epsilon()
@@ -605,10 +606,13 @@ def get(identifier, y_true_shape=None, y_pred_shape=None):
         fn = FUNCTIONS.get(identifier) or ALIASES.get(identifier)
         if fn is not None:
             return LossFunctionWrapper(fn, name=identifier)
-        cls = next((c for c in _CLASSES if c.__name__ == identifier), None)
+        cls = next((c for c in _CLASSES if c.__name__ == identifier), None) \
+            or visible_custom_objects().get(identifier)
         if cls is None:
-            raise ValueError(f"Unknown loss {identifier!r}. Known losses: {', '.join(known_names())}")
-        return cls()
+            raise ValueError(f"Unknown loss {identifier!r}. Known losses: {', '.join(known_names())}. A loss of "
+                             "your own: pass the function or Loss, or register it with "
+                             "@graphc.saving.register_keras_serializable()")
+        return get(cls, y_true_shape, y_pred_shape)
     if callable(identifier):
         return LossFunctionWrapper(identifier, name=getattr(identifier, "__name__", None))
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
@@ -621,24 +625,18 @@ def serialize(loss):
     name = getattr(loss, "__name__", None)
     if FUNCTIONS.get(name) is loss:
         return {"module": "keras.losses", "class_name": "function", "config": name, "registered_name": "function"}
-    return {"module": getattr(loss, "__module__", None), "class_name": "function", "config": name,
-            "registered_name": name}
+    return serialize_function(loss)
 
 
 def deserialize(config, custom_objects=None):
-    """Inverse of serialize: a Loss instance, or the function for a function config or name."""
-    custom_objects = custom_objects or {}
-    if isinstance(config, str):
-        fn = custom_objects.get(config) or FUNCTIONS.get(config) or ALIASES.get(config)
-        return fn if fn is not None else get_from_registry("losses", config, custom_objects=custom_objects)
+    """Inverse of serialize: a Loss instance, or the function for a function config or name (custom objects,
+    registered or in scope, first)."""
     if isinstance(config, dict) and config.get("class_name") == "function":
-        name = config.get("config")
-        fn = custom_objects.get(config.get("registered_name") or name) or custom_objects.get(name) \
-            or FUNCTIONS.get(name) or ALIASES.get(name)
-        if fn is None:
-            raise ValueError(f"Unknown loss function {name!r} in a saved config. "
-                             f"Pass it with custom_objects={{'{name}': your_function}}.")
-        return fn
+        return function_from_config(config, {**ALIASES, **FUNCTIONS}, "loss function", custom_objects)
+    if isinstance(config, str):
+        fn = visible_custom_objects(custom_objects).get(config) or FUNCTIONS.get(config) or ALIASES.get(config)
+        if fn is not None and not isinstance(fn, type):
+            return fn
     return get_from_registry("losses", config, custom_objects=custom_objects)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from . import losses, ops
 from .layers.base import input_mask, to_snake_case, unique_name
 from .losses import _check_dtype, _float, _one_hot, graph_function, squeeze_or_expand_to_same_rank
-from .serialization import get_from_registry, register, serialize_object
+from .serialization import get_from_registry, register, serialize_object, visible_custom_objects
 
 _LOWEST = float(np.finfo(np.float32).min)
 _HIGHEST = float(np.finfo(np.float32).max)
@@ -392,10 +392,12 @@ def _resolve(identifier):
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        cls = NAMES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown metric {identifier!r}. Known metrics: {', '.join(known_names())}")
-        return cls()
+        found = NAMES.get(identifier) or visible_custom_objects().get(identifier)
+        if found is None:
+            raise ValueError(f"Unknown metric {identifier!r}. Known metrics: {', '.join(known_names())}. A metric "
+                             "of your own: pass the function or Metric, or register it with "
+                             "@graphc.saving.register_keras_serializable()")
+        return _resolve(found)
     if callable(identifier):
         return identifier
     raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
@@ -435,7 +437,7 @@ def _serialize_fn(fn):
 def _deserialize_fn(config, custom_objects=None):
     if isinstance(config, dict) and config.get("class_name") == "function":
         name = config.get("config")
-        fn = (custom_objects or {}).get(name) or FUNCTIONS.get(name)
+        fn = visible_custom_objects(custom_objects).get(name) or FUNCTIONS.get(name)
         if fn is not None:
             return fn
     return losses.deserialize(config, custom_objects)

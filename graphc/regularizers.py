@@ -77,11 +77,9 @@ def get(identifier):
     """None, a Regularizer, a name ('l1', 'l2', 'l1_l2': Keras's defaults), a serialized dict or a callable."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
-    if isinstance(identifier, str):
-        if identifier not in _ALIASES:
-            raise ValueError(f"Unknown regularizer {identifier!r}. Known: {sorted(set(_ALIASES))}")
+    if isinstance(identifier, str) and identifier in _ALIASES:
         return _ALIASES[identifier]()
-    if isinstance(identifier, dict):
+    if isinstance(identifier, (str, dict)):  # (a custom one by its registered name, or a saved config)
         return get_from_registry("regularizers", identifier)
     if callable(identifier):
         return identifier

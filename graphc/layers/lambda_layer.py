@@ -13,7 +13,7 @@ import inspect
 import marshal
 import types
 
-from ..serialization import in_safe_mode, register
+from ..serialization import in_safe_mode, register, serialize_function, visible_custom_objects
 from .base import Layer
 
 
@@ -33,7 +33,8 @@ class Lambda(Layer):
         if not callable(function):
             raise TypeError(f"Lambda '{self.name}': function must be callable, received {type(function).__name__}")
         if mask is not None:
-            raise ValueError(f"Lambda '{self.name}': mask is not supported: graphc does not support masking")
+            raise ValueError(f"Lambda '{self.name}': mask is not supported; a custom layer's compute_mask can "
+                             "give the mask instead")
         if arguments is not None and not isinstance(arguments, dict):
             raise TypeError(f"Lambda '{self.name}': arguments must be a dict, received {type(arguments).__name__}")
         self.function = function
@@ -61,7 +62,7 @@ class Lambda(Layer):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config["function"] = _function_from_config(config.get("function"), config.get("name", "lambda"),
-                                                   custom_objects or {})
+                                                   visible_custom_objects(custom_objects))
         config.pop("function_type", None)
         config.pop("output_shape_type", None)
         config.pop("output_shape_module", None)
@@ -79,7 +80,7 @@ def _function_config(fn, layer):
     name = getattr(fn, "__name__", None)
     if not name:
         raise ValueError(f"Lambda '{layer}': its function {fn!r} has no name to save it by; use a def or a lambda")
-    return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
+    return serialize_function(fn)
 
 
 def _tuple_value(entry):
@@ -103,7 +104,8 @@ def _function_from_config(entry, layer, custom_objects):
     if name in custom_objects:
         return custom_objects[name]
     raise ValueError(f"Lambda '{layer}' calls the function {name!r}, which is not known here: pass it with "
-                     f"custom_objects={{{name!r}: {name}}}")
+                     f"custom_objects={{{name!r}: {name}}} or register it with "
+                     "@graphc.saving.register_keras_serializable()")
 
 
 def _lambda_from_bytecode(config, layer, custom_objects):

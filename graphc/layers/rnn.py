@@ -80,7 +80,7 @@ class BaseRNN(Layer):
         self.input_spec = InputSpec(ndim=3)
 
     def _op_activation(self, fn, arg):
-        name = activations.serialize(fn)
+        name = getattr(fn, "__name__", repr(fn))
         if activations.ALL.get(name) is fn and _OP_NAME.get(name, name) in UNARY:
             return _OP_NAME.get(name, name)
         raise ValueError(f"{type(self).__name__} '{self.name}': {arg}={name!r} is not supported; recurrent layers "

@@ -174,10 +174,8 @@ def _serialize_compile_value(value, key):
         return {str(k): _serialize_compile_value(v, key) for k, v in value.items()}
     if hasattr(value, "get_config"):
         return serialization.serialize_object(value)
-    if inspect.isfunction(value) or inspect.isbuiltin(value):
-        module = None if value.__module__ == "__main__" else value.__module__
-        return {"module": module, "class_name": "function", "config": value.__name__,
-                "registered_name": value.__name__}
+    if inspect.isfunction(value) or inspect.isbuiltin(value):  # (Keras's module for built-ins, else by name)
+        return serialization.serialize_keras_object(value)
     raise TypeError(f"compile({key}=...) holds a {type(value).__name__} ({value!r}) that cannot be saved: "
                     "use a name (e.g. 'adam', 'mse'), an object with get_config(), or a function")
 
@@ -218,7 +216,8 @@ def _resolve_class(entry, custom_objects):
         raise ValueError(f"A saved layer entry has no class_name: {entry!r}")
     registered = entry.get("registered_name") or class_name
     candidates = [registered, class_name, registered.split(">")[-1]]
-    for table in (custom_objects or {}, serialization.registered("models"), serialization.registered("layers")):
+    for table in (serialization.visible_custom_objects(custom_objects), serialization.registered("models"),
+                  serialization.registered("layers")):
         for name in candidates:
             if name in table:
                 return table[name]
@@ -228,7 +227,13 @@ def _resolve_class(entry, custom_objects):
 
 
 def deserialize_layer(entry, custom_objects=None):
-    """A layer or model from its Keras 3 entry (graphc- or Keras-written)."""
+    """A layer or model from its Keras 3 entry (graphc- or Keras-written). ``custom_objects`` are in scope
+    while it is rebuilt, so a custom activation or initializer inside a layer's config is found too."""
+    with serialization.custom_object_scope(custom_objects):
+        return _deserialize_layer(entry, custom_objects)
+
+
+def _deserialize_layer(entry, custom_objects):
     if not isinstance(entry, dict):
         raise ValueError(f"A saved layer must be a dict with 'class_name' and 'config', received {entry!r}")
     if str(entry.get("module") or "").startswith("keras.src.ops."):  # an operation on functional tensors
@@ -248,6 +253,8 @@ def deserialize_layer(entry, custom_objects=None):
         except TypeError as e:
             raise TypeError(f"Layer class '{entry['class_name']}' could not be rebuilt from its saved config "
                             f"(keys {sorted(config)}): {e}") from None
+        except ValueError as e:  # (e.g. an unknown custom activation: say which layer holds it)
+            raise ValueError(f"Layer '{config.get('name')}' ({entry['class_name']}): {e}") from None
     if not isinstance(instance, Layer):
         raise ValueError(f"Saved class '{entry['class_name']}' rebuilt a {type(instance).__name__}, not a layer")
     compile_config = entry.get("compile_config")
@@ -390,6 +397,8 @@ def sequential_from_config(config, custom_objects=None):
 def deserialize_compile_config(config, custom_objects=None) -> dict:
     """compile() arguments from a saved compile config: strings stay strings, functions become their
     names, objects of registered classes are rebuilt, others stay Keras-style dicts."""
+    custom_objects = serialization.visible_custom_objects(custom_objects)
+
     def value(v):
         if isinstance(v, list):
             return [value(x) for x in v]
@@ -397,10 +406,10 @@ def deserialize_compile_config(config, custom_objects=None) -> dict:
             return v
         if v.get("class_name") == "function":
             name = v.get("config")
-            return custom_objects[name] if custom_objects and name in custom_objects else name
+            return custom_objects.get(name, name)
         if "class_name" in v and "config" in v:
             name = v.get("registered_name") or v["class_name"]
-            if custom_objects and name in custom_objects:
+            if name in custom_objects:
                 cls = custom_objects[name]
                 return cls.from_config(v["config"]) if hasattr(cls, "from_config") else cls(**v["config"])
             category = _COMPILE_CATEGORIES.get(v.get("module"))

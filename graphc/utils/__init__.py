@@ -1,10 +1,13 @@
-"""Utilities: to_categorical, plot_model, set_random_seed."""
+"""Utilities: to_categorical, plot_model, set_random_seed, and the custom-object registry (as keras.utils)."""
 from __future__ import annotations
 
 import numpy as np
 
 from .progbar import Progbar  # noqa: F401
 from .random import set_random_seed  # noqa: F401
+from ..serialization import (CustomObjectScope, custom_object_scope, deserialize_keras_object,  # noqa: F401
+                             get_custom_objects, get_registered_name, get_registered_object,
+                             register_keras_serializable, serialize_keras_object)
 
 
 def to_categorical(x, num_classes=None):
