@@ -312,13 +312,18 @@ def pad(x, pad_width, constant_values=0.0):
 
 @_op
 def getitem(x, key):
-    """x[...] with static integer/slice indices (an integer drops the axis)."""
+    """x[...] with static integer/slice indices (an integer drops the axis, None inserts one of size 1)."""
     shape = _shape_of(x)
-    key = key if isinstance(key, tuple) else (key,)
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1:]
-    key = key + (slice(None),) * (len(shape) - len(key))
+    key = given = key if isinstance(key, tuple) else (key,)
+    fill = (slice(None),) * (len(shape) - builtins.sum(k is not None and k is not Ellipsis for k in key))
+    key = key[:key.index(Ellipsis)] + fill + key[key.index(Ellipsis) + 1:] if Ellipsis in key else key + fill
+    new_axes, kept = [], 0  # (where the None entries put their axes in the result)
+    for k in key:
+        if k is None:
+            new_axes.append(kept + len(new_axes))
+        elif not isinstance(k, (int, np.integer)):
+            kept += 1
+    key = tuple(k for k in key if k is not None)
     begin, end, step, drop = [], [], [], []
     for axis, k in enumerate(key):
         if isinstance(k, (int, np.integer)):
@@ -329,9 +334,13 @@ def getitem(x, key):
         else:
             raise TypeError(f"graphc tensors take integer and slice indices, not {type(k).__name__}")
     out = emit("slice", x, begin=tuple(begin), end=tuple(end), step=tuple(step))
-    if drop:
-        out = emit("reshape", out, shape=tuple(d for i, d in enumerate(out.shape) if i not in drop))
-    return out
+    dims = [d for i, d in enumerate(out.shape) if i not in drop]
+    for axis in new_axes:
+        dims.insert(axis, 1)
+    if None in dims[1:]:
+        raise ValueError(f"x[{given}] on shape {shape}: a new axis (None) cannot come before the symbolic batch "
+                         "axis")
+    return emit("reshape", out, shape=tuple(dims)) if drop or new_axes else out
 
 
 # --- reductions ------------------------------------------------------------------
@@ -419,6 +428,10 @@ def split(x, indices_or_sections, axis=0):
     head = (slice(None),) * axis
     return [getitem(x, head + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
+
+from .einsum import einsum as _einsum  # noqa: E402  (it is written with the ops above)
+
+einsum = _op(_einsum)
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("builtins", "functools", "np", "annotations",
                                                                      "Tensor", "current_builder", "eager", "emit")]

@@ -407,6 +407,19 @@ def case_multi_head_attention_mask(k):
     return k.Model([q, mask], [fused, out, scores])
 
 
+@feeds(Feed((3, 4)), Feed((4, 5)), Feed((2, 3, 6)))
+def case_ops_einsum(k):
+    """ops.einsum on functional tensors: a batched product, implicit outputs, a product with a transposed
+    operand, an ellipsis, three operands, and x[:, None]."""
+    a, b, c = k.Input(shape=(3, 4)), k.Input(shape=(4, 5)), k.Input(shape=(2, 3, 6))
+    ab = k.ops.einsum("bij,bjk->bik", a, b)
+    h = k.layers.Dense(6)(ab)
+    return k.Model([a, b, c], [k.ops.einsum("bik,bhik", h, c), k.ops.einsum("bij,bjk", a, b),
+                               k.ops.einsum("bij,bkj->bki", ab, h[:, :, :5]), k.ops.einsum("...ij->...j", c),
+                               k.ops.einsum("bij,bjk,bkl->bil", a, b, k.ops.transpose(ab, (0, 2, 1))),
+                               k.ops.einsum("bxij,bxij->b", c[:, None, 0], c[:, None, 0])[:, None]])
+
+
 @feeds(ids((7,), 4))
 def case_masking_embedding_rnns(k):
     """Embedding(mask_zero=True): id 0 is padding, anywhere in the sequence; the recurrent layers skip it

@@ -58,6 +58,8 @@ class OpLayer(Layer):
         if self.op == "getitem" and isinstance(self.args[1], list):  # (Keras writes a key tuple as a list)
             self.args[1] = tuple(self.args[1])
         self.op_kwargs.update(kwargs)
+        if _LEADING_SETTING.get(self.op) in self.op_kwargs:  # (a Keras file gives it as a constructor setting)
+            self.args.insert(0, self.op_kwargs.pop(_LEADING_SETTING[self.op]))
         return super().__call__(tensors if len(tensors) > 1 else tensors[0])
 
     def call(self, inputs):
@@ -71,6 +73,8 @@ class OpLayer(Layer):
         """Keras passes an operation's tensors to its call and its settings to its constructor: here all
         positional arguments of the elementwise and matmul-like functions are call arguments; of the others the
         first is, and the rest become constructor settings by parameter name (reshape's newshape, ...)."""
+        if self.op in _LEADING_SETTING:
+            return list(self.args[1:]), {_LEADING_SETTING[self.op]: self.args[0]}
         if self.op in _ALL_CALL_ARGS or len(self.args) <= 1:
             return list(self.args), {}
         names = list(inspect.signature(self._fn).parameters)[1:]
@@ -92,6 +96,8 @@ class OpLayer(Layer):
 # functions whose positional arguments are all call arguments of Keras's operation
 _ALL_CALL_ARGS = {"add", "subtract", "multiply", "divide", "true_divide", "maximum", "minimum", "power", "greater",
                   "less", "equal", "greater_equal", "less_equal", "not_equal", "logical_and", "logical_or", "matmul", "where", "getitem", "concatenate", "stack"}
+# functions whose first argument is a setting of Keras's operation and the rest its call arguments
+_LEADING_SETTING = {"einsum": "subscripts"}
 # graphc.ops names whose Keras operation class is not the CamelCase of the name, or not in keras.src.ops.numpy
 _KERAS_CLASS = {"abs": "Absolute", "getitem": "GetItem", "true_divide": "TrueDivide"}
 _KERAS_NN = {"relu", "relu6", "sigmoid", "softmax", "log_softmax", "gelu", "silu", "elu", "selu", "leaky_relu",
