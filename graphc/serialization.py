@@ -170,18 +170,16 @@ def get_from_registry(category: str, identifier, aliases=None, custom_objects=No
 _LAYER_MODULES = ("keras", "keras.layers", "keras.models", "keras.src.models.functional")
 
 
-def _builtin_functions(module) -> dict:
-    """Keras's built-in functions by name, for a function config's module (all of them when it names none)."""
+def _builtin_functions() -> dict:
+    """Keras's built-in functions by name, per Keras module."""
     from . import activations, losses, metrics
-    tables = {"keras.activations": activations.ALL, "keras.losses": {**losses.ALIASES, **losses.FUNCTIONS},
-              "keras.metrics": metrics.FUNCTIONS}
-    return tables.get(module) or {k: v for table in tables.values() for k, v in table.items()}
+    return {"keras.activations": activations.ALL, "keras.losses": {**losses.ALIASES, **losses.FUNCTIONS},
+            "keras.metrics": metrics.FUNCTIONS}
 
 
 def serialize_keras_object(obj):
     """Any graphc object as Keras 3 writes it: layers and models with their build and compile configs,
     built-in functions by their Keras module, user functions and classes by their registered names."""
-    from . import activations, losses, metrics
     from .layers.base import Layer
     from .models.config import serialize_layer
     if obj is None or isinstance(obj, (str, int, float, bool)):
@@ -192,12 +190,10 @@ def serialize_keras_object(obj):
         return {k: serialize_keras_object(v) for k, v in obj.items()}
     if isinstance(obj, Layer):
         return serialize_layer(obj)
-    if isinstance(obj, types.FunctionType):
-        for module, table in (("keras.activations", activations.ALL), ("keras.losses", losses.FUNCTIONS),
-                              ("keras.metrics", metrics.FUNCTIONS)):
-            if table.get(obj.__name__) is obj:
-                return {"module": module, "class_name": "function", "config": obj.__name__,
-                        "registered_name": "function"}
+    module = next((m for m, table in _builtin_functions().items() if table.get(getattr(obj, "__name__", None)) is obj),
+                  None)
+    if module is not None:
+        return {"module": module, "class_name": "function", "config": obj.__name__, "registered_name": "function"}
     return serialize_object(obj)
 
 
@@ -207,29 +203,32 @@ def deserialize_keras_object(config, custom_objects=None, safe_mode=True):
     from . import losses, metrics, optimizers
     from .layers.base import Layer
     from .models.config import deserialize_layer
+    if isinstance(config, list):
+        return [deserialize_keras_object(v, custom_objects, safe_mode) for v in config]
     if not isinstance(config, dict):
-        return [deserialize_keras_object(v, custom_objects, safe_mode) for v in config] \
-            if isinstance(config, list) else config
+        return config
     if "class_name" not in config:
         raise ValueError(f"deserialize_keras_object: expected a dict with 'class_name' and 'config', received "
                          f"{config!r}")
-    module = str(config.get("module") or "")
+    module, class_name = str(config.get("module") or ""), config["class_name"]
+    readers = {"keras.losses": losses.deserialize, "keras.metrics": metrics.deserialize,
+               "keras.optimizers": optimizers.deserialize,
+               "keras.initializers": lambda c: get_from_registry("initializers", c),
+               "keras.regularizers": lambda c: get_from_registry("regularizers", c)}
     with safe_mode_scope(safe_mode), custom_object_scope(custom_objects):
-        if config["class_name"] == "function":
-            return function_from_config(config, _builtin_functions(module), "function")
-        category = {"keras.losses": "losses", "keras.metrics": "metrics", "keras.optimizers": "optimizers",
-                    "keras.initializers": "initializers", "keras.regularizers": "regularizers"}.get(module)
-        if category is None and module not in _LAYER_MODULES and not module.startswith("keras.src.ops."):
-            name = config.get("registered_name") or config["class_name"]
-            cls = visible_custom_objects().get(name) or visible_custom_objects().get(config["class_name"])
+        if class_name == "function":
+            tables = _builtin_functions()
+            return function_from_config(config, tables.get(module) or {k: v for t in tables.values()
+                                                                       for k, v in t.items()}, "function")
+        if module in readers:
+            return readers[module](config)
+        if module not in _LAYER_MODULES and not module.startswith("keras.src.ops."):  # a custom class
+            name = config.get("registered_name") or class_name
+            cls = visible_custom_objects().get(name) or visible_custom_objects().get(class_name)
             if cls is None:
                 raise ValueError(f"Unknown class {name!r} in a saved config. Register it with "
                                  "@graphc.saving.register_keras_serializable() or pass "
-                                 f"custom_objects={{'{config['class_name']}': {config['class_name']}}}.")
+                                 f"custom_objects={{'{class_name}': {class_name}}}.")
             if not (isinstance(cls, type) and issubclass(cls, Layer)):
                 return cls.from_config(config.get("config") or {})
-        if category is None:
-            return deserialize_layer(config)
-        if category in ("losses", "metrics", "optimizers"):
-            return {"losses": losses, "metrics": metrics, "optimizers": optimizers}[category].deserialize(config)
-        return get_from_registry(category, config)
+        return deserialize_layer(config)
