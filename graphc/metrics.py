@@ -11,7 +11,8 @@ import numpy as np
 from . import losses, ops
 from .layers.base import input_mask, to_snake_case, unique_name
 from .losses import _check_dtype, _float, _one_hot, graph_function, squeeze_or_expand_to_same_rank
-from .serialization import get_from_registry, register, serialize_object, visible_custom_objects
+from .serialization import (function_from_config, get_from_registry, register, serialize_object,
+                            visible_custom_objects)
 
 _LOWEST = float(np.finfo(np.float32).min)
 _HIGHEST = float(np.finfo(np.float32).max)
@@ -435,12 +436,9 @@ def _serialize_fn(fn):
 
 
 def _deserialize_fn(config, custom_objects=None):
-    if isinstance(config, dict) and config.get("class_name") == "function":
-        name = config.get("config")
-        fn = visible_custom_objects(custom_objects).get(name) or FUNCTIONS.get(name)
-        if fn is not None:
-            return fn
-    return losses.deserialize(config, custom_objects)
+    """A metric's function from its config or name: a custom object, else a built-in metric or loss function."""
+    return function_from_config(config, {**losses.ALIASES, **losses.FUNCTIONS, **FUNCTIONS}, "metric function",
+                                custom_objects)
 
 
 def deserialize(config, custom_objects=None):
